@@ -1,0 +1,3 @@
+"""octrack: train and run the three networks of an OrganoidTracker-style cell tracker."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from octrack.cli import entry_point
+
+entry_point()

@@ -1,0 +1,423 @@
+"""organoid_tracker.ini → typed, validated settings.
+
+Every key is declared once, in `KEYS` (global keys) or `DATASET_KEYS` (numbered `key_N` keys), with its
+parser, default and meaning; `organoid_tracker.ini.example` documents the same keys and a test keeps the
+two in step. A key is looked up in the command's own section first, then in `[DEFAULTS]`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from octrack.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = "DEFAULTS"
+COMMAND_SECTIONS = ("prepare", "train_detect", "train_divide", "train_link", "predict")
+SECTIONS = (DEFAULTS, *COMMAND_SECTIONS)
+DATASET_SECTIONS = ("prepare", "predict")
+STOP = "<stop>"
+NETWORKS = ("detect", "divide", "link")
+
+
+class InvalidValue(ValueError):
+    """Raised by a parser with a description of what is allowed."""
+
+
+# Parsers: str -> value, raising InvalidValue("what is allowed").
+Parser = Callable[[str], Any]
+
+
+def whole_number(minimum: int | None = None) -> Parser:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise InvalidValue("must be a whole number" + (f" >= {minimum}" if minimum is not None else ""))
+        if minimum is not None and value < minimum:
+            raise InvalidValue(f"must be a whole number >= {minimum}")
+        return value
+    return parse
+
+
+def number(minimum: float | None = None, above: float | None = None, below: float | None = None) -> Parser:
+    def parse(text: str) -> float:
+        allowed = "must be a number" + "".join(
+            f" {word} {limit:g}" for word, limit in (("above", above), (">=", minimum), ("below", below))
+            if limit is not None)
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidValue(allowed)
+        if ((minimum is not None and value < minimum) or (above is not None and value <= above)
+                or (below is not None and value >= below) or value != value):
+            raise InvalidValue(allowed)
+        return value
+    return parse
+
+
+def optional(parser: Parser) -> Parser:
+    """Empty or `auto` means None (the documented automatic choice)."""
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() in ("", "auto", "none") else parser(text)
+    return parse
+
+
+def choice(*allowed: str) -> Parser:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise InvalidValue("must be one of " + ", ".join(allowed))
+        return value
+    return parse
+
+
+def text_value(text: str) -> str:
+    return text.strip()
+
+
+def path_value(text: str) -> str:
+    """Paths are resolved against the ini file's folder by `Config`, not here."""
+    if not text.strip():
+        raise InvalidValue("must be a path")
+    return text.strip()
+
+
+def boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise InvalidValue("must be true or false")
+
+
+def number_range(text: str) -> tuple[float, float]:
+    allowed = "must be two numbers above 0, lowest first (e.g. 0.8, 1.2; 1, 1 = off)"
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidValue(allowed)
+    if not 0 < low <= high:
+        raise InvalidValue(allowed)
+    return low, high
+
+
+def patch_shape(text: str) -> tuple[int, int, int]:
+    """Written `x, y, z` as OrganoidTracker writes it; returned in the same order."""
+    parts = [part.strip() for part in text.split(",")]
+    allowed = "must be three whole numbers >= 1 written x, y, z (e.g. 64, 64, 16; z = 1 for 2D)"
+    if len(parts) != 3:
+        raise InvalidValue(allowed)
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError:
+        raise InvalidValue(allowed)
+    if min(values) < 1:
+        raise InvalidValue(allowed)
+    return values  # type: ignore[return-value]
+
+
+def channel_list(text: str) -> tuple[int, ...]:
+    allowed = "must be channel numbers from 1, separated by commas (e.g. 1 or 3,4 to sum channels 3 and 4)"
+    try:
+        channels = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InvalidValue(allowed)
+    if not channels or min(channels) < 1:
+        raise InvalidValue(allowed)
+    return channels
+
+
+def axes_value(text: str) -> str:
+    axes = text.strip().upper()
+    if not re.fullmatch(r"[TZCYX]+", axes) or len(set(axes)) != len(axes) or not {"Y", "X"} <= set(axes):
+        raise InvalidValue("must be distinct letters from T, Z, C, Y, X that include Y and X (e.g. TZCYX)")
+    return axes
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    parser: Parser
+    default: Any
+    sections: tuple[str, ...]
+    help: str
+    section_defaults: tuple[tuple[str, Any], ...] = ()
+
+    def default_for(self, section: str) -> Any:
+        return dict(self.section_defaults).get(section, self.default)
+
+
+TRAIN_SECTIONS = ("train_detect", "train_divide", "train_link")
+_EVERYWHERE = SECTIONS
+
+KEYS: dict[str, Key] = {key.name: key for key in [
+    Key("epochs", whole_number(1), 50, _EVERYWHERE, "Passes over the training data."),
+    Key("steps_per_epoch", optional(whole_number(1)), None, _EVERYWHERE,
+        "Batches per epoch; empty = one pass over the training samples."),
+    Key("batch_size", whole_number(1), 8, _EVERYWHERE, "Samples per training step."),
+    Key("patch_shape", patch_shape, (64, 64, 16), _EVERYWHERE,
+        "Size of a training patch in pixels, written x, y, z (z = 1 for 2D+time).",
+        (("train_divide", (32, 32, 8)), ("train_link", (32, 32, 8)))),
+    Key("learning_rate", number(above=0), 0.001, _EVERYWHERE, "Learning rate of the Adam optimizer."),
+    Key("patience", whole_number(0), 10, _EVERYWHERE,
+        "Stop after this many epochs without a better validation loss; 0 = never stop early."),
+    Key("time_window_before", whole_number(0), 1, _EVERYWHERE,
+        "Time points before t that a sample sees.", (("train_link", 0),)),
+    Key("time_window_after", whole_number(0), 1, _EVERYWHERE, "Time points after t that a sample sees."),
+    Key("validation_fraction", number(minimum=0, below=1), 0.2, _EVERYWHERE,
+        "Share of the time points of a `use_for_N = both` dataset held out for validation."),
+    Key("seed", whole_number(0), 1, _EVERYWHERE, "Seed of every random choice (split, shuffling, augmentation)."),
+    Key("output_folder", path_value, "training_output", _EVERYWHERE,
+        "Where models, logs and predictions go (relative paths: from the ini file's folder)."),
+    Key("cache_folder", optional(path_value), None, _EVERYWHERE,
+        "Where prepare writes its HDF5 cache; empty = <output_folder>/cache."),
+    Key("pretrained_model_path", optional(path_value), None, _EVERYWHERE,
+        "A model folder to start training from instead of random weights; empty = none."),
+    Key("unet_levels", whole_number(1), 3, _EVERYWHERE, "Detection U-Net: number of poolings."),
+    Key("unet_filters", whole_number(1), 16, _EVERYWHERE,
+        "Detection U-Net: filters of the first level (doubled at every level)."),
+    Key("target_sigma_um", number(above=0), 1.5, _EVERYWHERE,
+        "Detection target: standard deviation in µm of the Gaussian dot at each nucleus centre (1.5 suits "
+        "nuclei of 6–10 µm; about a fifth of a nucleus diameter)."),
+    Key("min_distance_um", number(above=0), 3.0, _EVERYWHERE,
+        "Detection: two nucleus centres closer than this (µm) count as one."),
+    Key("peak_threshold", optional(number(above=0, below=1)), None, _EVERYWHERE,
+        "Detection: lowest peak height that counts as a nucleus; empty = the value that gave the best F1 "
+        "on the validation data, stored in the model folder."),
+    Key("match_distance_um", number(above=0), 5.0, _EVERYWHERE,
+        "Largest distance (µm) at which a detection matches an annotated nucleus when scoring."),
+    Key("augment_flip", boolean, True, _EVERYWHERE, "Augmentation: random flips in x and y."),
+    Key("augment_rotate", boolean, True, _EVERYWHERE, "Augmentation: rotation in xy by any angle."),
+    Key("augment_scale", number_range, (0.8, 1.2), _EVERYWHERE, "Augmentation: zoom range in xy."),
+    Key("augment_intensity", boolean, True, _EVERYWHERE, "Augmentation: brightness, contrast and gamma."),
+    Key("augment_noise", boolean, True, _EVERYWHERE, "Augmentation: Gaussian and Poisson-like noise."),
+    Key("augment_depth_dimming", boolean, True, _EVERYWHERE, "Augmentation: dimming with depth (3D only)."),
+    Key("detect_model_folder", optional(path_value), None, _EVERYWHERE,
+        "Detection model used by predict; empty = <output_folder>/model_detect."),
+]}
+
+DATASET_KEYS: dict[str, Key] = {key.name: key for key in [
+    Key("images_container", path_value, None, (DEFAULTS, *DATASET_SECTIONS),
+        "Folder of the images, or a single multi-dimensional TIFF file. Ends the list of datasets when "
+        "missing or `<stop>`."),
+    Key("images_pattern", optional(text_value), None, (DEFAULTS, *DATASET_SECTIONS),
+        "File name pattern with {time} (or {time:03} for zero padding) and optional {channel}; empty when "
+        "images_container is a file."),
+    Key("image_channels", channel_list, (1,), (DEFAULTS, *DATASET_SECTIONS),
+        "Channel(s) to use, from 1; several are summed per voxel in floating point (3,4 = channel 3 + 4). "
+        "OrganoidTracker's spelling images_channels_N is accepted too."),
+    Key("tracking_file", optional(path_value), None, (DEFAULTS, *DATASET_SECTIONS),
+        "Annotations: an OrganoidTracker .aut file, a Cell Tracking Challenge TRA folder, or a CSV. "
+        "positions_file_N is accepted too."),
+    Key("min_time_point", optional(whole_number()), None, (DEFAULTS, *DATASET_SECTIONS),
+        "First time point to use; empty = the first there is."),
+    Key("max_time_point", optional(whole_number()), None, (DEFAULTS, *DATASET_SECTIONS),
+        "Last time point to use; empty = the last there is."),
+    Key("use_for", choice("train", "validation", "both"), "both", (DEFAULTS, *DATASET_SECTIONS),
+        "train, validation, or both (time points split by validation_fraction)."),
+    Key("images_axes", optional(axes_value), None, (DEFAULTS, *DATASET_SECTIONS),
+        "Axes of a multi-dimensional TIFF (e.g. TZYX) when its metadata are wrong; empty = trust the file."),
+    Key("pixel_size_x_um", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS),
+        "Voxel size in µm; empty = from the TIFF metadata, else from the tracking file."),
+    Key("pixel_size_y_um", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS), "See pixel_size_x_um."),
+    Key("pixel_size_z_um", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS), "See pixel_size_x_um."),
+    Key("time_point_duration_m", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS),
+        "Minutes between time points; empty = from the tracking file."),
+    Key("predictions_folder", optional(path_value), None, (DEFAULTS, "predict"),
+        "Where predict writes this dataset's results; empty = <output_folder>/predictions/N."),
+]}
+
+DATASET_KEY_ALIASES = {"images_channels": "image_channels", "positions_file": "tracking_file"}
+_NUMBERED = re.compile(r"^(?P<key>[a-z_]+?)_(?P<number>\d+)$")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """One numbered dataset of a section, with paths resolved against the ini's folder."""
+
+    number: int
+    section: str
+    images_container: Path
+    images_pattern: str | None
+    image_channels: tuple[int, ...]
+    tracking_file: Path | None
+    min_time_point: int | None
+    max_time_point: int | None
+    use_for: str
+    images_axes: str | None
+    pixel_size_x_um: float | None
+    pixel_size_y_um: float | None
+    pixel_size_z_um: float | None
+    time_point_duration_m: float | None
+    predictions_folder: Path | None
+    config_file: Path
+    key_sections: dict[str, str]  # key name -> section it was read from, for error messages
+
+    def where(self, key: str) -> str:
+        """`file [section] key_N` for a message about this dataset's key."""
+        section = self.key_sections.get(key, self.section)
+        return f"{self.config_file} [{section}] {key}_{self.number}"
+
+
+class Config:
+    """A parsed organoid_tracker.ini. Unknown keys and sections give warnings, bad values a UserError."""
+
+    def __init__(self, path: str | Path, *, must_exist: bool = True):
+        self.path = Path(path)
+        self.folder = self.path.resolve().parent
+        self._parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+        if not self.path.is_file():
+            if must_exist:
+                raise UserError(f"{self.path}: config file not found; write one with `octrack init --images "
+                                f"FOLDER` or pass its path with --config")
+        else:
+            self._read()
+        self.warnings = self._check_unknown()
+        for warning in self.warnings:
+            log.warning(warning)
+
+    def _read(self) -> None:
+        try:
+            self._parser.read(self.path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError) as error:
+            first_line = str(error).splitlines()[0]
+            raise UserError(f"{self.path}: not a valid ini file ({first_line}); expected [section] headers "
+                            f"and `key = value` lines")
+
+    def raw(self, section: str, key: str) -> tuple[str, str] | None:
+        """(value, section it came from), looking in `section` first and then in [DEFAULTS]."""
+        for candidate in (section, DEFAULTS):
+            if self._parser.has_option(candidate, key):
+                return self._parser.get(candidate, key), candidate
+        return None
+
+    def get(self, section: str, key: str) -> Any:
+        """The typed value of a global key for a command's section, or its default."""
+        spec = KEYS[key]
+        found = self.raw(section, key)
+        if found is None or not found[0].strip():
+            return spec.default_for(section)
+        return self._parse(spec, found[0], f"{self.path} [{found[1]}] {key}")
+
+    def validate(self) -> None:
+        """Parses every global key of every section now, so that a bad value stops a command before long work."""
+        for section in SECTIONS:
+            self.section(section)
+
+    def has_section(self, section: str) -> bool:
+        return self._parser.has_section(section)
+
+    def section(self, section: str) -> dict[str, Any]:
+        """Every global key with its value for this section."""
+        return {key: self.get(section, key) for key in KEYS}
+
+    def resolve(self, path: str | None) -> Path | None:
+        if path is None:
+            return None
+        resolved = Path(path).expanduser()
+        return Path(os.path.normpath(resolved if resolved.is_absolute() else self.folder / resolved))
+
+    def output_folder(self, section: str = DEFAULTS) -> Path:
+        return self.resolve(self.get(section, "output_folder"))
+
+    def cache_folder(self, section: str = DEFAULTS) -> Path:
+        cache = self.get(section, "cache_folder")
+        return self.resolve(cache) if cache else self.output_folder(section) / "cache"
+
+    def datasets(self, section: str) -> list[DatasetConfig]:
+        """Numbered datasets of `section`, from 1 up to the first missing number or `<stop>`."""
+        datasets = []
+        number = 1
+        while True:
+            container = self.raw(section, f"images_container_{number}")
+            if container is None or container[0].strip() in ("", STOP):
+                return datasets
+            datasets.append(self._dataset(section, number))
+            number += 1
+
+    def _dataset(self, section: str, number: int) -> DatasetConfig:
+        values: dict[str, Any] = {}
+        key_sections: dict[str, str] = {}
+        for key, spec in DATASET_KEYS.items():
+            names = [key] + [alias for alias, target in DATASET_KEY_ALIASES.items() if target == key]
+            found = next((self.raw(section, f"{name}_{number}") for name in names
+                          if self.raw(section, f"{name}_{number}") is not None), None)
+            if found is None:
+                values[key] = spec.default
+                continue
+            key_sections[key] = found[1]
+            where = f"{self.path} [{found[1]}] {key}_{number}"
+            values[key] = self._parse(spec, found[0], where) if found[0].strip() else spec.default
+        dataset = DatasetConfig(
+            number=number, section=section, config_file=self.path, key_sections=key_sections,
+            **{**values, **{key: self.resolve(values[key])
+                            for key in ("images_container", "tracking_file", "predictions_folder")}})
+        self._check_dataset(dataset)
+        return dataset
+
+    def _check_dataset(self, dataset: DatasetConfig) -> None:
+        first, last = dataset.min_time_point, dataset.max_time_point
+        if first is not None and last is not None and first > last:
+            raise UserError(f"{dataset.where('min_time_point')} = {first} is after "
+                            f"max_time_point_{dataset.number} = {last}; swap them or correct one")
+        if not dataset.images_container.exists():
+            raise UserError(f"{dataset.where('images_container')}: {dataset.images_container} does not exist; "
+                            f"give the folder of the images or a TIFF file")
+        if dataset.tracking_file is not None and not dataset.tracking_file.exists():
+            raise UserError(f"{dataset.where('tracking_file')}: {dataset.tracking_file} does not exist; give an "
+                            f".aut file, a Cell Tracking Challenge TRA folder or a CSV file")
+
+    @staticmethod
+    def _parse(spec: Key, text: str, where: str) -> Any:
+        try:
+            return spec.parser(text)
+        except InvalidValue as error:
+            default = spec.default if not isinstance(spec.default, tuple) else ", ".join(map(str, spec.default))
+            shown_default = "" if spec.default is None else f" (default {default})"
+            raise UserError(f"{where} = {text.strip()!r}: {error}{shown_default}") from None
+
+    def _check_unknown(self) -> list[str]:
+        warnings = []
+        for section in self._parser.sections():
+            if section not in SECTIONS:
+                suggestion = _suggest(section, SECTIONS)
+                warnings.append(f"{self.path}: unknown section [{section}] is ignored{suggestion}")
+                continue
+            for key in self._parser.options(section):
+                problem = _unknown_key_problem(key, section)
+                if problem:
+                    warnings.append(f"{self.path} [{section}] {key}: {problem}")
+        return warnings
+
+
+def _unknown_key_problem(key: str, section: str) -> str | None:
+    if key in KEYS:
+        return None
+    match = _NUMBERED.match(key)
+    if match:
+        base = DATASET_KEY_ALIASES.get(match["key"], match["key"])
+        if base in DATASET_KEYS:
+            if section not in DATASET_KEYS[base].sections:
+                places = ", ".join(f"[{name}]" for name in DATASET_KEYS[base].sections)
+                return f"dataset keys belong in {places}; ignored here"
+            return None
+        known = [f"{name}_{match['number']}" for name in (*DATASET_KEYS, *DATASET_KEY_ALIASES)]
+        return "unknown key, ignored" + _suggest(key, [*known, *KEYS])
+    numbered_forms = [f"{name}_1" for name in DATASET_KEYS]
+    return "unknown key, ignored" + _suggest(key, [*KEYS, *numbered_forms])
+
+
+def _suggest(word: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""

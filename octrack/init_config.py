@@ -1,0 +1,106 @@
+"""Writing ini files: `organoid_tracker.ini.example` from the key declarations, and `octrack init`'s start file.
+
+Both are rendered from `octrack.config.KEYS` / `DATASET_KEYS`, so the documentation of a key cannot
+drift from its parser and default.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from octrack.config import DATASET_KEYS, DEFAULTS, KEYS, Key
+from octrack.errors import UserError
+from octrack.files import write_text_atomic
+
+EXAMPLE_HEADER = """\
+# organoid_tracker.ini: drives every octrack command (prepare, train, predict, evaluate).
+#
+# Sections: [DEFAULTS] is shared by all commands; a key is looked up in the command's own section
+# ([prepare], [train_detect], [train_divide], [train_link], [predict]) first, then in [DEFAULTS].
+# Relative paths are relative to the folder of this file. Every key below shows its default;
+# an empty value means the default too.
+"""
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _comment(key: Key) -> str:
+    return "\n".join(textwrap.wrap(key.help, 100, initial_indent="# ", subsequent_indent="# ")) + "\n"
+
+
+def _global_keys_block() -> str:
+    lines = []
+    for key in KEYS.values():
+        differing = "".join(f"# Default in [{section}]: {format_value(value)}\n" for section, value in key.section_defaults)
+        lines.append(f"{_comment(key)}{differing}{key.name} = {format_value(key.default)}\n")
+    return "\n".join(lines)
+
+
+def _dataset_block(section: str, number: int, values: dict[str, Any], with_comments: bool) -> str:
+    lines = []
+    for key in (key for key in DATASET_KEYS.values() if section in key.sections):
+        value = values.get(key.name, key.default)
+        comment = _comment(key) if with_comments else ""
+        lines.append(f"{comment}{key.name}_{number} = {format_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_example() -> str:
+    """The text of organoid_tracker.ini.example: every key, commented, with its default."""
+    example_dataset = {"images_container": "images", "images_pattern": "nd799xy08t{time:03}c{channel}.tif",
+                       "tracking_file": "annotations.aut"}
+    return (f"{EXAMPLE_HEADER}\n[{DEFAULTS}]\n{_global_keys_block()}\n"
+            f"[prepare]\n# Training data: numbered datasets 1, 2, … up to the first missing number or a "
+            f"value <stop>.\n{_dataset_block('prepare', 1, example_dataset, True)}\n"
+            f"[train_detect]\n\n[train_divide]\n\n[train_link]\n\n"
+            f"[predict]\n# Time lapses to track: the same numbered keys; tracking_file_N is not needed.\n"
+            f"{_dataset_block('predict', 1, {**example_dataset, 'tracking_file': None}, False)}")
+
+
+def write_initial_config(images: Path, tracking: Path | None, output: Path, *, force: bool = False) -> str:
+    """Writes a starting ini for the user's images (pattern guessed from the file names); returns a report."""
+    from octrack.images import open_images
+    from octrack.patterns import guess_pattern
+
+    if output.exists() and not force:
+        raise UserError(f"{output} exists already; choose another --output or add --force to overwrite it")
+    if not images.exists():
+        raise UserError(f"--images {images}: no such file or folder")
+    if tracking is not None and not tracking.exists():
+        raise UserError(f"--tracking {tracking}: no such file or folder")
+    container, pattern = (images, guess_pattern(images)[0]) if images.is_dir() else (images, None)
+    source = open_images(container, pattern)
+    dataset = {"images_container": _relative(container, output), "images_pattern": pattern}
+    if source.voxel_size:
+        dataset.update(pixel_size_x_um=source.voxel_size.x_um, pixel_size_y_um=source.voxel_size.y_um,
+                       pixel_size_z_um=source.voxel_size.z_um)
+    training = {**dataset, "tracking_file": _relative(tracking, output) if tracking else None}
+    text = (f"# Written by `octrack init` for {images}. Every key and its default: "
+            f"organoid_tracker.ini.example.\n[{DEFAULTS}]\noutput_folder = training_output\n\n"
+            f"[prepare]\n{_dataset_block('prepare', 1, training, False)}\n[predict]\n{_dataset_block('predict', 1, dataset, False)}")
+    write_text_atomic(output, text)
+    return (f"wrote {output}\n  images: {source.describe()}\n  pattern: {pattern or '(single file)'}\n"
+            f"  voxel size: {_voxel_text(source.voxel_size)}\n"
+            f"  next: check the ini, then run `octrack prepare --config {output}`")
+
+
+def _relative(path: Path, ini: Path) -> str:
+    """Paths in the ini are relative to its folder where that is possible."""
+    try:
+        return str(path.resolve().relative_to(ini.resolve().parent))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _voxel_text(voxel_size: Any) -> str:
+    if voxel_size is None:
+        return "not in the TIFF metadata: set pixel_size_x_um_1, pixel_size_y_um_1 and pixel_size_z_um_1"
+    return f"{voxel_size.x_um:g} × {voxel_size.y_um:g} × {voxel_size.z_um:g} µm (from the TIFF metadata)"
