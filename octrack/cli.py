@@ -1,0 +1,276 @@
+"""The `octrack` command: parses arguments, calls one function per subcommand, maps errors to exit codes.
+
+Exit codes: 0 success, 2 a user's mistake (one line on stderr), 1 an internal error (with traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from octrack import __version__
+from octrack.errors import UserError
+
+log = logging.getLogger("octrack")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+DEFAULT_CONFIG = "organoid_tracker.ini"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    _configure_logging(arguments.verbose, arguments.quiet)
+    if not getattr(arguments, "handler", None):
+        parser.print_help()
+        return EXIT_USER
+    try:
+        arguments.handler(arguments)
+    except UserError as error:
+        print(f"octrack: error: {error}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("octrack: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(
+        prog="octrack", parents=[_common_options(None)],
+        description="Train and run the nucleus-detection, division and link networks of an "
+                    "OrganoidTracker-style cell tracker on 3D+time and 2D+time fluorescence time lapses.")
+    parser.add_argument("--version", action="version", version=f"octrack {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name, handler, help_text, add_arguments in _COMMANDS:
+        command = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        add_arguments(command)
+        command.set_defaults(handler=handler)
+    return parser
+
+
+def _common_options(default: object) -> argparse.ArgumentParser:
+    """Options accepted both before and after the subcommand (SUPPRESS keeps the first from being reset)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--config", default=DEFAULT_CONFIG if default is None else default,
+                         help=f"the ini file (default ./{DEFAULT_CONFIG})")
+    options.add_argument("-v", "--verbose", action="store_true",
+                         default=False if default is None else default, help="print more")
+    options.add_argument("-q", "--quiet", action="store_true",
+                         default=False if default is None else default, help="print only warnings and errors")
+    return options
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.captureWarnings(True)
+
+
+def _say(text: str) -> None:
+    """Results for the user: on stdout, silenced by --quiet."""
+    if log.isEnabledFor(logging.INFO):
+        print(text, flush=True)
+
+
+# init
+def _add_init(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--images", required=True, help="folder of the time lapse's TIFF files, or one TIFF")
+    command.add_argument("--tracking", help="annotations (.aut, CSV, or a CTC TRA folder) to train on")
+    command.add_argument("--output", default=DEFAULT_CONFIG, help="ini file to write (default %(default)s)")
+    command.add_argument("--force", action="store_true", help="overwrite an existing ini file")
+
+
+def _run_init(arguments: argparse.Namespace) -> None:
+    from octrack.init_config import write_initial_config
+    _say(write_initial_config(Path(arguments.images), Path(arguments.tracking) if arguments.tracking else None,
+                              Path(arguments.output), force=arguments.force))
+
+
+# synth
+def _add_synth(command: argparse.ArgumentParser) -> None:
+    command.add_argument("outdir", help="folder to write the images, ground truth and organoid_tracker.ini to")
+    command.add_argument("--2d", dest="two_d", action="store_true", help="2D+time (one z slice)")
+    command.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    command.add_argument("--time-points", type=int, default=10, help="number of time points (default %(default)s)")
+    command.add_argument("--size", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                         help="image size in pixels (default 128 128 16; 256 256 1 with --2d)")
+    command.add_argument("--nuclei", type=int, help="nuclei per time point at the start")
+
+
+def _run_synth(arguments: argparse.Namespace) -> None:
+    from octrack.synth import generate
+    result = generate(Path(arguments.outdir), two_d=arguments.two_d, seed=arguments.seed,
+                      time_points=arguments.time_points,
+                      size_xyz=tuple(arguments.size) if arguments.size else None, nuclei=arguments.nuclei)
+    _say(result.describe())
+
+
+# stats
+def _add_stats(command: argparse.ArgumentParser) -> None:
+    command.add_argument("path", nargs="?",
+                         help="tracking file (.aut, .csv, CTC folder); without it, the tracking files of the "
+                              "[prepare] datasets of --config")
+    command.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _run_stats(arguments: argparse.Namespace) -> None:
+    from octrack.tracking import load_tracking, tracking_stats
+    from octrack.tracking.io import format_stats
+    if arguments.path:
+        sources = {arguments.path: Path(arguments.path)}
+    else:
+        from octrack.config import Config
+        config = Config(arguments.config)
+        sources = {f"{dataset.where('tracking_file')}": dataset.tracking_file
+                   for dataset in config.datasets("prepare") if dataset.tracking_file is not None}
+        if not sources:
+            raise UserError(f"{config.path} [prepare]: no tracking_file_N to report on; give a PATH instead")
+    stats = {name: tracking_stats(load_tracking(path)) for name, path in sources.items()}
+    if arguments.json:
+        print(json.dumps(next(iter(stats.values())) if len(stats) == 1 else stats, indent=2))
+        return
+    for name, values in stats.items():
+        print(f"{name}\n{format_stats(values)}")
+
+
+# convert
+def _add_convert(command: argparse.ArgumentParser) -> None:
+    command.add_argument("input", help="tracking file to read (.aut, .csv, or a CTC folder)")
+    command.add_argument("output", help="file to write: .aut, .csv, or a folder (Cell Tracking Challenge)")
+    command.add_argument("--voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                         help="voxel size in µm, where the input does not say")
+    size = command.add_mutually_exclusive_group()
+    size.add_argument("--radius-um", type=float, help="CTC output: sphere radius in µm (default 3)")
+    size.add_argument("--radius-px", type=float, help="CTC output: sphere radius in pixels")
+    command.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                         help="CTC output: image size in pixels (default: enclosing the positions)")
+
+
+def _run_convert(arguments: argparse.Namespace) -> None:
+    from octrack.tracking import VoxelSize, load_tracking, save_tracking
+    voxel_size = VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None
+    tracking = load_tracking(Path(arguments.input), voxel_size)
+    shape_zyx = tuple(reversed(arguments.shape)) if arguments.shape else None
+    save_tracking(tracking, Path(arguments.output), image_shape_zyx=shape_zyx,
+                  radius_um=arguments.radius_um, radius_px=arguments.radius_px)
+    _say(f"wrote {arguments.output}: {len(tracking)} positions, {tracking.link_count()} links, "
+         f"{len(tracking.divisions())} divisions")
+
+
+# prepare
+def _add_prepare(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--rebuild", action="store_true", help="rebuild the cache even where it is up to date")
+
+
+def _run_prepare(arguments: argparse.Namespace) -> None:
+    from octrack.config import Config
+    from octrack.prepare import prepare
+    prepare(Config(arguments.config), rebuild=arguments.rebuild, report=_say)
+
+
+# train
+def _add_train(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--epochs", type=int, help="train until this epoch (overrides `epochs` of the ini)")
+    command.add_argument("--restart", action="store_true", help="start over instead of resuming")
+
+
+def _trainer(network: str | None) -> Callable[[argparse.Namespace], None]:
+    def run(arguments: argparse.Namespace) -> None:
+        from octrack.config import Config
+        from octrack.training import networks_in_config, run_training
+        if arguments.epochs is not None and arguments.epochs < 1:
+            raise UserError(f"--epochs {arguments.epochs}: must be a whole number >= 1")
+        config = Config(arguments.config)
+        names = [network] if network else networks_in_config(config)
+        run_training(config, names, epochs=arguments.epochs, restart=arguments.restart, report=_say)
+    return run
+
+
+# predict
+def _add_predict(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--steps", default="positions",
+                         help="comma-separated steps to run (default %(default)s; available: positions)")
+
+
+def _run_predict(arguments: argparse.Namespace) -> None:
+    from octrack.config import Config
+    from octrack.predict import run_predict
+    run_predict(Config(arguments.config), [step.strip() for step in arguments.steps.split(",") if step.strip()],
+                report=_say)
+
+
+# evaluate
+def _add_evaluate(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--ground-truth", required=True, help="tracking with the true positions (.aut, .csv, CTC folder)")
+    command.add_argument("--predicted", required=True, help="tracking with the predicted positions")
+    distance = command.add_mutually_exclusive_group()
+    distance.add_argument("--max-distance-um", type=float, metavar="D",
+                          help="furthest a prediction may lie from a true position to match it, in µm (default 5, "
+                               "needs a voxel size)")
+    distance.add_argument("--max-distance-px", type=float, metavar="D", help="the same in pixels")
+    command.add_argument("--voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                         help="voxel size in µm (default: the ground truth's, else the prediction's)")
+    command.add_argument("--time-points", metavar="A:B",
+                         help="score only the ground truth's time points A to B, both included (A: or :B: open end)")
+    command.add_argument("--annotated-box", action="store_true",
+                         help="ignore predictions outside the box around each time point's true positions "
+                              "(for images annotated in part)")
+    command.add_argument("--json", action="store_true", help="print one JSON object")
+    command.add_argument("--plot", metavar="FILE.png", help="draw the true and predicted positions of one time point")
+    command.add_argument("--plot-time-point", type=int, metavar="T", help="time point to plot (default: the first scored)")
+    command.add_argument("--images", help="with --plot: folder of TIFF files or one TIFF, drawn as maximum projection")
+    command.add_argument("--pattern", help="with --images: file name pattern of the folder (default: guessed)")
+
+
+def _run_evaluate(arguments: argparse.Namespace) -> None:
+    from octrack.evaluate import evaluate_files, format_report, plot_time_point
+    from octrack.tracking import VoxelSize
+    scores = evaluate_files(Path(arguments.ground_truth), Path(arguments.predicted),
+                            max_distance_um=arguments.max_distance_um, max_distance_px=arguments.max_distance_px,
+                            voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
+                            time_range=arguments.time_points, restrict_to_annotated_box=arguments.annotated_box)
+    if arguments.plot:
+        time_point = plot_time_point(scores, Path(arguments.plot), time_point=arguments.plot_time_point,
+                                     images=arguments.images, pattern=arguments.pattern)
+        log.info(f"wrote {arguments.plot} (time point {time_point})")
+    print(json.dumps(scores.to_json(), indent=2) if arguments.json else format_report(scores))
+
+
+# later stages
+def _add_nothing(command: argparse.ArgumentParser) -> None:
+    """Commands whose options arrive with their implementation."""
+
+
+def _not_yet(stage: str) -> Callable[[argparse.Namespace], None]:
+    def run(arguments: argparse.Namespace) -> None:
+        raise UserError(f"`octrack {stage}` is not available in octrack {__version__} yet")
+    return run
+
+
+_COMMANDS = [
+    ("init", _run_init, "write a starting organoid_tracker.ini for a folder of images", _add_init),
+    ("synth", _run_synth, "make a synthetic time lapse with ground truth and an ini that runs on it", _add_synth),
+    ("stats", _run_stats, "positions, time points, tracks and divisions of a tracking file", _add_stats),
+    ("convert", _run_convert, "convert tracking files between .aut, CSV and Cell Tracking Challenge", _add_convert),
+    ("prepare", _run_prepare, "check the datasets of [prepare] and cache their training crops as HDF5",
+     _add_prepare),
+    ("train", _trainer(None), "train every network named in the ini (brings the cache up to date first)",
+     _add_train),
+    ("train-detect", _trainer("detect"), "train the nucleus-centre detection network", _add_train),
+    ("train-divide", _trainer("divide"), "train the division network", _add_train),
+    ("train-link", _trainer("link"), "train the link network", _add_train),
+    ("predict", _run_predict,
+     "run the networks on the time lapses of [predict]: positions, divisions, links, tracks", _add_predict),
+    ("evaluate", _run_evaluate, "score predicted positions and tracks against ground truth",
+     _add_evaluate),
+]
+
+
+def entry_point() -> None:
+    sys.exit(main())

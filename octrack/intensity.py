@@ -1,0 +1,26 @@
+"""Intensity normalisation, shared by prepare and predict so that training and prediction never disagree."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LOW_PERCENTILE = 1.0
+HIGH_PERCENTILE = 99.8
+_MAX_VOXELS_FOR_PERCENTILES = 1 << 24
+
+
+def percentile_range(frame: np.ndarray) -> tuple[float, float]:
+    """Percentiles 1 and 99.8 of a whole frame.
+
+    Frames above 16 M voxels are sampled with a fixed stride (the same stride for the same frame shape),
+    which changes the percentiles by far less than the noise and keeps prepare and predict fast.
+    """
+    values = frame.reshape(-1)
+    stride = max(1, -(-values.size // _MAX_VOXELS_FOR_PERCENTILES))
+    low, high = np.percentile(values[::stride], [LOW_PERCENTILE, HIGH_PERCENTILE])
+    return float(low), float(max(high, low + 1e-6))
+
+
+def normalize(frame: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Maps `low` to 0 and `high` to 1 (values outside stay outside: nothing is clipped), as float32."""
+    return ((frame.astype(np.float32, copy=False) - np.float32(low)) / np.float32(high - low)).astype(np.float32)
