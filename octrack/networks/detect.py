@@ -1,0 +1,192 @@
+"""Nucleus-centre detection: what is special about this network.
+
+Training samples: per annotated time point, the frames of the time window cropped to the cuboid that
+encloses the annotated positions plus a margin (users annotate part of an image; everything inside that
+box counts as annotated), with the positions in crop coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
+from octrack.dataset import Dataset
+from octrack.frames import FrameReader
+from octrack.tracking import Position
+
+NAME = "detect"
+SECTION = "train_detect"
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """The config values that shape a detection crop."""
+
+    patch_shape_xyz: tuple[int, int, int]
+    time_window_before: int
+    time_window_after: int
+
+    @property
+    def margin_zyx(self) -> tuple[int, int, int]:
+        """Half a patch on every side, so that patches centred on edge nuclei still fit."""
+        x, y, z = self.patch_shape_xyz
+        return z // 2, y // 2, x // 2
+
+
+def crop_box(positions: list[Position], shape_zyx: tuple[int, int, int],
+             margin_zyx: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+    """The cuboid enclosing the positions plus the margin, never past the image."""
+    coordinates = np.array([(p.z, p.y, p.x) for p in positions])
+    low = np.floor(coordinates.min(axis=0)).astype(int) - margin_zyx
+    high = np.ceil(coordinates.max(axis=0)).astype(int) + margin_zyx + 1
+    low = np.clip(low, 0, shape_zyx)
+    high = np.clip(high, low + 1, shape_zyx)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))  # type: ignore[return-value]
+
+
+def cache_entries(dataset: Dataset, split: dict[int, str], settings: CropSettings,
+                  reader: FrameReader) -> list[CacheEntry]:
+    """One entry per annotated time point of the dataset."""
+    entries = []
+    for time_point in annotated_time_points(dataset):
+        positions = dataset.tracking.positions_at(time_point)
+        window = dataset.window(time_point, settings.time_window_before, settings.time_window_after)
+        sources = file_fingerprint(dataset.images.source_files(window))
+        entries.append(CacheEntry(
+            name=f"dataset_{dataset.config.number}/t{time_point:05d}",
+            fingerprint=fingerprint(NAME, sources, dataset.config.image_channels, dataset.config.images_axes,
+                                    sorted(positions), settings),
+            build=_builder(dataset, time_point, positions, settings, reader),
+            attributes={"split": split[time_point]}))
+    return entries
+
+
+def annotated_time_points(dataset: Dataset) -> list[int]:
+    return [t for t in dataset.time_points if dataset.tracking.positions_at(t)]
+
+
+def _builder(dataset: Dataset, time_point: int, positions: list[Position], settings: CropSettings,
+             reader: FrameReader):
+    def build(group: h5py.Group) -> None:
+        box = crop_box(positions, dataset.images.shape_zyx, settings.margin_zyx)
+        crop, frames = reader.window(time_point, settings.time_window_before, settings.time_window_after, box)
+        offset = np.array([part.start for part in box], dtype=np.float32)
+        positions_zyx = np.array([(p.z, p.y, p.x) for p in positions], dtype=np.float32) - offset
+        write_array(group, "image", crop.astype(np.float16), chunks=_chunks(crop.shape))
+        write_array(group, "positions_zyx", positions_zyx, chunks=None)
+        voxel = dataset.voxel_size
+        group.attrs.update({
+            "dataset": dataset.config.number, "time_point": time_point,
+            "window_time_points": dataset.window(time_point, settings.time_window_before,
+                                                 settings.time_window_after),
+            "offset_zyx": offset.astype(int), "frame_shape_zyx": dataset.images.shape_zyx,
+            "normalization_low": [frame.low for frame in frames],
+            "normalization_high": [frame.high for frame in frames],
+            "voxel_size_zyx_um": voxel.zyx_um() if voxel else [np.nan] * 3,
+            "patch_shape_xyz": settings.patch_shape_xyz, "margin_zyx": settings.margin_zyx,
+            "image_channels": dataset.config.image_channels})
+    return build
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    z, y, x, channels = shape
+    return min(z, 16), min(y, 128), min(x, 128), channels
+
+
+# Model, target and loss
+def build_model(window: int, patch_depth: int, levels: int, filters: int):
+    """A 3D U-Net: (z, y, x, window frames) → (z, y, x, 1), a smooth peak at every nucleus centre."""
+    import keras
+
+    from octrack.networks.blocks import conv_block, depths_per_level, pool_plan
+
+    plan = pool_plan(patch_depth, levels)
+    depths = depths_per_level(patch_depth, plan)
+    inputs = keras.Input(shape=(None, None, None, window), name="frames")
+    x, skips = inputs, []
+    for level, pool in enumerate(plan):
+        x = conv_block(x, filters * 2 ** level, depths[level], f"down{level}")
+        skips.append(x)
+        x = keras.layers.MaxPooling3D(pool, name=f"pool{level}")(x)
+    x = conv_block(x, filters * 2 ** levels, depths[levels], "bottom")
+    for level in reversed(range(levels)):
+        x = keras.layers.UpSampling3D(plan[level], name=f"up{level}")(x)
+        x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = conv_block(x, filters * 2 ** level, depths[level], f"up{level}")
+    outputs = keras.layers.Conv3D(1, 1, activation="sigmoid", dtype="float32", name="centres")(x)
+    return keras.Model(inputs, outputs, name="detect_unet")
+
+
+FOREGROUND_LEVEL = 0.05
+
+
+def render_target(points_zyx: np.ndarray, shape_zyx: tuple[int, int, int],
+                  sigma_zyx_px: tuple[float, float, float]) -> np.ndarray:
+    """A Gaussian peak of height 1 per centre, combined by maximum so that touching nuclei stay separable."""
+    target = np.zeros(shape_zyx, dtype=np.float32)
+    sigma = np.asarray(sigma_zyx_px, dtype=np.float32)
+    reach = np.ceil(3 * sigma).astype(int)
+    for point in np.asarray(points_zyx, dtype=np.float32).reshape(-1, 3):
+        low = np.maximum(np.floor(point).astype(int) - reach, 0)
+        high = np.minimum(np.floor(point).astype(int) + reach + 2, shape_zyx)
+        if np.any(high <= low):
+            continue
+        axes = [(np.arange(lo, hi, dtype=np.float32) - p) / s for lo, hi, p, s in zip(low, high, point, sigma)]
+        blob = np.exp(-0.5 * (axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2
+                              + axes[2][None, None, :] ** 2))
+        region = target[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+        np.maximum(region, blob, out=region)
+    return target
+
+
+def detection_loss(y_true, y_pred):
+    """Squared error, foreground and background weighted equally, voxels outside the mask ignored.
+
+    `y_true` holds the target (channel 0) and the mask (channel 1): 0 where the voxel is not annotated
+    (outside the annotated box, rotated in from outside the crop, or in the band at the patch edges).
+    """
+    from keras import ops
+
+    target, mask = y_true[..., 0:1], y_true[..., 1:2]
+    squared_error = ops.square(ops.cast(y_pred, "float32") - target)
+    foreground = ops.cast(target > FOREGROUND_LEVEL, "float32") * mask
+    background = mask - foreground
+    foreground_loss = ops.sum(squared_error * foreground) / (ops.sum(foreground) + 1.0)
+    background_loss = ops.sum(squared_error * background) / (ops.sum(background) + 1.0)
+    return 0.5 * (foreground_loss + background_loss)
+
+
+# Decoding
+def find_peaks(centres: np.ndarray, threshold: float, min_distance_zyx_px: tuple[float, float, float]
+               ) -> np.ndarray:
+    """Local maxima above `threshold`, at least `min_distance` apart (an ellipsoid in pixels), as (n, 4):
+    z, y, x refined to sub-voxel precision by the centroid of the 3 × 3 × 3 neighbourhood, and peak value."""
+    from scipy import ndimage
+
+    radius = np.maximum(np.asarray(min_distance_zyx_px, dtype=float), 0.5)
+    extent = np.floor(radius).astype(int)
+    grid = np.meshgrid(*[np.arange(-e, e + 1) for e in extent], indexing="ij")
+    footprint = sum((g / r) ** 2 for g, r in zip(grid, radius)) <= 1.0
+    maxima = (centres == ndimage.maximum_filter(centres, footprint=footprint, mode="constant", cval=-np.inf))
+    maxima &= centres > threshold
+    labels, count = ndimage.label(maxima)
+    if count == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    peaks = np.array(ndimage.center_of_mass(maxima, labels, range(1, count + 1))).reshape(-1, 3)
+    return np.array([_refine(centres, peak) for peak in peaks], dtype=np.float32)
+
+
+def _refine(centres: np.ndarray, peak: np.ndarray) -> tuple[float, float, float, float]:
+    index = np.round(peak).astype(int)
+    low = np.maximum(index - 1, 0)
+    high = np.minimum(index + 2, centres.shape)
+    window = centres[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+    weights = np.clip(window - window.min(), 0, None)
+    if weights.sum() <= 0:
+        return (*map(float, peak), float(centres[tuple(index)]))
+    grids = np.meshgrid(*[np.arange(lo, hi) for lo, hi in zip(low, high)], indexing="ij")
+    refined = [float((g * weights).sum() / weights.sum()) for g in grids]
+    return (*refined, float(centres[tuple(index)]))
