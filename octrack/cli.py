@@ -207,7 +207,8 @@ def _run_predict(arguments: argparse.Namespace) -> None:
 
 # evaluate
 def _add_evaluate(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--ground-truth", required=True, help="tracking with the true positions (.aut, .csv, CTC folder)")
+    command.add_argument("--ground-truth", required=True,
+                         help="tracking with the true positions (.aut, .csv, CTC folder)")
     command.add_argument("--predicted", required=True, help="tracking with the predicted positions")
     distance = command.add_mutually_exclusive_group()
     distance.add_argument("--max-distance-um", type=float, metavar="D",
@@ -217,14 +218,18 @@ def _add_evaluate(command: argparse.ArgumentParser) -> None:
     command.add_argument("--voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
                          help="voxel size in µm (default: the ground truth's, else the prediction's)")
     command.add_argument("--time-points", metavar="A:B",
-                         help="score only the ground truth's time points A to B, both included (A: or :B: open end)")
+                         help="score only the ground truth's time points A to B, both included "
+                              "(A: and :B leave an end open)")
     command.add_argument("--annotated-box", action="store_true",
                          help="ignore predictions outside the box around each time point's true positions "
                               "(for images annotated in part)")
     command.add_argument("--json", action="store_true", help="print one JSON object")
-    command.add_argument("--plot", metavar="FILE.png", help="draw the true and predicted positions of one time point")
-    command.add_argument("--plot-time-point", type=int, metavar="T", help="time point to plot (default: the first scored)")
-    command.add_argument("--images", help="with --plot: folder of TIFF files or one TIFF, drawn as maximum projection")
+    command.add_argument("--plot", metavar="FILE.png",
+                         help="draw the true and predicted positions of one time point")
+    command.add_argument("--plot-time-point", type=int, metavar="T",
+                         help="time point to plot (default: the first scored)")
+    command.add_argument("--images",
+                         help="with --plot: folder of TIFF files or one TIFF, drawn as maximum projection")
     command.add_argument("--pattern", help="with --images: file name pattern of the folder (default: guessed)")
 
 

@@ -18,6 +18,7 @@ the stack.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,6 +457,7 @@ def _simulate_and_write_images(scene: _Scene, nuclei: int, division_rate: float,
     """Runs the simulation, writing each time point's image as it goes; returns the ground truth."""
     population = _Population(scene, nuclei, division_rate, rng)
     background = _background(scene, rng)
+    _remove_stale_frames(images_folder)
     tracking = Tracking(scene.voxel_size)
     previous: dict[int, Position] = {}
     for time_point in range(scene.time_points):
@@ -465,6 +467,14 @@ def _simulate_and_write_images(scene: _Scene, nuclei: int, division_rate: float,
         if time_point < scene.time_points - 1:
             population.step(time_point)
     return tracking
+
+
+def _remove_stale_frames(images_folder: Path) -> None:
+    """Frames of an earlier, longer movie in the same folder would be read as part of this one."""
+    stale = re.compile(re.escape(IMAGES_PATTERN).replace(re.escape("{time:03}"), r"\d{3,}") + "$")
+    for path in images_folder.glob("*.tif"):
+        if stale.match(path.name):
+            path.unlink()
 
 
 def _background(scene: _Scene, rng: np.random.Generator) -> np.ndarray:
