@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from octrack import __version__
-from octrack.errors import UserError
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
+
+from octrack import __version__  # noqa: E402
+from octrack.errors import UserError  # noqa: E402
 
 log = logging.getLogger("octrack")
 

@@ -169,6 +169,8 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("patch_shape", patch_shape, (64, 64, 16), _EVERYWHERE,
         "Size of a training patch in pixels, written x, y, z (z = 1 for 2D+time).",
         (("train_divide", (32, 32, 8)), ("train_link", (32, 32, 8)))),
+    Key("max_training_minutes", optional(number(above=0)), None, _EVERYWHERE,
+        "Stop training before the epoch that would end after this many minutes of this run; empty = no limit."),
     Key("learning_rate", number(above=0), 0.001, _EVERYWHERE, "Learning rate of the Adam optimizer."),
     Key("patience", whole_number(0), 10, _EVERYWHERE,
         "Stop after this many epochs without a better validation loss; 0 = never stop early."),

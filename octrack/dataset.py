@@ -125,5 +125,5 @@ def require_voxel_size(dataset: Dataset) -> VoxelSize:
         raise UserError(f"{dataset.config.where('pixel_size_x_um')}: the voxel size of {dataset.name} is not "
                         f"known (not in the ini, the TIFF metadata or the tracking file); set "
                         f"pixel_size_x_um_{dataset.config.number}, pixel_size_y_um_{dataset.config.number} and "
-                        f"pixel_size_z_um_{dataset.config.number}")
+                        f"pixel_size_z_um_{dataset.config.number} (1 each to work in pixels)")
     return dataset.voxel_size

@@ -38,7 +38,8 @@ def cache_path(config: Config, network: str) -> Path:
     return config.cache_folder(SECTION) / f"{network}.h5"
 
 
-def prepare(config: Config, *, rebuild: bool = False, report: Callable[[str], None] = print) -> CacheReport:
+def prepare(config: Config, *, rebuild: bool = False, report: Callable[[str], None] = print
+            ) -> tuple[list[Dataset], CacheReport]:
     """Checks every [prepare] dataset and updates the detection cache; prints what it used."""
     config.validate()
     datasets = open_datasets(config, SECTION, check_all_files=True)
@@ -58,7 +59,7 @@ def prepare(config: Config, *, rebuild: bool = False, report: Callable[[str], No
                           rebuild=rebuild, description="prepare detect")
     report(_crop_summary(result.path))
     report(f"cache {result.describe()}")
-    return result
+    return datasets, result
 
 
 def _require_annotations(dataset: Dataset) -> None:

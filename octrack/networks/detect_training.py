@@ -1,0 +1,282 @@
+"""Training the detection network: batches of augmented patches from the cache, and the final report.
+
+Batch k of a run is drawn with a random generator seeded by (seed, k) alone, so a resumed run draws the
+same batches as an uninterrupted one, whichever worker thread makes them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import keras
+import numpy as np
+
+from octrack.augment import AugmentSettings, augment_intensity, sample_geometry
+from octrack.errors import UserError
+from octrack.evaluate import match_time_point
+from octrack.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
+from octrack.networks import detect
+from octrack.networks.blocks import pool_plan, tile_multiple
+from octrack.tiling import plan_tiles, predict_tiled
+from octrack.tracking import Position, VoxelSize
+from octrack.training import augment_settings
+
+NEAR_NUCLEUS_SHARE = 0.7  # share of patches centred near an annotated nucleus; the rest anywhere in a crop
+THRESHOLDS = np.round(np.arange(0.1, 0.91, 0.05), 2)
+
+
+@dataclass
+class Crop:
+    """A cached training crop in memory: frames (z, y, x, window), positions and the annotated box."""
+
+    image: np.ndarray
+    positions_zyx: np.ndarray
+    annotated_low: np.ndarray
+    annotated_high: np.ndarray
+    sigma_px: np.ndarray
+    voxel_size_zyx_um: np.ndarray
+    split: str
+    name: str
+
+    def annotated_mask(self, shape_zyx: tuple[int, int, int], offset_zyx: np.ndarray) -> np.ndarray:
+        """1 inside the annotated box, for a region of the crop starting at `offset_zyx` (may stick out)."""
+        mask = np.zeros(shape_zyx, dtype=np.float32)
+        low = np.clip(self.annotated_low - offset_zyx, 0, shape_zyx)
+        high = np.clip(self.annotated_high - offset_zyx, 0, shape_zyx)
+        if np.all(high > low):
+            mask[low[0]:high[0], low[1]:high[1], low[2]:high[2]] = 1
+        return mask
+
+
+def load_crops(cache_path: Path, target_sigma_um: float) -> list[Crop]:
+    """All crops of a detection cache (float16 in memory, as cached)."""
+    crops = []
+    with h5py.File(cache_path, "r") as cache:
+        for dataset_name in cache:
+            for time_name in cache[dataset_name]:
+                group = cache[dataset_name][time_name]
+                crops.append(_crop(group, f"{dataset_name}/{time_name}", target_sigma_um))
+    return crops
+
+
+def _crop(group: h5py.Group, name: str, target_sigma_um: float) -> Crop:
+    voxel = np.asarray(group.attrs["voxel_size_zyx_um"], dtype=np.float64)
+    positions = group["positions_zyx"][()].reshape(-1, 3)
+    sigma = np.float32(target_sigma_um) / voxel.astype(np.float32)
+    image = group["image"][()]
+    reach = np.ceil(2 * sigma).astype(int)
+    low = np.clip(np.floor(positions.min(axis=0)).astype(int) - reach, 0, image.shape[:3])
+    high = np.clip(np.ceil(positions.max(axis=0)).astype(int) + reach + 1, 0, image.shape[:3])
+    return Crop(image, positions, low, high, sigma, voxel, str(group.attrs["split"]), name)
+
+
+class TrainingPatches(keras.utils.PyDataset):
+    """An endless stream of augmented patches; batch i is made from the seed and `first_step + i` alone."""
+
+    def __init__(self, crops: list[Crop], patch_zyx: tuple[int, int, int], batch_size: int, seed: int,
+                 first_step: int, augment: AugmentSettings, workers: int = 2):
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
+        self.crops, self.patch_zyx, self.batch_size = crops, patch_zyx, batch_size
+        self.seed, self.first_step, self.augment = seed, first_step, augment
+        volumes = np.array([np.prod(crop.image.shape[:3]) for crop in crops], dtype=np.float64)
+        self.crop_weights = volumes / volumes.sum()
+
+    @property
+    def num_batches(self) -> None:
+        return None
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.first_step + index])
+        samples = [self._sample(rng) for _ in range(self.batch_size)]
+        return np.stack([x for x, _ in samples]), np.stack([y for _, y in samples])
+
+    def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        crop = self.crops[rng.choice(len(self.crops), p=self.crop_weights)]
+        centre = _patch_centre(crop, self.patch_zyx, rng)
+        geometry = sample_geometry(rng, self.augment)
+        extent = geometry.source_extent(self.patch_zyx)
+        region, mask, offset = _cut(crop, centre, extent)
+        patch = geometry.warp(region, self.patch_zyx, order=1)
+        patch_mask = geometry.warp(mask[..., np.newaxis], self.patch_zyx, order=0)[..., 0]
+        points = geometry.warp_points(crop.positions_zyx - offset, extent, self.patch_zyx)
+        target = detect.render_target(points, self.patch_zyx, tuple(crop.sigma_px))
+        patch = augment_intensity(patch, rng, self.augment)
+        return patch.astype(np.float32), np.stack([target, patch_mask], axis=-1)
+
+
+class ValidationPatches(keras.utils.PyDataset):
+    """Patches on a grid over the annotated box of every validation crop; the same every epoch."""
+
+    def __init__(self, crops: list[Crop], patch_zyx: tuple[int, int, int], batch_size: int,
+                 max_patches: int = 512):
+        super().__init__()
+        self.samples = _grid_samples(crops, patch_zyx, max_patches)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.samples) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        batch = self.samples[index * self.batch_size:(index + 1) * self.batch_size]
+        return np.stack([x for x, _ in batch]), np.stack([y for _, y in batch])
+
+
+def _grid_samples(crops: list[Crop], patch_zyx: tuple[int, int, int], max_patches: int
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+    centres = [(crop, centre) for crop in crops for centre in _grid_centres(crop, patch_zyx)]
+    if len(centres) > max_patches:
+        chosen = np.random.default_rng(0).choice(len(centres), size=max_patches, replace=False)
+        centres = [centres[i] for i in sorted(chosen)]
+    samples = []
+    for crop, centre in centres:
+        region, mask, offset = _cut(crop, centre, patch_zyx)
+        target = detect.render_target(crop.positions_zyx - offset, patch_zyx, tuple(crop.sigma_px))
+        samples.append((region.astype(np.float32), np.stack([target, mask], axis=-1)))
+    return samples
+
+
+def _grid_centres(crop: Crop, patch_zyx: tuple[int, int, int]) -> list[np.ndarray]:
+    axes = []
+    for low, high, size in zip(crop.annotated_low, crop.annotated_high, patch_zyx):
+        count = max(1, math.ceil((high - low) / size))
+        axes.append(np.linspace(low + size / 2, high - size / 2, count) if high - low > size
+                    else np.array([(low + high) / 2]))
+    return [np.array(point) for point in np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)]
+
+
+def _patch_centre(crop: Crop, patch_zyx: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    if len(crop.positions_zyx) and rng.random() < NEAR_NUCLEUS_SHARE:
+        nucleus = crop.positions_zyx[rng.integers(len(crop.positions_zyx))]
+        return nucleus + rng.uniform(-0.25, 0.25, 3) * np.asarray(patch_zyx)
+    return rng.uniform(crop.annotated_low, crop.annotated_high)
+
+
+def _cut(crop: Crop, centre: np.ndarray, extent_zyx: tuple[int, int, int]
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The region of `extent` around `centre` (zeros outside the crop) and its annotated mask."""
+    offset = np.round(np.asarray(centre) - np.asarray(extent_zyx) / 2).astype(int)
+    region = np.zeros((*extent_zyx, crop.image.shape[3]), dtype=np.float32)
+    source_low = np.clip(offset, 0, crop.image.shape[:3])
+    source_high = np.clip(offset + extent_zyx, 0, crop.image.shape[:3])
+    if np.all(source_high > source_low):
+        target_low = source_low - offset
+        target_high = source_high - offset
+        region[target_low[0]:target_high[0], target_low[1]:target_high[1], target_low[2]:target_high[2]] = \
+            crop.image[source_low[0]:source_high[0], source_low[1]:source_high[1], source_low[2]:source_high[2]]
+    return region, crop.annotated_mask(tuple(extent_zyx), offset), offset
+
+
+# Final report: detection scores on the validation crops, and the peak threshold that maximises F1
+def predict_centres(model: Any, frames: np.ndarray, multiple_zyx: tuple[int, int, int]) -> np.ndarray:
+    plan = plan_tiles(frames.shape[:3], multiple_zyx, overlap_zyx=(4 if frames.shape[0] > 8 else 0, 16, 16))
+    return predict_tiled(lambda tile: model.predict_on_batch(tile), frames, plan)[..., 0]
+
+
+def validation_report(model: Any, crops: list[Crop], patch_depth: int, levels: int, min_distance_um: float,
+                      match_distance_um: float, fixed_threshold: float | None) -> dict[str, Any]:
+    """Scores at each candidate threshold over all validation crops; keeps the best (or the fixed one)."""
+    multiple = tile_multiple(pool_plan(patch_depth, levels))
+    thresholds = [fixed_threshold] if fixed_threshold is not None else list(THRESHOLDS)
+    counts = {threshold: np.zeros(3, dtype=int) for threshold in thresholds}
+    for crop in crops:
+        centres = predict_centres(model, crop.image.astype(np.float32), multiple)
+        min_distance_px = tuple(min_distance_um / crop.voxel_size_zyx_um)
+        for threshold in thresholds:
+            peaks = detect.find_peaks(centres, threshold, min_distance_px)
+            counts[threshold] += _match_counts(crop, peaks, match_distance_um)
+    best = max(thresholds, key=lambda threshold: _f1(*counts[threshold]))
+    tp, fp, fn = counts[best]
+    return {"threshold": float(best), "true_positives": int(tp), "false_positives": int(fp),
+            "false_negatives": int(fn), "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
+            "f1": _f1(tp, fp, fn)}
+
+
+def _match_counts(crop: Crop, peaks: np.ndarray, distance_um: float) -> np.ndarray:
+    """TP, FP, FN of the peaks inside the annotated box, as `octrack evaluate --annotated-box` counts."""
+    inside = np.all((peaks[:, :3] >= crop.annotated_low) & (peaks[:, :3] < crop.annotated_high), axis=1)
+    predicted = [Position(x, y, z, 0) for z, y, x in peaks[inside, :3]]
+    true = [Position(x, y, z, 0) for z, y, x in crop.positions_zyx]
+    z_um, y_um, x_um = crop.voxel_size_zyx_um
+    matches = match_time_point(true, predicted, distance_um, VoxelSize(x_um, y_um, z_um))
+    return np.array([len(matches), len(predicted) - len(matches), len(true) - len(matches)])
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 1.0
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+class DetectTraining:
+    """The detection network as the shared trainer sees it."""
+
+    name = detect.NAME
+
+    def __init__(self, config: Any, cache_path: Path):
+        section = detect.SECTION
+        self.values = {key: config.get(section, key) for key in (
+            "patch_shape", "time_window_before", "time_window_after", "unet_levels", "unet_filters",
+            "target_sigma_um", "min_distance_um", "peak_threshold", "match_distance_um")}
+        x, y, z = self.values["patch_shape"]
+        self.patch_zyx = (z, y, x)
+        self.augment = augment_settings(config, section)
+        crops = load_crops(cache_path, self.values["target_sigma_um"])
+        self.training_crops = [crop for crop in crops if crop.split == "train"]
+        self.validation_crops = [crop for crop in crops if crop.split == "validation"] or self.training_crops
+        if not self.training_crops:
+            raise UserError(f"{config.path} [prepare]: no training time points (all are use_for_N = validation); "
+                            f"set use_for_N = train or both for at least one dataset")
+
+    @property
+    def window(self) -> int:
+        return self.values["time_window_before"] + 1 + self.values["time_window_after"]
+
+    def build_model(self) -> Any:
+        return detect.build_model(self.window, self.patch_zyx[0], self.values["unet_levels"],
+                                  self.values["unet_filters"])
+
+    def loss(self) -> Any:
+        return detect.detection_loss
+
+    def training_batches(self, batch_size: int, seed: int, first_step: int) -> TrainingPatches:
+        return TrainingPatches(self.training_crops, self.patch_zyx, batch_size, seed, first_step, self.augment)
+
+    def validation_batches(self, batch_size: int) -> ValidationPatches:
+        return ValidationPatches(self.validation_crops, self.patch_zyx, batch_size)
+
+    def samples_per_pass(self) -> int:
+        """Patches that tile the annotated boxes of the training crops once."""
+        return sum(math.prod(math.ceil((high - low) / size) for low, high, size in
+                             zip(crop.annotated_low, crop.annotated_high, self.patch_zyx))
+                   for crop in self.training_crops)
+
+    def settings(self) -> dict[str, Any]:
+        voxel = self.training_crops[0].voxel_size_zyx_um
+        return {
+            "network": detect.NAME,
+            "time_window": [self.values["time_window_before"], self.values["time_window_after"]],
+            "patch_shape_xyz": list(self.values["patch_shape"]),
+            "voxel_size_um_xyz": [float(voxel[2]), float(voxel[1]), float(voxel[0])],
+            "normalization": {"method": "percentiles of each whole frame", "low_percentile": LOW_PERCENTILE,
+                              "high_percentile": HIGH_PERCENTILE},
+            "unet_levels": self.values["unet_levels"], "unet_filters": self.values["unet_filters"],
+            "tile_multiple_zyx": list(tile_multiple(pool_plan(self.patch_zyx[0], self.values["unet_levels"]))),
+            "target_sigma_um": self.values["target_sigma_um"],
+            "min_distance_um": self.values["min_distance_um"],
+            "peak_threshold": self.values["peak_threshold"],
+            "augmentation": asdict(self.augment),
+        }
+
+    def final_report(self, model: Any) -> dict[str, Any]:
+        scores = validation_report(model, self.validation_crops, self.patch_zyx[0], self.values["unet_levels"],
+                                   self.values["min_distance_um"], self.values["match_distance_um"],
+                                   self.values["peak_threshold"])
+        shown = {f"validation {key}": value for key, value in scores.items()}
+        return {"scores": shown, "settings": {"peak_threshold": scores["threshold"],
+                                              "validation_scores": scores}}

@@ -1,0 +1,83 @@
+"""Running a fully convolutional network on volumes larger than memory allows: overlapping tiles.
+
+Each tile is padded to the multiple the network's pooling needs; of each tile's output only the inner part
+is kept (the outer `overlap` voxels lack context), except at the borders of the volume.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_MAX_TILE_VOXELS = 1 << 21  # 2 M voxels: a few hundred MB of activations for a 16-filter U-Net
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    tile_zyx: tuple[int, int, int]
+    overlap_zyx: tuple[int, int, int]
+
+    def starts(self, shape_zyx: tuple[int, ...]) -> Iterator[tuple[int, int, int]]:
+        axes = [_axis_starts(size, tile, overlap)
+                for size, tile, overlap in zip(shape_zyx, self.tile_zyx, self.overlap_zyx)]
+        for z in axes[0]:
+            for y in axes[1]:
+                for x in axes[2]:
+                    yield z, y, x
+
+
+def _axis_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if tile >= size:
+        return [0]
+    step = tile - 2 * overlap
+    starts = list(range(0, size - tile, step)) + [size - tile]
+    return sorted(set(starts))
+
+
+def plan_tiles(shape_zyx: tuple[int, int, int], multiple_zyx: tuple[int, int, int],
+               overlap_zyx: tuple[int, int, int], max_voxels: int = DEFAULT_MAX_TILE_VOXELS) -> TilePlan:
+    """Tiles as large as the memory budget allows (whole axes where they fit), in multiples the network needs."""
+    tile = [_round_up(size, multiple) for size, multiple in zip(shape_zyx, multiple_zyx)]
+    while math.prod(tile) > max_voxels:
+        axis = int(np.argmax([t if a > 0 else t / 4 for a, t in enumerate(tile)]))  # shrink z last
+        smaller = _round_up(max(tile[axis] // 2, 2 * overlap_zyx[axis] + multiple_zyx[axis]), multiple_zyx[axis])
+        if smaller >= tile[axis]:
+            break
+        tile[axis] = smaller
+    overlap = tuple(min(o, t // 4) if t < s else 0 for o, t, s in zip(overlap_zyx, tile, shape_zyx))
+    return TilePlan(tuple(tile), overlap)  # type: ignore[arg-type]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return max(multiple, -(-value // multiple) * multiple)
+
+
+def predict_tiled(predict_batch, volume: np.ndarray, plan: TilePlan) -> np.ndarray:
+    """`predict_batch`: (1, z, y, x, c) → (1, z, y, x, k). Returns the stitched (z, y, x, k) output."""
+    shape = volume.shape[:3]
+    padded_shape = [max(s, t) for s, t in zip(shape, plan.tile_zyx)]
+    padded = np.pad(volume, [(0, p - s) for p, s in zip(padded_shape, shape)] + [(0, 0)], mode="symmetric")
+    output = None
+    for start in plan.starts(tuple(padded_shape)):
+        tile = padded[tuple(slice(s, s + t) for s, t in zip(start, plan.tile_zyx))]
+        result = np.asarray(predict_batch(tile[np.newaxis]))[0]
+        if output is None:
+            output = np.zeros((*padded_shape, result.shape[-1]), dtype=np.float32)
+        keep = _kept_region(start, plan, padded_shape)
+        output[tuple(slice(start[a] + keep[a][0], start[a] + keep[a][1]) for a in range(3))] = \
+            result[tuple(slice(*keep[a]) for a in range(3))]
+    return output[: shape[0], : shape[1], : shape[2]]
+
+
+def _kept_region(start: tuple[int, int, int], plan: TilePlan, shape: list[int]) -> list[tuple[int, int]]:
+    """Within a tile: drop `overlap` voxels on sides that are not the volume's border."""
+    kept = []
+    for axis in range(3):
+        low = 0 if start[axis] == 0 else plan.overlap_zyx[axis]
+        end = start[axis] + plan.tile_zyx[axis]
+        high = plan.tile_zyx[axis] - (0 if end >= shape[axis] else plan.overlap_zyx[axis])
+        kept.append((low, high))
+    return kept

@@ -1,0 +1,355 @@
+"""The one trainer shared by the three networks.
+
+A network supplies a `NetworkTraining` (its model, loss, batches and final report); this module does the
+rest: `keras.Model.fit`, a checkpoint after every epoch, exact resume, the best model by validation loss,
+early stopping, CSV and TensorBoard logs, a plot of the curves, and the model folder.
+
+Exact resume: batch number k of the whole run is a pure function of (seed, k), so a resumed run draws the
+same batches as an uninterrupted one; weights and optimizer state come from the checkpoint. The
+checkpoint is written under a new name and only then named in `state.json` (written atomically), so a
+crash at any moment leaves a state file that points at a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import keras
+
+from octrack.errors import UserError
+from octrack.files import atomic_path, write_text_atomic
+from octrack.model_folder import save_model_folder
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+    seed: int
+    steps_per_epoch: int | None
+    pretrained_model_path: Path | None
+    output_folder: Path
+    max_minutes: float | None = None
+
+
+class NetworkTraining(Protocol):
+    """What a network tells the trainer."""
+
+    name: str
+
+    def build_model(self) -> Any: ...
+
+    def loss(self) -> Callable: ...
+
+    def training_batches(self, batch_size: int, seed: int, first_step: int) -> Any:
+        """An infinite keras PyDataset whose batch i is a pure function of (seed, first_step + i)."""
+
+    def validation_batches(self, batch_size: int) -> Any:
+        """A finite keras PyDataset, the same every epoch."""
+
+    def samples_per_pass(self) -> int:
+        """Training samples in one pass over the training data (sets the default steps per epoch)."""
+
+    def settings(self) -> dict[str, Any]:
+        """Everything prediction needs, for settings.json; also compared on resume."""
+
+    def final_report(self, model: Any) -> dict[str, Any]:
+        """Scores on the validation data; may add decoding settings (e.g. a calibrated threshold)."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    best_epoch: int = 0
+    best_validation_loss: float = math.inf
+    epochs_without_improvement: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    steps_per_epoch: int = 0
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    model_folder: Path
+    state: TrainState
+    report: dict[str, Any]
+
+    def describe(self) -> str:
+        state = self.state
+        lines = [f"model: {self.model_folder}",
+                 f"best epoch {state.best_epoch} of {state.epoch}, validation loss {state.best_validation_loss:.5f}"]
+        lines += [f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}"
+                  for key, value in self.report.items()]
+        return "\n".join(lines)
+
+
+class TrainingFolders:
+    def __init__(self, output_folder: Path, name: str):
+        self.model = output_folder / f"model_{name}"
+        self.training = output_folder / f"training_{name}"
+
+    @property
+    def state(self) -> Path:
+        return self.training / STATE_FILE
+
+
+def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = False,
+          report: Callable[[str], None] = print) -> TrainResult:
+    folders = TrainingFolders(options.output_folder, network.name)
+    state = TrainState() if restart else _load_state(folders)
+    settings = json.loads(json.dumps(network.settings()))  # as state.json will hold them: tuples → lists
+    if state.checkpoint and state.settings != settings:
+        raise UserError(f"{folders.state}: the ini changed since this training started ({_changed(state.settings, settings)}); "
+                        f"run again with --restart to start over, or undo the change to resume")
+    steps = options.steps_per_epoch or max(1, math.ceil(network.samples_per_pass() / options.batch_size))
+    if state.checkpoint and state.steps_per_epoch != steps:
+        raise UserError(f"{folders.state}: steps_per_epoch changed from {state.steps_per_epoch} to {steps}; "
+                        f"run again with --restart, or set steps_per_epoch = {state.steps_per_epoch}")
+    state.settings, state.steps_per_epoch, state.seed = settings, steps, options.seed
+    model = _starting_model(network, options, folders, state, report)
+    if state.epoch < options.epochs:
+        report(f"training {network.name}: epochs {state.epoch + 1}–{options.epochs}, {steps} steps of "
+               f"{options.batch_size} samples each")
+        model.fit(network.training_batches(options.batch_size, options.seed, state.epoch * steps),
+                  validation_data=network.validation_batches(options.batch_size),
+                  epochs=options.epochs, initial_epoch=state.epoch, steps_per_epoch=steps, shuffle=False,
+                  callbacks=_callbacks(network, options, folders, state),
+                  verbose=1 if sys.stdout.isatty() else 2)
+    else:
+        report(f"{network.name}: already trained for {state.epoch} epochs (ask for more with --epochs)")
+    best = keras.saving.load_model(folders.model / "model.keras", compile=False)
+    final = network.final_report(best)
+    save_model_folder(folders.model, best, {**settings, **final.get("settings", {}),
+                                            "training": {"best_epoch": state.best_epoch, "epochs": state.epoch,
+                                                         "validation_loss": state.best_validation_loss}})
+    return TrainResult(folders.model, state, final.get("scores", {}))
+
+
+def _load_state(folders: TrainingFolders) -> TrainState:
+    if not folders.state.exists():
+        return TrainState()
+    try:
+        state = TrainState(**json.loads(folders.state.read_text()))
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{folders.state}: unreadable training state ({error}); run with --restart") from None
+    if state.checkpoint and not (folders.training / state.checkpoint).exists():
+        raise UserError(f"{folders.state}: its checkpoint {state.checkpoint} is missing; run with --restart")
+    return state
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+    return ", ".join(f"{key}: {old.get(key)} → {new.get(key)}" for key in keys[:3])
+
+
+def _starting_model(network: NetworkTraining, options: TrainOptions, folders: TrainingFolders,
+                    state: TrainState, report: Callable[[str], None]) -> Any:
+    if state.checkpoint:
+        report(f"resuming {network.name} from {folders.training / state.checkpoint} (epoch {state.epoch})")
+        return keras.saving.load_model(folders.training / state.checkpoint,
+                                       custom_objects={network.loss().__name__: network.loss()})
+    keras.utils.set_random_seed(options.seed)
+    model = network.build_model()
+    if options.pretrained_model_path:
+        _load_pretrained(model, options.pretrained_model_path, report)
+    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=network.loss())
+    return model
+
+
+def _load_pretrained(model: Any, folder: Path, report: Callable[[str], None]) -> None:
+    path = folder / "model.keras" if folder.is_dir() else folder
+    if not path.exists():
+        raise UserError(f"pretrained_model_path: {path} not found; give a model folder written by octrack train")
+    pretrained = keras.saving.load_model(path, compile=False)
+    try:
+        model.set_weights(pretrained.get_weights())
+    except ValueError as error:
+        raise UserError(f"pretrained_model_path: {path} does not fit this network ({error}); use a model "
+                        f"trained with the same network settings") from None
+    report(f"starting from the weights of {path}")
+
+
+def _callbacks(network: NetworkTraining, options: TrainOptions, folders: TrainingFolders,
+               state: TrainState) -> list[Any]:
+    callbacks = [EpochCheckpoint(network, options, folders, state)]
+    tensorboard = _tensorboard(folders.training / "tensorboard")
+    if tensorboard is not None:
+        callbacks.append(tensorboard)
+    return callbacks
+
+
+def _tensorboard(folder: Path) -> Any:
+    """TensorBoard logs where the backend can write them (the TensorFlow backend)."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    return keras.callbacks.TensorBoard(str(folder), write_graph=False, profile_batch=0)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch: checkpoint, state, best model, CSV log, curves; early stopping by patience."""
+
+    def __init__(self, network: NetworkTraining, options: TrainOptions, folders: TrainingFolders,
+                 state: TrainState):
+        super().__init__()
+        self.network, self.options, self.folders, self.state = network, options, folders, state
+        self.started = time.monotonic()
+        self.epoch_started = self.started
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.epoch_started = self.validation_started = time.monotonic()
+
+    def on_test_begin(self, logs: dict[str, float] | None = None) -> None:
+        self.validation_started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = {key: float(value) for key, value in (logs or {}).items()}
+        state = self.state
+        state.epoch = epoch + 1
+        state.history.append({"epoch": state.epoch, **logs,
+                              "train_seconds": round(self.validation_started - self.epoch_started, 2),
+                              "seconds": round(time.monotonic() - self.epoch_started, 2)})
+        validation_loss = logs.get("val_loss", logs.get("loss", math.inf))
+        if validation_loss < state.best_validation_loss:
+            state.best_validation_loss, state.best_epoch = validation_loss, state.epoch
+            state.epochs_without_improvement = 0
+            save_model_folder(self.folders.model, self.model, self.network.settings())
+        else:
+            state.epochs_without_improvement += 1
+        self._save_checkpoint()
+        write_history(self.folders.training, state.history)
+        if 0 < self.options.patience <= state.epochs_without_improvement:
+            log.info(f"stopping early: no better validation loss for {self.options.patience} epochs")
+            self.model.stop_training = True
+        if self._next_epoch_would_overrun():
+            log.info(f"stopping after epoch {state.epoch}: the next would end after max_training_minutes = "
+                     f"{self.options.max_minutes:g}")
+            self.model.stop_training = True
+
+    def _next_epoch_would_overrun(self) -> bool:
+        if self.options.max_minutes is None:
+            return False
+        now = time.monotonic()
+        return (now - self.started) + (now - self.epoch_started) > 60 * self.options.max_minutes
+
+    def _save_checkpoint(self) -> None:
+        folder = self.folders.training
+        folder.mkdir(parents=True, exist_ok=True)
+        previous = self.state.checkpoint
+        name = f"checkpoint_epoch{self.state.epoch:04d}.keras"
+        with atomic_path(folder / name) as temporary:
+            self.model.save(temporary)
+        self.state.checkpoint = name
+        write_text_atomic(self.folders.state, json.dumps(asdict(self.state), indent=1))
+        if previous and previous != name:
+            (folder / previous).unlink(missing_ok=True)
+
+
+def write_history(folder: Path, history: list[dict[str, float]]) -> None:
+    """log.csv and curves.png of the whole run (rewritten each epoch, so a resumed run logs once per epoch)."""
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns)
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(folder / "log.csv", text.getvalue())
+    plot_curves(folder / "curves.png", history)
+
+
+def plot_curves(path: Path, history: list[dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    epochs = [row["epoch"] for row in history]
+    for key in (key for key in history[0] if key != "epoch" and "loss" in key):
+        axes.plot(epochs, [row.get(key, math.nan) for row in history], marker="o", markersize=3,
+                  label={"loss": "training loss", "val_loss": "validation loss"}.get(key, key))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss")
+    axes.set_yscale("log")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
+    plt.close(figure)
+
+
+def augment_settings(config: Any, section: str) -> Any:
+    """The augmentation keys of a training section as AugmentSettings (each part on by default)."""
+    from octrack.augment import AugmentSettings
+
+    intensity = config.get(section, "augment_intensity")
+    noise = config.get(section, "augment_noise")
+    defaults = AugmentSettings()
+    return AugmentSettings(
+        flip=config.get(section, "augment_flip"), rotate=config.get(section, "augment_rotate"),
+        scale=config.get(section, "augment_scale"),
+        brightness=defaults.brightness if intensity else 0.0,
+        contrast=defaults.contrast if intensity else (1.0, 1.0),
+        gamma=defaults.gamma if intensity else (1.0, 1.0),
+        gaussian_noise=defaults.gaussian_noise if noise else 0.0,
+        poisson_noise=defaults.poisson_noise if noise else 0.0,
+        depth_dimming=defaults.depth_dimming if config.get(section, "augment_depth_dimming") else 0.0)
+
+
+def train_options(config: Any, section: str, epochs: int | None) -> TrainOptions:
+    pretrained = config.get(section, "pretrained_model_path")
+    return TrainOptions(
+        epochs=epochs or config.get(section, "epochs"), batch_size=config.get(section, "batch_size"),
+        learning_rate=config.get(section, "learning_rate"), patience=config.get(section, "patience"),
+        seed=config.get(section, "seed"), steps_per_epoch=config.get(section, "steps_per_epoch"),
+        pretrained_model_path=config.resolve(pretrained) if pretrained else None,
+        output_folder=config.output_folder(section), max_minutes=config.get(section, "max_training_minutes"))
+
+
+def networks_in_config(config: Any) -> list[str]:
+    """The networks whose [train_NAME] section the ini has; detection alone where it names none."""
+    from octrack.config import NETWORKS
+
+    named = [name for name in NETWORKS if config.has_section(f"train_{name}")]
+    return named or ["detect"]
+
+
+def run_training(config: Any, names: list[str], *, epochs: int | None = None, restart: bool = False,
+                 report: Callable[[str], None] = print) -> list[TrainResult]:
+    """Brings the cache up to date, then trains each named network."""
+    from octrack.dataset import require_voxel_size
+    from octrack.networks.detect_training import DetectTraining
+    from octrack.prepare import cache_path, prepare
+
+    trainers = {"detect": DetectTraining}
+    missing = [name for name in names if name not in trainers]
+    if missing:
+        raise UserError(f"training the {missing[0]} network is not available in this version; remove "
+                        f"[train_{missing[0]}] from {config.path} or train the detection network alone")
+    datasets, _ = prepare(config, report=report)
+    for dataset in datasets:
+        require_voxel_size(dataset)  # targets and distances are in µm
+    results = []
+    for name in names:
+        network = trainers[name](config, cache_path(config, name))
+        result = train(network, train_options(config, f"train_{name}", epochs), restart=restart, report=report)
+        report(result.describe())
+        results.append(result)
+    return results

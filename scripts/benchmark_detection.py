@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Detection benchmark: trains the detection network within a time budget, predicts held-out time points,
+and prints F1, training throughput (patches/s) and the share of training time spent waiting for data.
+
+    python scripts/benchmark_detection.py --data breast-cancer   # real 2D: train 0-8, validate 9-11, F1 at 8 px
+    python scripts/benchmark_detection.py --data synthetic       # 3D: train on one movie, score another at 5 µm
+
+Each run writes to --output (default ./benchmark_output/detection/NAME) and ends with a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+BREAST_CANCER_INI = """\
+[DEFAULTS]
+output_folder = training_output
+patch_shape = 128, 128, 1
+batch_size = 8
+target_sigma_um = 3
+min_distance_um = 6
+match_distance_um = 8
+patience = 0
+time_window_before = 1
+time_window_after = 1
+max_training_minutes = {minutes}
+epochs = 1000
+steps_per_epoch = 50
+
+[prepare]
+images_container_1 = {data}/breast-cancer-2d/01
+images_pattern_1 = t{{time:04}}.tif
+tracking_file_1 = {data}/breast-cancer-2d/01_GT/TRA
+max_time_point_1 = 8
+use_for_1 = train
+images_container_2 = {data}/breast-cancer-2d/01
+images_pattern_2 = t{{time:04}}.tif
+tracking_file_2 = {data}/breast-cancer-2d/01_GT/TRA
+min_time_point_2 = 9
+use_for_2 = validation
+pixel_size_x_um_1 = 1
+pixel_size_y_um_1 = 1
+pixel_size_z_um_1 = 1
+pixel_size_x_um_2 = 1
+pixel_size_y_um_2 = 1
+pixel_size_z_um_2 = 1
+
+[predict]
+images_container_1 = {data}/breast-cancer-2d/01
+images_pattern_1 = t{{time:04}}.tif
+min_time_point_1 = 9
+pixel_size_x_um_1 = 1
+pixel_size_y_um_1 = 1
+pixel_size_z_um_1 = 1
+"""
+
+SYNTHETIC_TRAINING = """
+[train_detect]
+patch_shape = 64, 64, 16
+batch_size = 4
+patience = 0
+max_training_minutes = {minutes}
+epochs = 1000
+steps_per_epoch = 40
+"""
+
+
+def write_breast_cancer(folder: Path, minutes: float) -> tuple[Path, Path, float, str]:
+    if not (DATA / "breast-cancer-2d").exists():
+        sys.exit(f"real data not found at {DATA / 'breast-cancer-2d'}")
+    folder.mkdir(parents=True, exist_ok=True)
+    ini = folder / "organoid_tracker.ini"
+    ini.write_text(BREAST_CANCER_INI.format(minutes=minutes, data=DATA))
+    return ini, DATA / "breast-cancer-2d" / "01_GT" / "TRA", 8.0, "px"
+
+
+def write_synthetic(folder: Path, minutes: float) -> tuple[Path, Path, float, str]:
+    """Trains on one synthetic movie (seed 1) and predicts another (seed 2) that it never saw."""
+    from octrack.synth import generate
+
+    training = generate(folder / "train", seed=1, time_points=12)
+    held_out = generate(folder / "held_out", seed=2, time_points=6)
+    ini = training.config_file
+    text = ini.read_text().replace("[predict]\nimages_container_1 = images",
+                                   f"[predict]\nimages_container_1 = {held_out.images_folder}")
+    ini.write_text(text + SYNTHETIC_TRAINING.format(minutes=minutes))
+    return ini, held_out.ground_truth_aut, 5.0, "um"
+
+
+def compute_only_seconds_per_step(model_folder: Path, batch_shape: tuple[int, ...], steps: int = 10) -> float:
+    """Seconds per training step on one batch held in memory: the step without any wait for data."""
+    import keras
+    import numpy as np
+
+    from octrack.networks.detect import detection_loss
+
+    model = keras.saving.load_model(model_folder / "model.keras", compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=detection_loss)
+    x = np.random.default_rng(0).random(batch_shape, dtype=np.float32)
+    y = np.zeros((*batch_shape[:-1], 2), dtype=np.float32)
+    y[..., 1] = 1
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    started = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return (time.perf_counter() - started) / steps
+
+
+def run(name: str, minutes: float, output: Path) -> dict:
+    from octrack.config import Config
+    from octrack.evaluate import score_detections
+    from octrack.predict import run_predict
+    from octrack.tracking import load_tracking
+    from octrack.training import run_training
+
+    writer = {"breast-cancer": write_breast_cancer, "synthetic": write_synthetic}[name]
+    ini, ground_truth, distance, unit = writer(output / name, minutes)
+    config = Config(ini)
+    started = time.perf_counter()
+    result = run_training(config, ["detect"])[0]
+    training_minutes = (time.perf_counter() - started) / 60
+    predictions = run_predict(config, ["positions"])[0]
+    truth = load_tracking(ground_truth)
+    predicted = load_tracking(predictions / "positions.csv")
+    time_points = predicted.time_points()
+    distance_keys = {"max_distance_px": distance} if unit == "px" else {"max_distance_um": distance}
+    scores = score_detections(truth, predicted, time_points=time_points, **distance_keys)
+
+    history = result.state.history
+    steps = result.state.steps_per_epoch
+    batch = config.get("train_detect", "batch_size")
+    timed = history[1:] or history  # the first epoch includes compiling
+    train_seconds = sum(row["train_seconds"] for row in timed)
+    seconds_per_step = train_seconds / (steps * len(timed))
+    x, y, z = config.get("train_detect", "patch_shape")
+    window = 1 + config.get("train_detect", "time_window_before") + config.get("train_detect", "time_window_after")
+    compute = compute_only_seconds_per_step(result.model_folder, (batch, z, y, x, window))
+    summary = {
+        "data": name, "f1": round(scores.f1, 4), "precision": round(scores.precision, 4),
+        "recall": round(scores.recall, 4), "match_distance": f"{distance:g} {unit}",
+        "time_points_scored": time_points, "training_minutes": round(training_minutes, 1),
+        "epochs": result.state.epoch, "best_epoch": result.state.best_epoch,
+        "patches_per_second": round(batch / seconds_per_step, 2),
+        "data_wait_share": round(max(0.0, 1 - compute / seconds_per_step), 3),
+    }
+    print(f"\n== {name}: F1 {summary['f1']:.4f} (precision {summary['precision']:.4f}, recall "
+          f"{summary['recall']:.4f}) at {distance:g} {unit} on time points {time_points}")
+    print(f"   training {summary['training_minutes']} min, {summary['epochs']} epochs (best {summary['best_epoch']}),"
+          f" {summary['patches_per_second']} patches/s, waiting for data {100 * summary['data_wait_share']:.1f}%")
+    print(json.dumps(summary))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["breast-cancer", "synthetic", "both"], default="both")
+    parser.add_argument("--minutes", type=float, default=18.0,
+                        help="training budget per data set in minutes (default %(default)s; predicting and "
+                             "scoring come on top)")
+    parser.add_argument("--output", type=Path, default=Path("benchmark_output") / "detection")
+    arguments = parser.parse_args()
+    names = ["breast-cancer", "synthetic"] if arguments.data == "both" else [arguments.data]
+    for name in names:
+        run(name, arguments.minutes, arguments.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""prepare → train-detect → predict → evaluate with a tiny model, in 3D and 2D; resume, restart, fine-tuning."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tifffile
+
+from octrack.cli import main
+from octrack.training import EpochCheckpoint
+from octrack.tracking import load_tracking, save_tracking
+from tests.helpers import set_keys
+
+TINY = {"steps_per_epoch": 3, "batch_size": 2, "unet_levels": 2, "unet_filters": 4, "patience": 0}
+
+
+def tiny_config(movie: Path, patch: str, epochs: int = 2) -> str:
+    ini = movie / "organoid_tracker.ini"
+    set_keys(ini, "train_detect", epochs=epochs, patch_shape=patch, **TINY)
+    return str(ini)
+
+
+def octrack(capsys, *arguments: str) -> str:
+    code = main(list(arguments))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+@pytest.mark.parametrize("movie_name, patch", [("movie_3d", "32, 32, 8"), ("movie_2d", "48, 48, 1")])
+def test_pipeline_end_to_end(capsys, request, movie_name, patch):
+    movie: Path = request.getfixturevalue(movie_name)
+    ini = tiny_config(movie, patch)
+    out = octrack(capsys, "train-detect", "--config", ini)
+    assert "best epoch" in out and "validation f1" in out
+    model_folder = movie / "training_output" / "model_detect"
+    settings = json.loads((model_folder / "settings.json").read_text())
+    for key in ("network", "time_window", "patch_shape_xyz", "voxel_size_um_xyz", "normalization",
+                "target_sigma_um", "peak_threshold", "min_distance_um", "octrack_version"):
+        assert key in settings
+    assert settings["voxel_size_um_xyz"] == [0.32, 0.32, 2.0]
+    training = movie / "training_output" / "training_detect"
+    assert len(list(csv.DictReader(open(training / "log.csv")))) == 2
+    assert (training / "curves.png").stat().st_size > 0
+    assert any((training / "tensorboard").rglob("*tfevents*"))
+
+    octrack(capsys, "predict", "--config", ini)
+    predictions = movie / "training_output" / "predictions" / "1"
+    predicted = load_tracking(predictions / "positions.csv")
+    assert load_tracking(predictions / "positions.aut").time_points() == predicted.time_points()
+    assert "detection_peak" in predicted.position_data_keys()
+    scores = json.loads(octrack(capsys, "evaluate", "--ground-truth", str(movie / "ground_truth.aut"),
+                                "--predicted", str(predictions / "positions.csv"), "--json"))
+    assert set(scores) >= {"precision", "recall", "f1", "true_positives", "false_positives", "false_negatives"}
+
+
+def final_weights(movie: Path) -> list[np.ndarray]:
+    return keras.saving.load_model(movie / "training_output" / "model_detect" / "model.keras",
+                                   compile=False).get_weights()
+
+
+def history(movie: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(open(movie / "training_output" / "training_detect" / "log.csv")))
+
+
+def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(capsys, movie_3d, tmp_path, monkeypatch):
+    import shutil
+
+    other = Path(shutil.copytree(movie_3d, tmp_path / "other"))
+    octrack(capsys, "train-detect", "--config", tiny_config(movie_3d, "32, 32, 8", epochs=3))
+
+    original = EpochCheckpoint.on_epoch_end
+
+    def interrupt_after_epoch_2(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", interrupt_after_epoch_2)
+    ini = tiny_config(other, "32, 32, 8", epochs=3)
+    assert main(["train-detect", "--config", ini]) == 130
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
+    out = octrack(capsys, "train-detect", "--config", ini)
+    assert "resuming detect" in out and "epoch 2" in out
+
+    uninterrupted, resumed = history(movie_3d), history(other)
+    assert [row["epoch"] for row in resumed] == ["1", "2", "3"]
+    for a, b in zip(uninterrupted, resumed):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-3)
+        assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-3)
+    for a, b in zip(final_weights(movie_3d), final_weights(other)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_more_epochs_continue_and_restart_starts_over(capsys, movie_3d):
+    ini = tiny_config(movie_3d, "32, 32, 8", epochs=1)
+    octrack(capsys, "train-detect", "--config", ini)
+    out = octrack(capsys, "train-detect", "--config", ini, "--epochs", "2")
+    assert "epochs 2–2" in out
+    assert [row["epoch"] for row in history(movie_3d)] == ["1", "2"]
+    assert "already trained for 2 epochs" in octrack(capsys, "train-detect", "--config", ini, "--epochs", "2")
+    octrack(capsys, "train-detect", "--config", ini, "--restart")
+    assert [row["epoch"] for row in history(movie_3d)] == ["1"]
+
+
+def test_pretrained_model_is_trained_further(capsys, movie_3d):
+    ini = tiny_config(movie_3d, "32, 32, 8", epochs=1)
+    octrack(capsys, "train-detect", "--config", ini)
+    set_keys(movie_3d / "organoid_tracker.ini", "DEFAULTS", output_folder="second_run",
+             pretrained_model_path="training_output/model_detect")
+    out = octrack(capsys, "train-detect", "--config", ini)
+    assert "starting from the weights of" in out
+    assert (movie_3d / "second_run" / "model_detect" / "model.keras").exists()
+
+
+def test_changed_ini_does_not_resume_silently(capsys, movie_3d):
+    ini = tiny_config(movie_3d, "32, 32, 8", epochs=1)
+    octrack(capsys, "train-detect", "--config", ini)
+    set_keys(movie_3d / "organoid_tracker.ini", "train_detect", unet_filters=8)
+    assert main(["train-detect", "--config", ini, "--epochs", "2"]) == 2
+    assert "--restart" in capsys.readouterr().err
+
+
+def test_detection_target_needs_a_voxel_size(capsys, movie_2d):
+    """Neither the ini, nor the TIFFs, nor the tracking file say it: a clear error naming the keys."""
+    ini = tiny_config(movie_2d, "48, 48, 1")
+    set_keys(movie_2d / "organoid_tracker.ini", "prepare", pixel_size_x_um_1="", pixel_size_y_um_1="",
+             pixel_size_z_um_1="")
+    for tif in (movie_2d / "images").glob("*.tif"):
+        tifffile.imwrite(tif, tifffile.imread(tif))
+    tracking = load_tracking(movie_2d / "ground_truth.aut")
+    tracking.voxel_size = None
+    save_tracking(tracking, movie_2d / "ground_truth.aut")
+    assert main(["train-detect", "--config", ini]) == 2
+    assert "[prepare] pixel_size_x_um_1" in capsys.readouterr().err
+
+
+def test_predict_without_a_model(capsys, movie_3d):
+    assert main(["predict", "--config", str(movie_3d / "organoid_tracker.ini")]) == 2
+    assert "model_detect" in capsys.readouterr().err
