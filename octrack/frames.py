@@ -38,8 +38,12 @@ class FrameReader:
             self._frames.popitem(last=False)
         return frame
 
+    def frames(self, time_point: int, before: int, after: int) -> list[NormalizedFrame]:
+        """The frames of the time window around `time_point` (the nearest one repeats at the movie's ends)."""
+        return [self.frame(t) for t in self.dataset.window(time_point, before, after)]
+
     def window(self, time_point: int, before: int, after: int,
-               box: tuple[slice, slice, slice] = (slice(None),) * 3) -> tuple[np.ndarray, list[NormalizedFrame]]:
+               box: tuple[slice, slice, slice]) -> tuple[np.ndarray, list[NormalizedFrame]]:
         """The frames of the time window, cut to `box` (z, y, x), as channels: float32 (z, y, x, window)."""
-        frames = [self.frame(t) for t in self.dataset.window(time_point, before, after)]
+        frames = self.frames(time_point, before, after)
         return np.stack([frame.data[box] for frame in frames], axis=-1), frames

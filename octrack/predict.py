@@ -24,7 +24,6 @@ from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
 from octrack.frames import FrameReader
 from octrack.networks import detect
-from octrack.tiling import plan_tiles, predict_tiled
 from octrack.tracking import Position, Tracking, VoxelSize, save_tracking
 
 SECTION = "predict"
@@ -94,7 +93,7 @@ def predict_positions(dataset: Dataset, detector: Detector, folder: Path) -> Tra
     before, after = detector.settings["time_window"]
     todo = [t for t in dataset.time_points if t not in progress.done]
     for time_point in tqdm(todo, desc=f"positions, dataset {dataset.config.number}", unit="time point"):
-        frames, _ = reader.window(time_point, before, after)
+        frames = [frame.data for frame in reader.frames(time_point, before, after)]
         progress.add(time_point, detect_in_frames(detector, frames, voxel_size))
     tracking = Tracking(voxel_size)
     for time_point in dataset.time_points:
@@ -103,19 +102,17 @@ def predict_positions(dataset: Dataset, detector: Detector, folder: Path) -> Tra
     return tracking
 
 
-def detect_in_frames(detector: Detector, frames: np.ndarray, voxel_size: VoxelSize) -> np.ndarray:
+def detect_in_frames(detector: Detector, frames: list[np.ndarray], voxel_size: VoxelSize) -> np.ndarray:
     """Peaks (z, y, x, value) in the pixels of `frames`, found at the model's voxel size."""
     from scipy import ndimage
 
     model_voxel = np.array(detector.voxel_size.zyx_um())
     zoom = np.array(voxel_size.zyx_um()) / model_voxel
-    zoom[np.asarray(frames.shape[:3]) == 1] = 1.0
+    zoom[np.asarray(frames[0].shape) == 1] = 1.0
     rescale = not np.allclose(zoom, 1.0, rtol=0.02)
     if rescale:
-        frames = np.stack([ndimage.zoom(frames[..., c], zoom, order=1) for c in range(frames.shape[-1])], -1)
-    multiple = tuple(detector.settings["tile_multiple_zyx"])
-    plan = plan_tiles(frames.shape[:3], multiple, overlap_zyx=(4 if frames.shape[0] > 8 else 0, 16, 16))
-    centres = predict_tiled(lambda tile: detector.model.predict_on_batch(tile), frames, plan)[..., 0]
+        frames = [ndimage.zoom(frame, zoom, order=1) for frame in frames]
+    centres = detect.predict_centres(detector.model, frames, tuple(detector.settings["tile_multiple_zyx"]))
     peaks = detect.find_peaks(centres, detector.threshold, tuple(detector.min_distance_um / model_voxel))
     if rescale:
         peaks[:, :3] /= zoom

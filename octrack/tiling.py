@@ -55,21 +55,34 @@ def _round_up(value: int, multiple: int) -> int:
     return max(multiple, -(-value // multiple) * multiple)
 
 
-def predict_tiled(predict_batch, volume: np.ndarray, plan: TilePlan) -> np.ndarray:
-    """`predict_batch`: (1, z, y, x, c) → (1, z, y, x, k). Returns the stitched (z, y, x, k) output."""
-    shape = volume.shape[:3]
+def predict_tiled(predict_batch, frames: list[np.ndarray], plan: TilePlan) -> np.ndarray:
+    """Runs `predict_batch` ((1, z, y, x, c) → (1, z, y, x, k)) over tiles of the frames stacked as channels.
+
+    Tiles are cut (and, past the volume's edge, mirrored) one at a time, so memory holds the frames, one
+    tile and the output, never a padded copy of the whole stack. Returns the stitched (z, y, x, k) output.
+    """
+    shape = frames[0].shape
     padded_shape = [max(s, t) for s, t in zip(shape, plan.tile_zyx)]
-    padded = np.pad(volume, [(0, p - s) for p, s in zip(padded_shape, shape)] + [(0, 0)], mode="symmetric")
     output = None
     for start in plan.starts(tuple(padded_shape)):
-        tile = padded[tuple(slice(s, s + t) for s, t in zip(start, plan.tile_zyx))]
+        tile = np.stack([_cut_mirrored(frame, start, plan.tile_zyx) for frame in frames], axis=-1)
         result = np.asarray(predict_batch(tile[np.newaxis]))[0]
         if output is None:
-            output = np.zeros((*padded_shape, result.shape[-1]), dtype=np.float32)
+            output = np.zeros((*shape, result.shape[-1]), dtype=np.float32)
         keep = _kept_region(start, plan, padded_shape)
-        output[tuple(slice(start[a] + keep[a][0], start[a] + keep[a][1]) for a in range(3))] = \
-            result[tuple(slice(*keep[a]) for a in range(3))]
-    return output[: shape[0], : shape[1], : shape[2]]
+        keep = [(low, min(high, size - begin)) for (low, high), size, begin in zip(keep, shape, start)]
+        if all(high > low for low, high in keep):
+            output[tuple(slice(start[a] + keep[a][0], start[a] + keep[a][1]) for a in range(3))] = \
+                result[tuple(slice(*keep[a]) for a in range(3))]
+    return output
+
+
+def _cut_mirrored(frame: np.ndarray, start: tuple[int, int, int], size: tuple[int, int, int]) -> np.ndarray:
+    """frame[start:start + size], mirrored at the far edges where the frame is smaller than the tile."""
+    box = tuple(slice(begin, min(begin + extent, limit)) for begin, extent, limit in zip(start, size, frame.shape))
+    part = frame[box]
+    missing = [(0, extent - have) for extent, have in zip(size, part.shape)]
+    return np.pad(part, missing, mode="symmetric") if any(after for _, after in missing) else part
 
 
 def _kept_region(start: tuple[int, int, int], plan: TilePlan, shape: list[int]) -> list[tuple[int, int]]:

@@ -143,3 +143,38 @@ def test_detection_target_needs_a_voxel_size(capsys, movie_2d):
 def test_predict_without_a_model(capsys, movie_3d):
     assert main(["predict", "--config", str(movie_3d / "organoid_tracker.ini")]) == 2
     assert "model_detect" in capsys.readouterr().err
+
+
+def test_interrupted_predict_resumes(capsys, movie_3d, monkeypatch):
+    import octrack.predict as predict_module
+
+    ini = tiny_config(movie_3d, "32, 32, 8", epochs=1)
+    octrack(capsys, "train-detect", "--config", ini)
+    octrack(capsys, "predict", "--config", ini)
+    folder = movie_3d / "training_output" / "predictions" / "1"
+    uninterrupted = (folder / "positions.csv").read_text()
+    (folder / "positions.csv").unlink()
+
+    calls = []
+    original = predict_module.detect_in_frames
+
+    def interrupt_at_third_time_point(*arguments):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*arguments)
+
+    monkeypatch.setattr(predict_module, "detect_in_frames", interrupt_at_third_time_point)
+    assert main(["predict", "--config", ini]) == 130
+    assert not (folder / "positions.csv").exists()  # nothing that looks finished
+    monkeypatch.setattr(predict_module, "detect_in_frames", original)
+    calls.clear()
+
+    def count(*arguments):
+        calls.append(1)
+        return original(*arguments)
+
+    monkeypatch.setattr(predict_module, "detect_in_frames", count)
+    octrack(capsys, "predict", "--config", ini)
+    assert len(calls) == 2  # only the two time points that were not finished
+    assert (folder / "positions.csv").read_text() == uninterrupted

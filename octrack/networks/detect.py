@@ -160,6 +160,15 @@ def detection_loss(y_true, y_pred):
 
 
 # Decoding
+def predict_centres(model, frames: list[np.ndarray], multiple_zyx: tuple[int, int, int]) -> np.ndarray:
+    """The network's output (z, y, x) for a whole volume, in overlapping tiles that fit memory."""
+    from octrack.tiling import plan_tiles, predict_tiled
+
+    shape = frames[0].shape
+    plan = plan_tiles(shape, multiple_zyx, overlap_zyx=(4 if shape[0] > 8 else 0, 16, 16))
+    return predict_tiled(model.predict_on_batch, frames, plan)[..., 0]
+
+
 def find_peaks(centres: np.ndarray, threshold: float, min_distance_zyx_px: tuple[float, float, float]
                ) -> np.ndarray:
     """Local maxima above `threshold`, at least `min_distance` apart (an ellipsoid in pixels), as (n, 4):

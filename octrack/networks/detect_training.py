@@ -21,7 +21,6 @@ from octrack.evaluate import match_time_point
 from octrack.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
 from octrack.networks import detect
 from octrack.networks.blocks import pool_plan, tile_multiple
-from octrack.tiling import plan_tiles, predict_tiled
 from octrack.tracking import Position, VoxelSize
 from octrack.training import augment_settings
 
@@ -171,11 +170,6 @@ def _cut(crop: Crop, centre: np.ndarray, extent_zyx: tuple[int, int, int]
 
 
 # Final report: detection scores on the validation crops, and the peak threshold that maximises F1
-def predict_centres(model: Any, frames: np.ndarray, multiple_zyx: tuple[int, int, int]) -> np.ndarray:
-    plan = plan_tiles(frames.shape[:3], multiple_zyx, overlap_zyx=(4 if frames.shape[0] > 8 else 0, 16, 16))
-    return predict_tiled(lambda tile: model.predict_on_batch(tile), frames, plan)[..., 0]
-
-
 def validation_report(model: Any, crops: list[Crop], patch_depth: int, levels: int, min_distance_um: float,
                       match_distance_um: float, fixed_threshold: float | None) -> dict[str, Any]:
     """Scores at each candidate threshold over all validation crops; keeps the best (or the fixed one)."""
@@ -183,7 +177,8 @@ def validation_report(model: Any, crops: list[Crop], patch_depth: int, levels: i
     thresholds = [fixed_threshold] if fixed_threshold is not None else list(THRESHOLDS)
     counts = {threshold: np.zeros(3, dtype=int) for threshold in thresholds}
     for crop in crops:
-        centres = predict_centres(model, crop.image.astype(np.float32), multiple)
+        frames = [crop.image[..., channel].astype(np.float32) for channel in range(crop.image.shape[-1])]
+        centres = detect.predict_centres(model, frames, multiple)
         min_distance_px = tuple(min_distance_um / crop.voxel_size_zyx_um)
         for threshold in thresholds:
             peaks = detect.find_peaks(centres, threshold, min_distance_px)
