@@ -36,6 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"octrack: error: {error}", file=sys.stderr)
         return EXIT_USER
+    except OSError as error:
+        if error.filename is None:
+            raise
+        print(f"octrack: error: {error.filename}: {error.strerror or error}; check the path and its permissions",
+              file=sys.stderr)
+        return EXIT_USER
     except KeyboardInterrupt:
         print("octrack: interrupted", file=sys.stderr)
         return 130
@@ -190,7 +196,7 @@ def _trainer(network: str | None) -> Callable[[argparse.Namespace], None]:
         if arguments.epochs is not None and arguments.epochs < 1:
             raise UserError(f"--epochs {arguments.epochs}: must be a whole number >= 1")
         config = Config(arguments.config)
-        names = [network] if network else networks_in_config(config)
+        names = [network] if network else networks_in_config(config, report=_say)
         run_training(config, names, epochs=arguments.epochs, restart=arguments.restart, report=_say)
     return run
 
@@ -248,17 +254,6 @@ def _run_evaluate(arguments: argparse.Namespace) -> None:
                                      images=arguments.images, pattern=arguments.pattern)
         log.info(f"wrote {arguments.plot} (time point {time_point})")
     print(json.dumps(scores.to_json(), indent=2) if arguments.json else format_report(scores))
-
-
-# later stages
-def _add_nothing(command: argparse.ArgumentParser) -> None:
-    """Commands whose options arrive with their implementation."""
-
-
-def _not_yet(stage: str) -> Callable[[argparse.Namespace], None]:
-    def run(arguments: argparse.Namespace) -> None:
-        raise UserError(f"`octrack {stage}` is not available in octrack {__version__} yet")
-    return run
 
 
 _COMMANDS = [

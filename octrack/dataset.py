@@ -6,6 +6,10 @@ need both (a channel the images lack, time points that do not exist) are reporte
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +17,9 @@ import numpy as np
 from octrack.config import Config, DatasetConfig
 from octrack.errors import UserError
 from octrack.images import ImageSource, open_images
-from octrack.tracking import Tracking, VoxelSize, load_tracking
+from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,7 +27,7 @@ class Dataset:
     config: DatasetConfig
     images: ImageSource
     tracking: Tracking | None
-    time_points: list[int]
+    time_points: list[int]  # those of the images within min_time_point … max_time_point
     voxel_size: VoxelSize | None
 
     @property
@@ -33,9 +39,36 @@ class Dataset:
         return self.images.read(time_point, self.config.image_channels)
 
     def window(self, time_point: int, before: int, after: int) -> list[int]:
-        """Time points of the window around `time_point`; at the ends of the movie the nearest one repeats."""
-        first, last = self.time_points[0], self.time_points[-1]
-        return [min(max(t, first), last) for t in range(time_point - before, time_point + after + 1)]
+        """Time points of the window around `time_point`: the movie's own frames, also beyond min_time_point and
+        max_time_point, so that a time point has the same window in training as in prediction. Where the movie
+        has no such frame (at its ends, or a missing file) the nearest existing one stands in, on a tie the one
+        nearer to `time_point`."""
+        existing = self.images.time_points
+        return [_nearest(existing, t, time_point) for t in range(time_point - before, time_point + after + 1)]
+
+    def annotated_positions(self, time_point: int) -> list[Position]:
+        """The annotated positions of a time point in image pixels: with the tracking's image offset of that
+        time point subtracted, z = 0 for 2D images (annotations of 2D images may say z = 1), and only those inside
+        the image; `outside_positions` counts the others. Empty without a tracking file."""
+        return self._annotations(time_point)[0]
+
+    def outside_positions(self, time_point: int) -> int:
+        """How many annotated positions of a time point `annotated_positions` leaves out: outside the image."""
+        return len(self._annotations(time_point)[1])
+
+    def _annotations(self, time_point: int) -> tuple[list[Position], list[Position]]:
+        """The annotated positions of a time point in image pixels: those inside the image, and the others."""
+        if self.tracking is None:
+            return [], []
+        depth, height, width = self.images.shape_zyx
+        inside, outside = [], []
+        for annotated in self.tracking.positions_at(time_point):
+            position = self.tracking.image_position(annotated)
+            if depth == 1:
+                position = position._replace(z=0.0)
+            is_inside = 0 <= position.x < width and 0 <= position.y < height and 0 <= position.z < depth
+            (inside if is_inside else outside).append(position)
+        return inside, outside
 
     def describe(self) -> str:
         voxel = (f"{self.voxel_size.x_um:g} × {self.voxel_size.y_um:g} × {self.voxel_size.z_um:g} µm"
@@ -56,23 +89,31 @@ def open_datasets(config: Config, section: str, *, check_all_files: bool = False
 
 
 def open_dataset(config: DatasetConfig, *, check_all_files: bool = False) -> Dataset:
-    images = _open_images(config, check_all_files)
+    """The dataset; `check_all_files` checks the headers of the image files of its time points."""
+    with _naming_images_key(config):
+        images = open_images(config.images_container, config.images_pattern, config.images_axes)
     _check_channels(config, images)
     tracking = _load_tracking(config)
     time_points = _time_points(config, images)
+    if check_all_files:
+        with _naming_images_key(config):
+            images.check_shapes(time_points)
     voxel_size = _voxel_size(config, images, tracking)
     return Dataset(config, images, tracking, time_points, voxel_size)
 
 
-def _open_images(config: DatasetConfig, check_all_files: bool) -> ImageSource:
-    key = "images_pattern" if config.images_pattern else "images_container"
+def _images_key(config: DatasetConfig) -> str:
+    """The ini key that names the image files, for messages about them."""
+    return config.where("images_pattern" if config.images_pattern else "images_container")
+
+
+@contextlib.contextmanager
+def _naming_images_key(config: DatasetConfig) -> Iterator[None]:
+    """Prefixes a UserError about the images with the ini key that names them."""
     try:
-        images = open_images(config.images_container, config.images_pattern, config.images_axes)
-        if check_all_files:
-            images.check_shapes()
+        yield
     except UserError as error:
-        raise UserError(f"{config.where(key)}: {error}") from None
-    return images
+        raise UserError(f"{_images_key(config)}: {error}") from None
 
 
 def _check_channels(config: DatasetConfig, images: ImageSource) -> None:
@@ -101,7 +142,30 @@ def _time_points(config: DatasetConfig, images: ImageSource) -> list[int]:
                             f"choose a time point in that range or leave the key empty")
     first = existing[0] if config.min_time_point is None else config.min_time_point
     last = existing[-1] if config.max_time_point is None else config.max_time_point
-    return [t for t in existing if first <= t <= last]
+    time_points = [t for t in existing if first <= t <= last]
+    gaps = sorted(set(range(first, last + 1)) - set(time_points))
+    if gaps:
+        log.warning(f"{_images_key(config)}: the images lack time point(s) {_spans(gaps)} "
+                    f"(missing files); those are left out, and time windows use the nearest frame instead")
+    return time_points
+
+
+def _spans(numbers: list[int]) -> str:
+    """Sorted whole numbers as spans: [3, 5, 6, 7] → '3, 5-7'."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _nearest(existing: list[int], time_point: int, centre: int) -> int:
+    """The time point of `existing` (sorted) nearest to `time_point`, on a tie the one nearer to `centre`."""
+    index = bisect.bisect_left(existing, time_point)
+    candidates = existing[max(index - 1, 0):index + 1]
+    return min(candidates, key=lambda candidate: (abs(candidate - time_point), abs(candidate - centre)))
 
 
 def _voxel_size(config: DatasetConfig, images: ImageSource, tracking: Tracking | None) -> VoxelSize | None:

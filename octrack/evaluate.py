@@ -16,6 +16,7 @@ The matching itself (`Matching`) stays with the scores, so that links and divisi
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from octrack.files import atomic_path
 from octrack.tracking.model import Position, Tracking, VoxelSize
 
 DEFAULT_MAX_DISTANCE_UM = 5.0
+log = logging.getLogger(__name__)
 UNIT_UM, UNIT_PX = "um", "px"
 
 
@@ -267,6 +269,10 @@ def _resolve_distance(max_distance_um: float | None, max_distance_px: float | No
                         "(--max-distance-px), not both")
     if max_distance_px is not None:
         return _checked_distance(max_distance_px, "--max-distance-px"), UNIT_PX
+    if voxel_size is None and max_distance_um is None:
+        log.warning(f"the voxel size is unknown: matching within {DEFAULT_MAX_DISTANCE_UM:g} pixels (choose with "
+                    f"--max-distance-px, or give --voxel-size X Y Z)")
+        return DEFAULT_MAX_DISTANCE_UM, UNIT_PX
     if voxel_size is None:
         raise UserError("the voxel size is unknown, so a distance in µm cannot be measured: pass "
                         "--max-distance-px D, or a voxel size with --voxel-size X Y Z")

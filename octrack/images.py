@@ -2,7 +2,8 @@
 
 Two layouts: a folder with one TIFF file per time point (and channel) named by a pattern (see
 `octrack.patterns`), or one multi-dimensional TIFF (ImageJ hyperstack, OME-TIFF, any tifffile series).
-Every read returns float32 (z, y, x); several channels are summed in floating point.
+Every read returns float32 (z, y, x); several channels are summed in floating point. In a pattern folder a
+time point that lacks its file (or the file of one of its channels) is a gap: it is not in `time_points`.
 
 Axes are tifffile's letters for the first series, with its length-1 dimensions left out. Inside a
 file, tifffile's 'S' (samples, e.g. RGB) counts as channels; one unknown dimension ('Q', 'I') is taken
@@ -12,6 +13,7 @@ as the only axis it can be (in a pattern folder: Z, else C), and anything else n
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import xml.etree.ElementTree as ElementTree
@@ -29,13 +31,18 @@ from octrack.errors import UserError
 from octrack.patterns import FilePattern
 from octrack.tracking.model import VoxelSize
 
+log = logging.getLogger(__name__)
+
 AXIS_LETTERS = "TZCYX"
 _UNKNOWN_AXES = "QI"  # tifffile: 'other' (e.g. shaped files without axes) and 'image sequence'
 
+# Inches are no unit of a calibration: 72 or 96 pixels per inch is what programs (MATLAB, PIL) write when they
+# know no pixel size. So ImageJ's unit 'inch' and the TIFF ResolutionUnit inch (2) count as unknown, like
+# ResolutionUnit NONE (1); centimetre (3) and tifffile's own millimetre (4) and micrometre (5) are trusted.
 _LENGTH_UM = {"um": 1.0, "µm": 1.0, "μm": 1.0, "\\u00b5m": 1.0, "micron": 1.0, "microns": 1.0,
-              "micrometer": 1.0, "micrometre": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6,
-              "inch": 25400.0}
-_RESOLUTION_UNIT_UM = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}  # TIFF ResolutionUnit: inch, cm, (tifffile:) mm, µm
+              "micrometer": 1.0, "micrometre": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+_RESOLUTION_UNIT_UM = {3: 1e4, 4: 1e3, 5: 1.0}
+_MAX_PIXEL_UM = 50.0  # x/y pixels larger than this are no microscope's: such metadata are wrong
 _TIME_MINUTES = {"ms": 1 / 60000, "s": 1 / 60, "sec": 1 / 60, "second": 1 / 60, "seconds": 1 / 60,
                  "min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hr": 60.0, "hour": 60.0, "hours": 60.0}
 
@@ -44,7 +51,7 @@ class ImageSource(ABC):
     """A time lapse of one or more channels, read lazily one time point at a time."""
 
     shape_zyx: tuple[int, int, int]  # Z = 1 for 2D+time
-    time_points: list[int]  # sorted
+    time_points: list[int]  # sorted; those whose files exist, so a pattern folder may have gaps
     channel_count: int
     dtype: np.dtype  # as stored; reads are always float32
     voxel_size: VoxelSize | None
@@ -52,7 +59,7 @@ class ImageSource(ABC):
     def read(self, time_point: int, channels: Sequence[int] | None = None) -> np.ndarray:
         """float32 (z, y, x) of one time point: channel 1, or the sum of `channels` (numbered from 1)."""
         if time_point not in self.time_points:
-            raise UserError(f"time point {time_point} requested but it is not in the images ({self.describe()})")
+            raise UserError(f"time point {time_point} requested but {self._absence(time_point)} ({self.describe()})")
         channels = [1] if channels is None else list(channels)
         if not channels:
             raise UserError(f"no channel requested; give one or more channels from 1 ({self.describe()})")
@@ -75,8 +82,15 @@ class ImageSource(ABC):
         channels = _plural(self.channel_count, "channel")
         return f"{self._label()}: {times}, {channels}, z,y,x = {z},{y},{x}, {self.dtype.name}"
 
-    def check_shapes(self) -> None:
-        """Checks that every file exists and holds images of the same shape (headers only; reads no pixels)."""
+    def check_shapes(self, time_points: Iterable[int] | None = None) -> None:
+        """Checks that the files of these time points (default: all) exist and hold images of the same shape.
+
+        Reads headers only, no pixels. Files of other time points are not opened, so that a damaged or missing
+        file outside the time points in use stops nothing."""
+
+    def _absence(self, time_point: int) -> str:
+        """Why a time point cannot be read, for `read`."""
+        return "it is not in the images"
 
     @abstractmethod
     def source_files(self, time_points: Iterable[int]) -> list[Path]:
@@ -89,6 +103,13 @@ class ImageSource(ABC):
     @abstractmethod
     def _read_channels(self, time_point: int, indices: list[int]) -> Iterator[np.ndarray]:
         """The (z, y, x) arrays of the channels with these 0-based indices, in any dtype."""
+
+
+def tiff_voxel_size(path: Path, depth: int) -> VoxelSize | None:
+    """The voxel size that the metadata of a TIFF file give for images of `depth` z slices, or None.
+
+    The one reading of TIFF calibrations: image sources and label images (`octrack.tracking.ctc`) use it."""
+    return _voxel_size(_inspect(path).calibration, depth)
 
 
 def open_images(container: str | os.PathLike, pattern: str | None = None, axes: str | None = None) -> ImageSource:
@@ -164,9 +185,8 @@ class PatternSource(ImageSource):
         self.pattern = pattern
         self._file_per_channel = "channel" in pattern.fields
         self._files = self._scan()
-        times = sorted({time for time, _ in self._files})
         self._channels = sorted({channel for _, channel in self._files})  # as numbered in the file names
-        self.time_points = list(range(times[0], times[-1] + 1))  # a gap is a missing file
+        self.time_points = self._complete_time_points()
         self._first_path = self._path(*min(self._files))
         self._series = _inspect(self._first_path)
         self.axes = _resolve_axes(self._first_path, self._series, axes, one_time_point=True)
@@ -201,21 +221,41 @@ class PatternSource(ImageSource):
                             f"pattern against the file names (`octrack init` guesses it)")
         return files
 
+    def _complete_time_points(self) -> list[int]:
+        """The time points with a file for every channel that the folder has: a time point that lacks a file
+        is a gap in the movie, not a time point whose reads fail."""
+        times = sorted({time for time, _ in self._files})
+        complete = [time for time in times if all((time, channel) in self._files for channel in self._channels)]
+        if not complete:
+            raise UserError(f"no time point in {self.folder} has a file for every channel "
+                            f"{', '.join(map(str, self._channels))} of the pattern {self.pattern.text}; "
+                            f"add the missing files, or check the pattern against the file names")
+        return complete
+
     def _path(self, time_point: int, channel: int) -> Path:
         return self.folder / self.pattern.format(time=time_point, channel=channel)
 
-    def _existing_path(self, time_point: int, channel_index: int) -> Path:
-        key = (time_point, self._channels[0] + channel_index if self._file_per_channel else 0)
-        path = self._path(*key)
-        if key not in self._files:
+    def _existing_path(self, time_point: int, channel: int) -> Path:
+        """The file of a time point and channel (as numbered in the file names; 0 without {channel})."""
+        path = self._path(time_point, channel)
+        if (time_point, channel) not in self._files:
             raise UserError(f"image file {path} is missing: the pattern {self.pattern.text} expects it for "
                             f"time point {time_point} (files exist for time points "
                             f"{self.time_points[0]}-{self.time_points[-1]})")
         return path
 
+    def _absence(self, time_point: int) -> str:
+        """A gap (inside the movie, or with the files of some channels only) names a missing file."""
+        missing = [self._path(time_point, channel) for channel in self._channels
+                   if (time_point, channel) not in self._files]
+        if self.time_points[0] < time_point < self.time_points[-1] or len(missing) < len(self._channels):
+            return f"image file {missing[0]} is missing"
+        return super()._absence(time_point)
+
     def _read_channels(self, time_point: int, indices: list[int]) -> Iterator[np.ndarray]:
         if self._file_per_channel:
-            yield from (self._read_file(self._existing_path(time_point, index))[0] for index in indices)
+            paths = (self._existing_path(time_point, self._channels[0] + index) for index in indices)
+            yield from (self._read_file(path)[0] for path in paths)
         else:
             data = self._read_file(self._existing_path(time_point, 0))
             yield from (data[index] for index in indices)
@@ -233,10 +273,10 @@ class PatternSource(ImageSource):
             raise UserError(f"image file {path} has shape {shape} but {self._first_path} has shape "
                             f"{self._series.shape}; all files of a time lapse must have the same shape")
 
-    def check_shapes(self) -> None:
-        for time_point in self.time_points:
-            for index in range(self.channel_count if self._file_per_channel else 1):
-                path = self._existing_path(time_point, index)
+    def check_shapes(self, time_points: Iterable[int] | None = None) -> None:
+        for time_point in self.time_points if time_points is None else time_points:
+            for channel in self._channels:
+                path = self._existing_path(time_point, channel)
                 with _reading(path), tifffile.TiffFile(path) as tif:
                     self._check_shape(path, tuple(_first_series(tif).shape))
 
@@ -286,7 +326,7 @@ def _inspect(path: Path) -> _Series:
         dtype = np.dtype(series.dtype)
         return _Series(axes=series.axes, shape=tuple(series.shape), dtype=dtype.newbyteorder("="),
                        stored_dtype=dtype.newbyteorder(tif.byteorder), data_offset=series.dataoffset,
-                       page_ndim=len(series.keyframe.shape), calibration=_calibration(tif))
+                       page_ndim=len(series.keyframe.shape), calibration=_calibration(tif, path))
 
 
 def _resolve_axes(path: Path, series: _Series, override: str | None, *, one_time_point: bool) -> str:
@@ -355,9 +395,16 @@ def _to_czyx(data: np.ndarray, axes: str) -> np.ndarray:
     return data.transpose([axes.index(letter) for letter in "CZYX"])
 
 
-def _calibration(tif: tifffile.TiffFile) -> _Calibration | None:
-    """Voxel size from OME metadata, else from the resolution tags (with ImageJ's unit and z spacing)."""
-    return _ome_calibration(tif.ome_metadata) or _tiff_calibration(tif.pages[0], tif.imagej_metadata or {})
+def _calibration(tif: tifffile.TiffFile, path: Path) -> _Calibration | None:
+    """Voxel size from OME metadata, else from the resolution tags (with ImageJ's unit and z spacing); None
+    where they give no length unit or pixels too large to be meant (then with a warning)."""
+    calibration = _ome_calibration(tif.ome_metadata) or _tiff_calibration(tif.pages[0], tif.imagej_metadata or {})
+    if calibration is not None and max(calibration.x_um, calibration.y_um) > _MAX_PIXEL_UM:
+        log.warning(f"{path}: the TIFF metadata give pixels of {calibration.x_um:g} × {calibration.y_um:g} µm, "
+                    f"larger than any microscope's, so the pixel size is taken as unknown; set it in the ini "
+                    f"(pixel_size_x_um and the others) if it is needed")
+        return None
+    return calibration
 
 
 def _ome_calibration(xml: str | None) -> _Calibration | None:
@@ -384,7 +431,8 @@ def _ome_calibration(xml: str | None) -> _Calibration | None:
 
 
 def _tiff_calibration(page: tifffile.TiffPage, imagej: dict) -> _Calibration | None:
-    """From XResolution/YResolution (pixels per unit); ImageJ's 'unit' replaces the ResolutionUnit tag."""
+    """From XResolution/YResolution (pixels per unit); ImageJ's 'unit' replaces the ResolutionUnit tag. Only
+    a length unit counts (see _LENGTH_UM and _RESOLUTION_UNIT_UM)."""
     if "unit" in imagej:
         unit_um = _LENGTH_UM.get(str(imagej["unit"]).lower())
     else:

@@ -15,10 +15,11 @@ def percentile_range(frame: np.ndarray) -> tuple[float, float]:
     Frames above 16 M voxels are sampled with a fixed stride (the same stride for the same frame shape),
     which changes the percentiles by far less than the noise and keeps prepare and predict fast.
     """
-    values = frame.reshape(-1)
-    stride = max(1, -(-values.size // _MAX_VOXELS_FOR_PERCENTILES))
-    low, high = np.percentile(values[::stride], [LOW_PERCENTILE, HIGH_PERCENTILE])
-    return float(low), float(max(high, low + 1e-6))
+    values = frame.reshape(-1)[:: max(1, -(-frame.size // _MAX_VOXELS_FOR_PERCENTILES))]
+    low, high = (float(value) for value in np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE]))
+    if high - low <= 1e-6 * max(abs(low), abs(high), 1.0):  # a (nearly) empty frame: do not amplify noise
+        high = low + max(float(values.max()) - low, 1.0)
+    return low, high
 
 
 def normalize(frame: np.ndarray, low: float, high: float) -> np.ndarray:

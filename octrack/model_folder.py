@@ -38,13 +38,22 @@ def load_settings(folder: Path, network: str) -> dict[str, Any]:
 
 
 def load_model_folder(folder: Path, network: str) -> tuple[Any, dict[str, Any]]:
+    settings = load_settings(folder, network)
+    return load_keras_model(folder / MODEL_FILE, f"the model of a {network} model folder; train it again"), settings
+
+
+def load_keras_model(path: Path, what: str, *, custom_objects: dict[str, Any] | None = None,
+                     compile: bool = False) -> Any:
+    """A saved Keras model, or a UserError naming the file and what it should have been."""
     import keras
 
-    settings = load_settings(folder, network)
-    model_path = folder / MODEL_FILE
-    if not model_path.exists():
-        raise UserError(f"{folder}: {MODEL_FILE} is missing; train the model again")
-    return keras.saving.load_model(model_path, compile=False), settings
+    if not path.is_file():
+        raise UserError(f"{path}: not found; expected {what}")
+    try:
+        return keras.saving.load_model(path, custom_objects=custom_objects, compile=compile)
+    except (ValueError, OSError, TypeError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path}: not a readable Keras model ({first_line}); expected {what}") from None
 
 
 def _plain(value: Any) -> Any:

@@ -9,6 +9,7 @@ stopped; the result files are written (atomically) only at the end.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from octrack.cache import fingerprint
+from octrack.cache import file_fingerprint, fingerprint
 from octrack.config import Config
 from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
@@ -27,6 +28,7 @@ from octrack.networks import detect
 from octrack.tracking import Position, Tracking, VoxelSize, save_tracking
 
 SECTION = "predict"
+log = logging.getLogger(__name__)
 STEPS = ("positions",)
 PROGRESS_FILE = ".positions_progress.jsonl"
 
@@ -39,17 +41,19 @@ class Detector:
     settings: dict[str, Any]
     threshold: float
     min_distance_um: float
+    model_file: Path
 
     @property
     def voxel_size(self) -> VoxelSize:
         return VoxelSize(*self.settings["voxel_size_um_xyz"])
 
     def fingerprint(self) -> str:
-        return fingerprint(self.settings, self.threshold, self.min_distance_um)
+        """Identifies the model file and the decoding, so that results of another model are never reused."""
+        return fingerprint(file_fingerprint([self.model_file]), self.settings, self.threshold, self.min_distance_um)
 
 
 def load_detector(config: Config) -> Detector:
-    from octrack.model_folder import load_model_folder
+    from octrack.model_folder import MODEL_FILE, load_model_folder
 
     folder = config.get(SECTION, "detect_model_folder")
     folder = config.resolve(folder) if folder else config.output_folder(SECTION) / "model_detect"
@@ -57,7 +61,7 @@ def load_detector(config: Config) -> Detector:
     threshold = config.get(SECTION, "peak_threshold") or settings.get("peak_threshold") or 0.5
     min_distance = (config.get(SECTION, "min_distance_um") if config.raw(SECTION, "min_distance_um")
                     else settings["min_distance_um"])
-    return Detector(model, settings, float(threshold), float(min_distance))
+    return Detector(model, settings, float(threshold), float(min_distance), folder / MODEL_FILE)
 
 
 def predictions_folder(config: Config, dataset: Dataset) -> Path:
@@ -87,8 +91,12 @@ def run_predict(config: Config, steps: list[str], report: Callable[[str], None] 
 
 
 def predict_positions(dataset: Dataset, detector: Detector, folder: Path) -> Tracking:
-    voxel_size = dataset.voxel_size or detector.voxel_size
-    progress = _Progress(folder / PROGRESS_FILE, detector.fingerprint(), dataset)
+    voxel_size = dataset.voxel_size
+    if voxel_size is None:
+        voxel_size = detector.voxel_size
+        log.warning(f"{dataset.config.where('pixel_size_x_um')}: the voxel size of {dataset.name} is not known; "
+                    f"assuming the model's, {voxel_size.x_um:g} × {voxel_size.y_um:g} × {voxel_size.z_um:g} µm")
+    progress = _Progress(folder / PROGRESS_FILE, fingerprint(detector.fingerprint(), voxel_size), dataset)
     reader = FrameReader(dataset)
     before, after = detector.settings["time_window"]
     todo = [t for t in dataset.time_points if t not in progress.done]
@@ -110,12 +118,14 @@ def detect_in_frames(detector: Detector, frames: list[np.ndarray], voxel_size: V
     zoom = np.array(voxel_size.zyx_um()) / model_voxel
     zoom[np.asarray(frames[0].shape) == 1] = 1.0
     rescale = not np.allclose(zoom, 1.0, rtol=0.02)
+    original_shape = np.array(frames[0].shape)
     if rescale:
         frames = [ndimage.zoom(frame, zoom, order=1) for frame in frames]
     centres = detect.predict_centres(detector.model, frames, tuple(detector.settings["tile_multiple_zyx"]))
     peaks = detect.find_peaks(centres, detector.threshold, tuple(detector.min_distance_um / model_voxel))
-    if rescale:
-        peaks[:, :3] /= zoom
+    if rescale:  # ndimage.zoom maps the first and last voxels onto each other
+        zoomed_shape = np.array(frames[0].shape)
+        peaks[:, :3] *= np.where(zoomed_shape > 1, (original_shape - 1) / np.maximum(zoomed_shape - 1, 1), 1.0)
     return peaks
 
 

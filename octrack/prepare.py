@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from octrack.frames import FrameReader
 from octrack.networks import detect
 
 SECTION = "prepare"
+log = logging.getLogger(__name__)
 
 
 def split_time_points(dataset: Dataset, fraction: float, seed: int) -> dict[int, str]:
@@ -67,6 +69,10 @@ def _require_annotations(dataset: Dataset) -> None:
     if dataset.tracking is None:
         raise UserError(f"{where}: missing; training data need annotations (an .aut file, a CTC TRA folder or "
                         f"a CSV of positions)")
+    outside = sum(dataset.outside_positions(t) for t in dataset.time_points)
+    if outside:
+        log.warning(f"{where}: {outside} annotated position(s) lie outside the images "
+                    f"(x,y,z = {','.join(map(str, reversed(dataset.images.shape_zyx)))} pixels) and are left out")
     if not detect.annotated_time_points(dataset):
         raise UserError(f"{where}: no annotated positions in time points {dataset.time_points[0]}–"
                         f"{dataset.time_points[-1]}; check min_time_point_{dataset.config.number} and "
@@ -74,7 +80,7 @@ def _require_annotations(dataset: Dataset) -> None:
 
 
 def _split_summary(split: dict[int, str], dataset: Dataset) -> str:
-    positions = {name: sum(len(dataset.tracking.positions_at(t)) for t, use in split.items() if use == name)
+    positions = {name: sum(len(dataset.annotated_positions(t)) for t, use in split.items() if use == name)
                  for name in ("train", "validation")}
     validation = [t for t, use in split.items() if use == "validation"]
     return (f"  {len(split)} annotated time points: {len(split) - len(validation)} train "

@@ -58,14 +58,14 @@ def _round_up(value: int, multiple: int) -> int:
 def predict_tiled(predict_batch, frames: list[np.ndarray], plan: TilePlan) -> np.ndarray:
     """Runs `predict_batch` ((1, z, y, x, c) → (1, z, y, x, k)) over tiles of the frames stacked as channels.
 
-    Tiles are cut (and, past the volume's edge, mirrored) one at a time, so memory holds the frames, one
+    Tiles are cut (and, past the volume's edge, padded) one at a time, so memory holds the frames, one
     tile and the output, never a padded copy of the whole stack. Returns the stitched (z, y, x, k) output.
     """
     shape = frames[0].shape
     padded_shape = [max(s, t) for s, t in zip(shape, plan.tile_zyx)]
     output = None
     for start in plan.starts(tuple(padded_shape)):
-        tile = np.stack([_cut_mirrored(frame, start, plan.tile_zyx) for frame in frames], axis=-1)
+        tile = np.stack([_cut_padded(frame, start, plan.tile_zyx) for frame in frames], axis=-1)
         result = np.asarray(predict_batch(tile[np.newaxis]))[0]
         if output is None:
             output = np.zeros((*shape, result.shape[-1]), dtype=np.float32)
@@ -77,12 +77,16 @@ def predict_tiled(predict_batch, frames: list[np.ndarray], plan: TilePlan) -> np
     return output
 
 
-def _cut_mirrored(frame: np.ndarray, start: tuple[int, int, int], size: tuple[int, int, int]) -> np.ndarray:
-    """frame[start:start + size], mirrored at the far edges where the frame is smaller than the tile."""
+def _cut_padded(frame: np.ndarray, start: tuple[int, int, int], size: tuple[int, int, int]) -> np.ndarray:
+    """frame[start:start + size], padded with zeros past the frame's far edges.
+
+    Zeros, as training patches that stick out of a crop are padded: a mirrored half nucleus at an image
+    edge would look like a whole one.
+    """
     box = tuple(slice(begin, min(begin + extent, limit)) for begin, extent, limit in zip(start, size, frame.shape))
     part = frame[box]
     missing = [(0, extent - have) for extent, have in zip(size, part.shape)]
-    return np.pad(part, missing, mode="symmetric") if any(after for _, after in missing) else part
+    return np.pad(part, missing) if any(after for _, after in missing) else part
 
 
 def _kept_region(start: tuple[int, int, int], plan: TilePlan, shape: list[int]) -> list[tuple[int, int]]:

@@ -28,11 +28,12 @@ import keras
 
 from octrack.errors import UserError
 from octrack.files import atomic_path, write_text_atomic
-from octrack.model_folder import save_model_folder
+from octrack.model_folder import load_keras_model, save_model_folder
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+TRAINABLE = ("detect",)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class TrainState:
     settings: dict[str, Any] = field(default_factory=dict)
     steps_per_epoch: int = 0
     seed: int = 0
+    stopped_early_at_target: int | None = None  # the `epochs` of the run that early stopping ended
 
 
 @dataclass
@@ -110,6 +112,11 @@ class TrainingFolders:
     def state(self) -> Path:
         return self.training / STATE_FILE
 
+    @property
+    def best(self) -> Path:
+        """The best model so far; it becomes the model folder, with its final settings, when training ends."""
+        return self.training / "best.keras"
+
 
 def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = False,
           report: Callable[[str], None] = print) -> TrainResult:
@@ -125,7 +132,11 @@ def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = Fa
                         f"run again with --restart, or set steps_per_epoch = {state.steps_per_epoch}")
     state.settings, state.steps_per_epoch, state.seed = settings, steps, options.seed
     model = _starting_model(network, options, folders, state, report)
-    if state.epoch < options.epochs:
+    if state.stopped_early_at_target == options.epochs:
+        report(f"{network.name}: training stopped early at epoch {state.epoch} (patience {options.patience}); "
+               f"ask for more with --epochs, or start over with --restart")
+    elif state.epoch < options.epochs:
+        state.stopped_early_at_target = None
         report(f"training {network.name}: epochs {state.epoch + 1}–{options.epochs}, {steps} steps of "
                f"{options.batch_size} samples each")
         model.fit(network.training_batches(options.batch_size, options.seed, state.epoch * steps),
@@ -135,7 +146,7 @@ def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = Fa
                   verbose=1 if sys.stdout.isatty() else 2)
     else:
         report(f"{network.name}: already trained for {state.epoch} epochs (ask for more with --epochs)")
-    best = keras.saving.load_model(folders.model / "model.keras", compile=False)
+    best = load_keras_model(folders.best, "the best model of this training; run with --restart")
     final = network.final_report(best)
     save_model_folder(folders.model, best, {**settings, **final.get("settings", {}),
                                             "training": {"best_epoch": state.best_epoch, "epochs": state.epoch,
@@ -164,8 +175,8 @@ def _starting_model(network: NetworkTraining, options: TrainOptions, folders: Tr
                     state: TrainState, report: Callable[[str], None]) -> Any:
     if state.checkpoint:
         report(f"resuming {network.name} from {folders.training / state.checkpoint} (epoch {state.epoch})")
-        return keras.saving.load_model(folders.training / state.checkpoint,
-                                       custom_objects={network.loss().__name__: network.loss()})
+        return load_keras_model(folders.training / state.checkpoint, "a checkpoint; run with --restart",
+                           custom_objects={network.loss().__name__: network.loss()}, compile=True)
     keras.utils.set_random_seed(options.seed)
     model = network.build_model()
     if options.pretrained_model_path:
@@ -176,9 +187,7 @@ def _starting_model(network: NetworkTraining, options: TrainOptions, folders: Tr
 
 def _load_pretrained(model: Any, folder: Path, report: Callable[[str], None]) -> None:
     path = folder / "model.keras" if folder.is_dir() else folder
-    if not path.exists():
-        raise UserError(f"pretrained_model_path: {path} not found; give a model folder written by octrack train")
-    pretrained = keras.saving.load_model(path, compile=False)
+    pretrained = load_keras_model(path, "pretrained_model_path: give a model folder written by octrack train")
     try:
         model.set_weights(pretrained.get_weights())
     except ValueError as error:
@@ -230,13 +239,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if validation_loss < state.best_validation_loss:
             state.best_validation_loss, state.best_epoch = validation_loss, state.epoch
             state.epochs_without_improvement = 0
-            save_model_folder(self.folders.model, self.model, self.network.settings())
+            self.folders.training.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.folders.best) as temporary:
+                self.model.save(temporary)
         else:
             state.epochs_without_improvement += 1
         self._save_checkpoint()
         write_history(self.folders.training, state.history)
         if 0 < self.options.patience <= state.epochs_without_improvement:
             log.info(f"stopping early: no better validation loss for {self.options.patience} epochs")
+            state.stopped_early_at_target = self.options.epochs
             self.model.stop_training = True
         if self._next_epoch_would_overrun():
             log.info(f"stopping after epoch {state.epoch}: the next would end after max_training_minutes = "
@@ -323,12 +335,16 @@ def train_options(config: Any, section: str, epochs: int | None) -> TrainOptions
         output_folder=config.output_folder(section), max_minutes=config.get(section, "max_training_minutes"))
 
 
-def networks_in_config(config: Any) -> list[str]:
-    """The networks whose [train_NAME] section the ini has; detection alone where it names none."""
+def networks_in_config(config: Any, report: Callable[[str], None] = print) -> list[str]:
+    """The networks whose [train_NAME] section the ini has (detection where it names none), less those this
+    version cannot train yet, which are named in a notice."""
     from octrack.config import NETWORKS
 
-    named = [name for name in NETWORKS if config.has_section(f"train_{name}")]
-    return named or ["detect"]
+    named = [name for name in NETWORKS if config.has_section(f"train_{name}")] or ["detect"]
+    for name in named:
+        if name not in TRAINABLE:
+            report(f"[train_{name}]: training the {name} network is not available in this version; skipped")
+    return [name for name in named if name in TRAINABLE] or ["detect"]
 
 
 def run_training(config: Any, names: list[str], *, epochs: int | None = None, restart: bool = False,
@@ -339,7 +355,7 @@ def run_training(config: Any, names: list[str], *, epochs: int | None = None, re
     from octrack.prepare import cache_path, prepare
 
     trainers = {"detect": DetectTraining}
-    missing = [name for name in names if name not in trainers]
+    missing = [name for name in names if name not in TRAINABLE]
     if missing:
         raise UserError(f"training the {missing[0]} network is not available in this version; remove "
                         f"[train_{missing[0]}] from {config.path} or train the detection network alone")

@@ -120,6 +120,7 @@ def compute_only_seconds_per_step(model_folder: Path, batch_shape: tuple[int, ..
 
 def run(name: str, minutes: float, output: Path) -> dict:
     from octrack.config import Config
+    from octrack.dataset import open_datasets
     from octrack.evaluate import score_detections
     from octrack.predict import run_predict
     from octrack.tracking import load_tracking
@@ -129,12 +130,13 @@ def run(name: str, minutes: float, output: Path) -> dict:
     ini, ground_truth, distance, unit = writer(output / name, minutes)
     config = Config(ini)
     started = time.perf_counter()
-    result = run_training(config, ["detect"])[0]
+    result = run_training(config, ["detect"], restart=True)[0]
     training_minutes = (time.perf_counter() - started) / 60
     predictions = run_predict(config, ["positions"])[0]
     truth = load_tracking(ground_truth)
     predicted = load_tracking(predictions / "positions.csv")
-    time_points = predicted.time_points()
+    predicted_range = open_datasets(config, "predict")[0].time_points
+    time_points = [t for t in truth.time_points() if t in predicted_range]
     distance_keys = {"max_distance_px": distance} if unit == "px" else {"max_distance_um": distance}
     scores = score_detections(truth, predicted, time_points=time_points, **distance_keys)
 

@@ -123,7 +123,13 @@ def test_matching_maps_predicted_to_true():
 
 def test_um_distance_without_voxel_size_is_a_user_error():
     with pytest.raises(UserError, match="--max-distance-px"):
-        score_detections(TRUTH, TRUTH)
+        score_detections(TRUTH, TRUTH, max_distance_um=5)
+
+
+def test_unknown_voxel_size_falls_back_to_pixels(caplog):
+    scores = score_detections(TRUTH, TRUTH)
+    assert scores.distance_unit == "px" and scores.f1 == 1.0
+    assert "--max-distance-px" in caplog.text
 
 
 @pytest.mark.parametrize("text, bounds", [("2:5", (2, 5)), ("3:", (3, None)), (":4", (None, 4)), ("6", (6, 6))])
@@ -239,7 +245,7 @@ def test_cli_plot_over_images(capsys, movie_3d, tmp_path):
 
 
 @pytest.mark.parametrize("extra, fragment", [
-    ([], "--max-distance-px"),
+    (["--max-distance-um", "5"], "--max-distance-px"),
     (["--max-distance-px", "3", "--time-points", "5:9"], "--time-points"),
     (["--max-distance-px", "3", "--plot", "x.png", "--plot-time-point", "4"], "--plot-time-point 4"),
 ])

@@ -111,14 +111,27 @@ def test_big_endian_file_reads_the_right_values(tmp_path):
     np.testing.assert_array_equal(open_images(tmp_path / "movie.tif").read(2)[0], values[2])
 
 
-def test_missing_time_point_file_names_the_path(tmp_path):
+def test_missing_time_point_file_is_a_gap(tmp_path):
     write_folder(tmp_path, "t{time:03}.tif", range(4), None, (4, 5))
     (tmp_path / "t002.tif").unlink()
     images = open_images(tmp_path, "t{time:03}.tif")
-    assert images.time_points == [0, 1, 2, 3]
-    with pytest.raises(UserError, match=f"{tmp_path / 't002.tif'} is missing"):
+    assert images.time_points == [0, 1, 3]
+    assert images.describe().endswith("3 time points (0-3), 1 channel, z,y,x = 1,4,5, uint16")
+    with pytest.raises(UserError, match=f"time point 2 requested but image file {tmp_path / 't002.tif'} is missing"):
         images.read(2)
+    with pytest.raises(UserError, match="time point 4 requested but it is not in the images"):
+        images.read(4)
+    images.check_shapes()
     with pytest.raises(UserError, match="t002.tif is missing"):
+        images.check_shapes([1, 2])
+
+
+def test_check_shapes_opens_only_the_files_of_the_given_time_points(tmp_path):
+    write_folder(tmp_path, "t{time}c{channel}.tif", range(4), range(1, 3), (4, 5))
+    (tmp_path / "t3c2.tif").write_bytes(b"damaged")
+    images = open_images(tmp_path, "t{time}c{channel}.tif")
+    images.check_shapes([0, 1, 2])
+    with pytest.raises(UserError, match="cannot read TIFF file .*t3c2.tif"):
         images.check_shapes()
 
 
@@ -132,10 +145,19 @@ def test_source_files_are_the_existing_files_of_the_time_points(tmp_path):
 
 
 def test_missing_channel_file_names_the_path(tmp_path):
-    write_folder(tmp_path, "t{time}c{channel}.tif", range(2), range(1, 3), (4, 5))
+    """A time point counts only where the files of all channels exist."""
+    write_folder(tmp_path, "t{time}c{channel}.tif", range(3), range(1, 3), (4, 5))
     (tmp_path / "t1c2.tif").unlink()
+    (tmp_path / "t2c1.tif").unlink()
+    images = open_images(tmp_path, "t{time}c{channel}.tif")
+    assert images.time_points == [0]
     with pytest.raises(UserError, match="t1c2.tif is missing"):
-        open_images(tmp_path, "t{time}c{channel}.tif").read(1, [1, 2])
+        images.read(1, [1])
+    with pytest.raises(UserError, match="t2c1.tif is missing"):
+        images.read(2, [2])
+    (tmp_path / "t0c2.tif").unlink()
+    with pytest.raises(UserError, match="no time point in .* has a file for every channel 1, 2"):
+        open_images(tmp_path, "t{time}c{channel}.tif")
 
 
 def test_file_of_another_shape_is_reported_with_both_shapes(tmp_path):
@@ -309,6 +331,29 @@ def test_voxel_size_from_resolution_tags(tmp_path, unit, expected):
     tifffile.imwrite(tmp_path / "image.tif", np.zeros((4, 5), np.uint8), resolution=(2e4, 2e4),
                      resolutionunit=unit)
     assert open_images(tmp_path / "image.tif").voxel_size == expected
+
+
+@pytest.mark.parametrize("options", [{"resolution": (72, 72), "resolutionunit": "INCH"},  # MATLAB's, PIL's
+                                     {"resolution": (96, 96), "resolutionunit": "INCH"},
+                                     {"resolution": (72, 72), "imagej": True, "metadata": {"unit": "inch"}},
+                                     {"resolution": (72, 72), "imagej": True, "metadata": {"unit": "pixel"}}])
+def test_default_dots_per_inch_are_no_voxel_size(tmp_path, options):
+    tifffile.imwrite(tmp_path / "image.tif", np.zeros((4, 5), np.uint8), **options)
+    assert open_images(tmp_path / "image.tif").voxel_size is None
+
+
+@pytest.mark.parametrize("options", [{"resolution": (100, 100), "resolutionunit": "CENTIMETER"},
+                                     {"resolution": (0.01, 0.01), "imagej": True, "metadata": {"unit": "um"}}])
+def test_implausible_pixel_size_is_unknown_with_a_warning(tmp_path, caplog, options):
+    tifffile.imwrite(tmp_path / "image.tif", np.zeros((4, 5), np.uint8), **options)
+    assert open_images(tmp_path / "image.tif").voxel_size is None
+    assert "pixels of 100 × 100 µm" in caplog.text and "image.tif" in caplog.text
+
+
+def test_ome_physical_size_of_2d_image(tmp_path):
+    tifffile.imwrite(tmp_path / "image.ome.tif", np.zeros((4, 5), np.uint8), ome=True,
+                     metadata={"axes": "YX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
+    assert open_images(tmp_path / "image.ome.tif").voxel_size == VoxelSize(0.25, 0.25, 0.25)
 
 
 def test_3d_without_z_spacing_has_no_voxel_size(tmp_path):

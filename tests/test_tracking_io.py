@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,43 @@ def test_reads_aut_v1(tmp_path: Path) -> None:
     assert tracking.voxel_size == VoxelSize(0.32, 0.32, 2.0, 12.0)
 
 
+def test_aut_keeps_image_offsets(tmp_path: Path) -> None:
+    """OrganoidTracker's image offsets: image pixel = position - offset of the time point."""
+    tracking = _hand_made(two_d=False)
+    tracking.image_offsets = {0: (10.0, -2.5, 1.0), 3: (0.0, 0.0, 0.0)}
+    save_tracking(tracking, tmp_path / "a.aut")
+    data = json.loads((tmp_path / "a.aut").read_text())
+    assert data["image_offsets"] == [{"x": 10.0, "y": -2.5, "z": 1.0, "_time_point_number": 0},
+                                     {"x": 0.0, "y": 0.0, "z": 0.0, "_time_point_number": 3}]
+    again = load_tracking(tmp_path / "a.aut")
+    assert again.image_offsets == tracking.image_offsets
+    assert _graph(again) == _graph(tracking)  # positions stay as written
+    assert again.image_position(Position(10.25, 10, 2, 0)) == Position(0.25, 12.5, 1, 0)
+    assert again.image_position(Position(8, 9, 3, 4)) == Position(8, 9, 3, 4)  # no offset at time point 4
+
+
+def test_aut_v1_image_offsets(tmp_path: Path) -> None:
+    v1 = {"version": "v1", "positions": {"2": [[15.0, 12.0, 3.0]]},
+          "image_offsets": [{"x": 5, "y": 2, "z": -1, "_time_point_number": 2}, {"x": 1, "y": 1, "z": 1}]}
+    (tmp_path / "old.aut").write_text(json.dumps(v1))
+    tracking = load_tracking(tmp_path / "old.aut")
+    assert tracking.image_offsets == {2: (5.0, 2.0, -1.0)}  # OrganoidTracker applies none without time point
+    assert tracking.image_position(Position(15, 12, 3, 2)) == Position(10, 10, 4, 2)
+
+
+def test_csv_and_ctc_warn_that_they_drop_image_offsets(tmp_path: Path) -> None:
+    tracking = _hand_made(two_d=False)
+    tracking.image_offsets = {0: (0.0, 0.0, 0.0)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_tracking(tracking, tmp_path / "zero.csv")  # nothing is lost: no warning
+    tracking.image_offsets[2] = (1.0, 0.0, 0.0)
+    for path in (tmp_path / "a.csv", tmp_path / "ctc"):
+        with pytest.warns(UserWarning, match=r"only .aut files hold image offsets; the offsets of 1 time point\(s\)"):
+            save_tracking(tracking, path)
+        assert load_tracking(path).image_offsets == {}
+
+
 def test_ctc_reads_any_padding_tra_subfolder_and_gaps(tmp_path: Path) -> None:
     tra = tmp_path / "01_GT" / "TRA"
     tra.mkdir(parents=True)
@@ -145,6 +183,19 @@ def test_ctc_reads_any_padding_tra_subfolder_and_gaps(tmp_path: Path) -> None:
         {Position(6, 6, 0, 2)})
     assert load_tracking(tra / "man_track.txt").link_count() == 3
     assert tracking.voxel_size is None
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"resolution": (72, 72), "resolutionunit": "INCH"}, None),  # a default, no calibration
+    ({"resolution": (2e4, 2e4), "resolutionunit": "CENTIMETER"}, VoxelSize(0.5, 0.5, 0.5)),  # 2D: z = x
+    ({"resolution": (2, 2), "imagej": True, "metadata": {"unit": "um", "spacing": 3.0}}, VoxelSize(0.5, 0.5, 3.0)),
+])
+def test_ctc_voxel_size_follows_the_rules_of_images(tmp_path: Path, options: dict, expected: VoxelSize | None) -> None:
+    frame = np.zeros((10, 10), np.uint16)
+    frame[4:6, 4:6] = 1
+    tifffile.imwrite(tmp_path / "mask000.tif", frame, **options)
+    (tmp_path / "res_track.txt").write_text("1 0 0 0\n")
+    assert load_tracking(tmp_path).voxel_size == expected
 
 
 def test_ctc_painting_keeps_touching_and_border_positions(tmp_path: Path) -> None:

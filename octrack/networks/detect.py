@@ -18,6 +18,7 @@ from octrack.frames import FrameReader
 from octrack.tracking import Position
 
 NAME = "detect"
+FLOAT16_LIMIT = 6e4  # crops are cached as float16; normalised data stay far below this
 SECTION = "train_detect"
 
 
@@ -51,21 +52,22 @@ def cache_entries(dataset: Dataset, split: dict[int, str], settings: CropSetting
                   reader: FrameReader) -> list[CacheEntry]:
     """One entry per annotated time point of the dataset."""
     entries = []
+    voxel = dataset.voxel_size.zyx_um() if dataset.voxel_size else None
     for time_point in annotated_time_points(dataset):
-        positions = dataset.tracking.positions_at(time_point)
+        positions = dataset.annotated_positions(time_point)
         window = dataset.window(time_point, settings.time_window_before, settings.time_window_after)
         sources = file_fingerprint(dataset.images.source_files(window))
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
-            fingerprint=fingerprint(NAME, sources, dataset.config.image_channels, dataset.config.images_axes,
-                                    sorted(positions), settings),
+            fingerprint=fingerprint(NAME, sources, window, dataset.config.image_channels,
+                                    dataset.config.images_axes, voxel, sorted(positions), settings),
             build=_builder(dataset, time_point, positions, settings, reader),
             attributes={"split": split[time_point]}))
     return entries
 
 
 def annotated_time_points(dataset: Dataset) -> list[int]:
-    return [t for t in dataset.time_points if dataset.tracking.positions_at(t)]
+    return [t for t in dataset.time_points if dataset.annotated_positions(t)]
 
 
 def _builder(dataset: Dataset, time_point: int, positions: list[Position], settings: CropSettings,
@@ -75,7 +77,8 @@ def _builder(dataset: Dataset, time_point: int, positions: list[Position], setti
         crop, frames = reader.window(time_point, settings.time_window_before, settings.time_window_after, box)
         offset = np.array([part.start for part in box], dtype=np.float32)
         positions_zyx = np.array([(p.z, p.y, p.x) for p in positions], dtype=np.float32) - offset
-        write_array(group, "image", crop.astype(np.float16), chunks=_chunks(crop.shape))
+        write_array(group, "image", np.clip(crop, -FLOAT16_LIMIT, FLOAT16_LIMIT).astype(np.float16),
+                    chunks=_chunks(crop.shape))
         write_array(group, "positions_zyx", positions_zyx, chunks=None)
         voxel = dataset.voxel_size
         group.attrs.update({
@@ -161,11 +164,16 @@ def detection_loss(y_true, y_pred):
 
 # Decoding
 def predict_centres(model, frames: list[np.ndarray], multiple_zyx: tuple[int, int, int]) -> np.ndarray:
-    """The network's output (z, y, x) for a whole volume, in overlapping tiles that fit memory."""
+    """The network's output (z, y, x) for a whole volume, in overlapping tiles that fit memory.
+
+    Tiles overlap by four times the network's pooling factor per axis (32 px for three levels), about the
+    reach of its receptive field, and only each tile's inner part is kept.
+    """
     from octrack.tiling import plan_tiles, predict_tiled
 
     shape = frames[0].shape
-    plan = plan_tiles(shape, multiple_zyx, overlap_zyx=(4 if shape[0] > 8 else 0, 16, 16))
+    overlap = tuple(4 * multiple if multiple > 1 else 2 * (size > 1) for multiple, size in zip(multiple_zyx, shape))
+    plan = plan_tiles(shape, multiple_zyx, overlap_zyx=overlap)
     return predict_tiled(model.predict_on_batch, frames, plan)[..., 0]
 
 

@@ -6,6 +6,7 @@ same batches as an uninterrupted one, whichever worker thread makes them.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,13 +18,14 @@ import numpy as np
 
 from octrack.augment import AugmentSettings, augment_intensity, sample_geometry
 from octrack.errors import UserError
-from octrack.evaluate import match_time_point
+from octrack.evaluate import DetectionScores, match_time_point
 from octrack.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
 from octrack.networks import detect
 from octrack.networks.blocks import pool_plan, tile_multiple
 from octrack.tracking import Position, VoxelSize
 from octrack.training import augment_settings
 
+log = logging.getLogger(__name__)
 NEAR_NUCLEUS_SHARE = 0.7  # share of patches centred near an annotated nucleus; the rest anywhere in a crop
 THRESHOLDS = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
@@ -67,10 +69,18 @@ def _crop(group: h5py.Group, name: str, target_sigma_um: float) -> Crop:
     positions = group["positions_zyx"][()].reshape(-1, 3)
     sigma = np.float32(target_sigma_um) / voxel.astype(np.float32)
     image = group["image"][()]
-    reach = np.ceil(2 * sigma).astype(int)
-    low = np.clip(np.floor(positions.min(axis=0)).astype(int) - reach, 0, image.shape[:3])
-    high = np.clip(np.ceil(positions.max(axis=0)).astype(int) + reach + 1, 0, image.shape[:3])
+    low, high = annotated_box(np.asarray(group.attrs["offset_zyx"]), np.asarray(image.shape[:3]),
+                              np.asarray(group.attrs["frame_shape_zyx"]), np.ceil(2 * sigma).astype(int))
     return Crop(image, positions, low, high, sigma, voxel, str(group.attrs["split"]), name)
+
+
+def annotated_box(offset: np.ndarray, crop_shape: np.ndarray, frame_shape: np.ndarray, band: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a crop whose voxels the loss uses: all of it but a band along the crop's edges inside the
+    image, where a nucleus may be cut off (at the image's own edges the view ends for prediction too)."""
+    low = np.where(offset > 0, band, 0)
+    high = crop_shape - np.where(offset + crop_shape < frame_shape, band, 0)
+    return low, np.maximum(high, low + 1)
 
 
 class TrainingPatches(keras.utils.PyDataset):
@@ -183,29 +193,25 @@ def validation_report(model: Any, crops: list[Crop], patch_depth: int, levels: i
         for threshold in thresholds:
             peaks = detect.find_peaks(centres, threshold, min_distance_px)
             counts[threshold] += _match_counts(crop, peaks, match_distance_um)
-    best = max(thresholds, key=lambda threshold: _f1(*counts[threshold]))
-    tp, fp, fn = counts[best]
-    return {"threshold": float(best), "true_positives": int(tp), "false_positives": int(fp),
-            "false_negatives": int(fn), "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
-            "f1": _f1(tp, fp, fn)}
+    scores = {threshold: DetectionScores(*map(int, counts[threshold]), match_distance_um, "um")
+              for threshold in thresholds}
+    best = max(thresholds, key=lambda threshold: scores[threshold].f1)
+    chosen = scores[best]
+    return {"threshold": float(best), "true_positives": chosen.true_positives,
+            "false_positives": chosen.false_positives, "false_negatives": chosen.false_negatives,
+            "precision": chosen.precision, "recall": chosen.recall, "f1": chosen.f1}
 
 
 def _match_counts(crop: Crop, peaks: np.ndarray, distance_um: float) -> np.ndarray:
-    """TP, FP, FN of the peaks inside the annotated box, as `octrack evaluate --annotated-box` counts."""
-    inside = np.all((peaks[:, :3] >= crop.annotated_low) & (peaks[:, :3] < crop.annotated_high), axis=1)
-    predicted = [Position(x, y, z, 0) for z, y, x in peaks[inside, :3]]
-    true = [Position(x, y, z, 0) for z, y, x in crop.positions_zyx]
+    """TP, FP, FN of the peaks and annotated positions inside the part of the crop that the loss uses."""
+    def inside(points: np.ndarray) -> np.ndarray:
+        return points[np.all((points >= crop.annotated_low) & (points < crop.annotated_high), axis=1)]
+
+    predicted = [Position(x, y, z, 0) for z, y, x in inside(peaks[:, :3])]
+    true = [Position(x, y, z, 0) for z, y, x in inside(crop.positions_zyx)]
     z_um, y_um, x_um = crop.voxel_size_zyx_um
     matches = match_time_point(true, predicted, distance_um, VoxelSize(x_um, y_um, z_um))
     return np.array([len(matches), len(predicted) - len(matches), len(true) - len(matches)])
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator / denominator) if denominator else 1.0
-
-
-def _f1(tp: int, fp: int, fn: int) -> float:
-    return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
 class DetectTraining:
@@ -218,15 +224,28 @@ class DetectTraining:
         self.values = {key: config.get(section, key) for key in (
             "patch_shape", "time_window_before", "time_window_after", "unet_levels", "unet_filters",
             "target_sigma_um", "min_distance_um", "peak_threshold", "match_distance_um")}
-        x, y, z = self.values["patch_shape"]
-        self.patch_zyx = (z, y, x)
         self.augment = augment_settings(config, section)
         crops = load_crops(cache_path, self.values["target_sigma_um"])
         self.training_crops = [crop for crop in crops if crop.split == "train"]
-        self.validation_crops = [crop for crop in crops if crop.split == "validation"] or self.training_crops
+        self.validation_crops = [crop for crop in crops if crop.split == "validation"]
         if not self.training_crops:
             raise UserError(f"{config.path} [prepare]: no training time points (all are use_for_N = validation); "
                             f"set use_for_N = train or both for at least one dataset")
+        if not self.validation_crops:
+            log.warning(f"{config.path} [prepare]: no validation time points (raise validation_fraction or set "
+                        f"use_for_N = validation for a dataset): the best model is chosen and scored on the "
+                        f"training data, which overstates how well it does")
+            self.validation_crops = self.training_crops
+        self.patch_zyx = self._patch_shape(config, crops)
+
+    def _patch_shape(self, config: Any, crops: list[Crop]) -> tuple[int, int, int]:
+        """patch_shape (x, y, z) as (z, y, x), no deeper than the deepest crop (so 2D data get 2D patches)."""
+        x, y, z = self.values["patch_shape"]
+        depth = max(crop.image.shape[0] for crop in crops)
+        if z > depth:
+            log.info(f"{config.path} [{detect.SECTION}] patch_shape: z = {z} but the images have {depth} "
+                     f"slice(s); using patches of {x}, {y}, {depth}")
+        return min(z, depth), y, x
 
     @property
     def window(self) -> int:
@@ -256,7 +275,7 @@ class DetectTraining:
         return {
             "network": detect.NAME,
             "time_window": [self.values["time_window_before"], self.values["time_window_after"]],
-            "patch_shape_xyz": list(self.values["patch_shape"]),
+            "patch_shape_xyz": list(reversed(self.patch_zyx)),
             "voxel_size_um_xyz": [float(voxel[2]), float(voxel[1]), float(voxel[0])],
             "normalization": {"method": "percentiles of each whole frame", "low_percentile": LOW_PERCENTILE,
                               "high_percentile": HIGH_PERCENTILE},

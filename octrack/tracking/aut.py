@@ -8,17 +8,19 @@ The layouts follow `organoid_tracker/imaging/io.py` of OrganoidTracker (jvzonlab
   "link_meta": {key: [value or null per link inside the track]}, "coords_xyz_px_before": [[x, y, z], ...],
   "link_meta_before": {key: [value or null per entry of coords_xyz_px_before]}}`, where the positions
   before lie at `time_point_start - 1` (one for a daughter, two or more for a merge);
-  `image_resolution` is `{"x_um", "y_um", "z_um", "t_m"}` (0 means not set); `image_offsets` is a list of
-  `{"x", "y", "z", "_time_point_number"}`.
+  `image_resolution` is `{"x_um", "y_um", "z_um", "t_m"}` (0 means not set).
 - v1 (`"version": "v1"`): `positions` (older files: `shapes`) maps a time point string to `[[x, y, z, ...]]`;
   `links` is a D3 node-link graph whose `nodes` hold `{"id": {"x", "y", "z", "_time_point_number"},
   metadata...}` and whose `links` hold `{"source": id, "target": id, metadata...}`; keys starting with
   `__lineage_` are lineage metadata.
+- Both: `image_offsets` is a list of `{"x", "y", "z", "_time_point_number"}` (pixels): where the image of that
+  time point lies in the coordinates of the positions (image pixel = position - offset; time points without
+  an entry have none). They become `Tracking.image_offsets` and are written back as they were read.
 
 OrganoidTracker cannot hold a link that skips a time point (it raises "Link skipped a time point"), so v2
 tracks only join consecutive time points. Links that skip time points go into the extra top-level key
-`octrack_gap_links`, which OrganoidTracker ignores. Image offsets and lineage metadata are not part of
-octrack's model: they are ignored on reading (positions stay as written) and offsets are written empty.
+`octrack_gap_links`, which OrganoidTracker ignores. Positions are read and written as they are in the file,
+offsets not applied. Lineage metadata are not part of octrack's model: they are ignored on reading.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 from octrack.errors import UserError
 from octrack.files import write_text_atomic
-from octrack.tracking.model import Position, Tracking, VoxelSize
+from octrack.tracking.model import Offset, Position, Tracking, VoxelSize
 
 GAP_LINKS_KEY = "octrack_gap_links"
 _TRACKING_KEYS = ("positions", "shapes", "tracks", "links", "links_scratch", "links_baseline")
@@ -63,7 +65,7 @@ def save_aut(tracking: Tracking, path: str | Path) -> None:
         data[GAP_LINKS_KEY] = gap_links
     if tracking.voxel_size is not None:
         data["image_resolution"] = _encode_resolution(tracking.voxel_size)
-    data["image_offsets"] = []
+    data["image_offsets"] = _encode_offsets(tracking.image_offsets)
     write_text_atomic(path, json.dumps(data))
 
 
@@ -82,7 +84,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 # Reading
 def _parse_v2(data: dict[str, Any]) -> Tracking:
-    tracking = Tracking(_parse_resolution(data))
+    tracking = Tracking(_parse_resolution(data), _parse_offsets(data))
     for time_point_json in data.get("positions", ()):
         _parse_time_point(tracking, time_point_json)
     for track_json in data.get("tracks", ()):
@@ -125,7 +127,7 @@ def _parse_gap_link(tracking: Tracking, gap_link_json: dict[str, Any]) -> None:
 
 
 def _parse_v1(data: dict[str, Any]) -> Tracking:
-    tracking = Tracking(_parse_resolution(data))
+    tracking = Tracking(_parse_resolution(data), _parse_offsets(data))
     positions_json = data.get("shapes", data.get("positions", {}))
     for time_point, coords_list in positions_json.items():
         for coords in coords_list:
@@ -156,6 +158,12 @@ def _parse_resolution(data: dict[str, Any]) -> VoxelSize | None:
     t_m = resolution.get("t_m")
     return VoxelSize(float(resolution["x_um"]), float(resolution["y_um"]), float(resolution.get("z_um") or 0.0),
                      float(t_m) if t_m else None)
+
+
+def _parse_offsets(data: dict[str, Any]) -> dict[int, Offset]:
+    """Offsets by time point; OrganoidTracker applies an entry without a time point to none, so it is left out."""
+    return {int(entry["_time_point_number"]): (float(entry["x"]), float(entry["y"]), float(entry["z"]))
+            for entry in data.get("image_offsets", ()) if "_time_point_number" in entry}
 
 
 def _position(coords: list[float], time_point: int) -> Position:
@@ -230,6 +238,11 @@ def _encode_gap_links(tracking: Tracking) -> list[dict[str, Any]]:
 def _encode_resolution(voxel_size: VoxelSize) -> dict[str, float]:
     return {"x_um": voxel_size.x_um, "y_um": voxel_size.y_um, "z_um": voxel_size.z_um,
             "t_m": voxel_size.t_minutes or 0.0}
+
+
+def _encode_offsets(offsets: dict[int, Offset]) -> list[dict[str, float]]:
+    return [{"x": x, "y": y, "z": z, "_time_point_number": time_point}
+            for time_point, (x, y, z) in sorted(offsets.items())]
 
 
 def _consecutive_future(tracking: Tracking, position: Position) -> list[Position]:

@@ -9,6 +9,8 @@
 - Any other column is position metadata, except columns `link_<key>`: those hold metadata `<key>` of the link
   from the row's parent to the row's node (for example `link_link_probability`). Empty cells are missing
   values; numbers are read as int or float, `True`/`False` as booleans, anything else as text.
+- CSV files carry no image offsets (`Tracking.image_offsets`, from .aut files): positions are written as they
+  are and read back without offsets.
 """
 
 from __future__ import annotations

@@ -15,8 +15,11 @@ symmetric around its centre voxel, so that the centroid read back is exactly tha
 rounded to whole pixels, even where balls touch each other or the image border. CTC allows one parent per
 track: of a cell merge only the link from the first parent is written.
 
-The voxel size goes into the TIFF resolution tags (ImageJ style, with the z spacing) and is read from them
-where they give a unit; the time between time points is not kept.
+The voxel size goes into the TIFF resolution tags (ImageJ style, with the z spacing) and is read back from
+the label images by the same rules as the voxel size of images (`octrack.images.tiff_voxel_size`: a
+length unit is needed, and 2D images without z spacing get z = x); the time between time points is not kept.
+CTC folders carry no image offsets (`Tracking.image_offsets`, from .aut files): positions are written as they
+are and read back without offsets.
 """
 
 from __future__ import annotations
@@ -37,8 +40,6 @@ from octrack.tracking.model import Position, Tracking, VoxelSize
 DEFAULT_RADIUS_PX = 3.0
 TRACK_FILES = {"man_track.txt": "man_track", "res_track.txt": "mask"}  # track file name -> label image prefix
 _LABEL_IMAGE = re.compile(r"^(man_track|mask)(\d+)\.tiff?$")
-_UM_PER_RESOLUTION_UNIT = {2: 25400.0, 3: 10000.0, 4: 1000.0, 5: 1.0}  # inch, cm, and tifffile's mm and µm
-_IMAGEJ_MICRON = {"micron", "microns", "um", "µm", "μm", "\\u00B5m"}
 
 TrackRow = tuple[int, int, int, int]  # label, first time point, last time point, parent label
 
@@ -46,17 +47,17 @@ TrackRow = tuple[int, int, int, int]  # label, first time point, last time point
 # Reading
 def load_ctc(folder: str | Path) -> Tracking:
     """Reads a CTC folder: the folder itself, or its `TRA` subfolder, holding label TIFFs and a track file."""
+    from octrack.images import tiff_voxel_size  # not at the top: octrack.images imports octrack.tracking
+
     folder, track_file, prefix = _find_ctc_folder(Path(folder))
     images = _label_images(folder, prefix)
     tracking = Tracking()
     appearances: dict[int, list[Position]] = defaultdict(list)
-    is_3d = False
     for time_point, path in sorted(images.items()):
         labels = _read_labels(path)
-        is_3d = labels.shape[0] > 1
         for label, position in _centroids(labels, time_point):
             appearances[label].append(tracking.add_position(position))
-    tracking.voxel_size = _voxel_size_from_tiff(images[min(images)], is_3d)
+    tracking.voxel_size = tiff_voxel_size(path, depth=labels.shape[0])  # of the last label image
     if track_file is not None:
         _link(tracking, appearances, _read_track_file(track_file), track_file)
     return tracking
@@ -119,23 +120,6 @@ def _centroids(labels: np.ndarray, time_point: int) -> list[tuple[int, Position]
     z, y, x = (np.bincount(index, weights=axis, minlength=len(present)) / counts for axis in coords)
     return [(int(label), Position(float(px), float(py), float(pz), time_point))
             for label, px, py, pz in zip(present, x, y, z)]
-
-
-def _voxel_size_from_tiff(path: Path, is_3d: bool) -> VoxelSize | None:
-    """Voxel size from the TIFF resolution tags (and ImageJ's z spacing), or None where they don't say."""
-    with tifffile.TiffFile(path) as tif:
-        tags = tif.pages[0].tags
-        imagej = tif.imagej_metadata or {}
-        x_res, y_res, unit = (tags.get(name) for name in ("XResolution", "YResolution", "ResolutionUnit"))
-    micron = imagej.get("unit") in _IMAGEJ_MICRON
-    um_per_unit = 1.0 if micron else _UM_PER_RESOLUTION_UNIT.get(int(unit.value) if unit else 0)
-    if um_per_unit is None or x_res is None or y_res is None:
-        return None
-    x_um, y_um = (um_per_unit * denominator / numerator for numerator, denominator in (x_res.value, y_res.value))
-    spacing = imagej.get("spacing") if micron else None
-    if is_3d and spacing is None:
-        return None
-    return VoxelSize(x_um, y_um, float(spacing) if spacing else 1.0)
 
 
 def _read_track_file(path: Path) -> list[TrackRow]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ def save_tracking(tracking: Tracking, path: str | Path, *, image_shape_zyx: tupl
 
     The image shape, radius and `ground_truth` (man_track instead of res_track files) apply to CTC only."""
     path = Path(path)
+    if path.suffix.lower() != ".aut":
+        _warn_of_lost_offsets(tracking, path)
     if path.is_dir() or not path.suffix:
         save_ctc(tracking, path, image_shape_zyx=image_shape_zyx, radius_um=radius_um, radius_px=radius_px,
                  ground_truth=ground_truth)
@@ -53,6 +56,14 @@ def save_tracking(tracking: Tracking, path: str | Path, *, image_shape_zyx: tupl
         _SAVERS[path.suffix.lower()](tracking, path)
     else:
         raise UserError(f"{path}: unknown tracking format {path.suffix!r}; give {_FORMATS}")
+
+
+def _warn_of_lost_offsets(tracking: Tracking, path: Path) -> None:
+    """Only .aut files hold image offsets: elsewhere the positions no longer say where they are in the images."""
+    shifted = sum(any(offset) for offset in tracking.image_offsets.values())
+    if shifted:
+        warnings.warn(f"{path}: only .aut files hold image offsets; the offsets of {shifted} time point(s) are left "
+                      f"out, and the positions are written as they are, not in image pixels", stacklevel=3)
 
 
 def tracking_stats(tracking: Tracking) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The in-memory tracking model: positions per time point, links between them, metadata, voxel size.
 
-Coordinates are pixels (x, y, z as OrganoidTracker writes them), floats. A position with two links to
-later positions is a division. Links normally join consecutive time points; a link may skip time points
+Coordinates are pixels (x, y, z as OrganoidTracker writes them), floats. OrganoidTracker may shift the images
+of a time point against the positions (image offsets, e.g. to follow a drifting organoid): image pixel =
+position - offset of its time point, see `Tracking.image_position`. A position with two links to later
+positions is a division. Links normally join consecutive time points; a link may skip time points
 (Cell Tracking Challenge tracks with gaps), and every reader and writer keeps such links.
 """
 
@@ -24,6 +26,7 @@ class Position(NamedTuple):
 
 
 Link = tuple[Position, Position]
+Offset = tuple[float, float, float]  # x, y, z in pixels
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ class VoxelSize:
 class Tracking:
     """Positions, links and their metadata; the one model that every reader fills and every writer reads."""
 
-    def __init__(self, voxel_size: VoxelSize | None = None):
+    def __init__(self, voxel_size: VoxelSize | None = None, image_offsets: dict[int, Offset] | None = None):
         self.voxel_size = voxel_size
+        self.image_offsets: dict[int, Offset] = dict(image_offsets or {})  # per time point; absent = no offset
         self._by_time: dict[int, dict[Position, None]] = defaultdict(dict)
         self._future: dict[Position, set[Position]] = defaultdict(set)
         self._past: dict[Position, set[Position]] = defaultdict(set)
@@ -67,6 +71,11 @@ class Tracking:
         self._position_data.pop(position, None)
         self._future.pop(position, None)
         self._past.pop(position, None)
+
+    def image_position(self, position: Position) -> Position:
+        """The position in the pixels of the image of its time point: minus that time point's offset."""
+        x, y, z = self.image_offsets.get(position.t, (0.0, 0.0, 0.0))
+        return Position(position.x - x, position.y - y, position.z - z, position.t)
 
     def __contains__(self, position: Position) -> bool:
         return position in self._by_time.get(position.t, {})
