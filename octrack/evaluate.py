@@ -148,7 +148,9 @@ def match_trackings(ground_truth: Tracking, predicted: Tracking, *, max_distance
         guesses = predicted.positions_at(time_point)
         if restrict_to_annotated_box:
             guesses = _inside_box(guesses, true, margin_xyz)
-        pairs = match_time_point(true, guesses, max_distance, voxel_size)
+        # distances in image pixels: .aut files may shift positions by per-time-point image offsets
+        pairs = match_time_point([ground_truth.image_position(p) for p in true],
+                                 [predicted.image_position(p) for p in guesses], max_distance, voxel_size)
         matchings[time_point] = TimePointMatching(time_point, true, guesses, pairs)
     return Matching(matchings, max_distance, UNIT_PX if voxel_size is None else UNIT_UM)
 

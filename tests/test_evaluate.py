@@ -259,3 +259,12 @@ def test_cli_missing_file(capsys, files, tmp_path):
     missing = str(tmp_path / "nope.csv")
     code, _, err = evaluate(capsys, "--ground-truth", files[0], "--predicted", missing, "--max-distance-px", "3")
     assert code == 2 and "predicted tracking" in err and "nope.csv" in err
+
+
+def test_image_offsets_of_the_ground_truth_are_applied():
+    """OrganoidTracker positions are image pixels plus the time point's offset; predictions are image pixels."""
+    truth = Tracking(image_offsets={0: (10.0, 0.0, 0.0)})
+    truth.add_position(Position(30, 20, 0, 0))
+    predicted = Tracking()
+    predicted.add_position(Position(20, 20, 0, 0))
+    assert score_detections(truth, predicted, max_distance_px=1).true_positives == 1
