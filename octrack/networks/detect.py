@@ -132,11 +132,12 @@ def render_target(points_zyx: np.ndarray, shape_zyx: tuple[int, int, int],
     target = np.zeros(shape_zyx, dtype=np.float32)
     sigma = np.asarray(sigma_zyx_px, dtype=np.float32)
     reach = np.ceil(3 * sigma).astype(int)
-    for point in np.asarray(points_zyx, dtype=np.float32).reshape(-1, 3):
-        low = np.maximum(np.floor(point).astype(int) - reach, 0)
-        high = np.minimum(np.floor(point).astype(int) + reach + 2, shape_zyx)
-        if np.any(high <= low):
-            continue
+    points = np.asarray(points_zyx, dtype=np.float32).reshape(-1, 3)
+    corner = np.floor(points).astype(int)
+    lows = np.maximum(corner - reach, 0)
+    highs = np.minimum(corner + reach + 2, shape_zyx)
+    reaches_patch = np.all(highs > lows, axis=1)
+    for point, low, high in zip(points[reaches_patch], lows[reaches_patch], highs[reaches_patch]):
         axes = [(np.arange(lo, hi, dtype=np.float32) - p) / s for lo, hi, p, s in zip(low, high, point, sigma)]
         blob = np.exp(-0.5 * (axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2
                               + axes[2][None, None, :] ** 2))

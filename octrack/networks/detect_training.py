@@ -110,7 +110,8 @@ class TrainingPatches(keras.utils.PyDataset):
         extent = geometry.source_extent(self.patch_zyx)
         region, mask, offset = _cut(crop, centre, extent)
         patch = geometry.warp(region, self.patch_zyx, order=1)
-        patch_mask = geometry.warp(mask[..., np.newaxis], self.patch_zyx, order=0)[..., 0]
+        patch_mask = (np.ones(self.patch_zyx, dtype=np.float32) if mask.all()  # the region covers the patch
+                      else geometry.warp(mask[..., np.newaxis], self.patch_zyx, order=0)[..., 0])
         points = geometry.warp_points(crop.positions_zyx - offset, extent, self.patch_zyx)
         target = detect.render_target(points, self.patch_zyx, tuple(crop.sigma_px))
         patch = augment_intensity(patch, rng, self.augment)
