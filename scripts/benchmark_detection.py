@@ -69,6 +69,7 @@ SYNTHETIC_TRAINING = """
 [train_detect]
 patch_shape = 64, 64, 16
 batch_size = 4
+unet_filters = 8
 patience = 0
 max_training_minutes = {minutes}
 epochs = 1000
