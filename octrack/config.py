@@ -159,53 +159,59 @@ class Key:
 
 
 TRAIN_SECTIONS = ("train_detect", "train_divide", "train_link")
+# Where each key is read (a key set elsewhere is ignored, with a warning): [DEFAULTS] always counts.
 _EVERYWHERE = SECTIONS
+_TRAINING = (DEFAULTS, *TRAIN_SECTIONS)
+_SPLIT = (DEFAULTS, "prepare", *TRAIN_SECTIONS)
+_CACHE = (DEFAULTS, "prepare")
+_DECODING = (DEFAULTS, "train_detect", "predict")
+_PREDICT = (DEFAULTS, "predict")
 
 KEYS: dict[str, Key] = {key.name: key for key in [
-    Key("epochs", whole_number(1), 50, _EVERYWHERE, "Passes over the training data."),
-    Key("steps_per_epoch", optional(whole_number(1)), None, _EVERYWHERE,
+    Key("epochs", whole_number(1), 50, _TRAINING, "Passes over the training data."),
+    Key("steps_per_epoch", optional(whole_number(1)), None, _TRAINING,
         "Batches per epoch; empty = one pass over the training samples."),
-    Key("batch_size", whole_number(1), 8, _EVERYWHERE, "Samples per training step."),
-    Key("patch_shape", patch_shape, (64, 64, 16), _EVERYWHERE,
+    Key("batch_size", whole_number(1), 8, _TRAINING, "Samples per training step."),
+    Key("patch_shape", patch_shape, (64, 64, 16), _TRAINING,
         "Size of a training patch in pixels, written x, y, z (z = 1 for 2D+time).",
         (("train_divide", (32, 32, 8)), ("train_link", (32, 32, 8)))),
-    Key("max_training_minutes", optional(number(above=0)), None, _EVERYWHERE,
+    Key("max_training_minutes", optional(number(above=0)), None, _TRAINING,
         "Stop training before the epoch that would end after this many minutes of this run; empty = no limit."),
-    Key("learning_rate", number(above=0), 0.001, _EVERYWHERE, "Learning rate of the Adam optimizer."),
-    Key("patience", whole_number(0), 10, _EVERYWHERE,
+    Key("learning_rate", number(above=0), 0.001, _TRAINING, "Learning rate of the Adam optimizer."),
+    Key("patience", whole_number(0), 10, _TRAINING,
         "Stop after this many epochs without a better validation loss; 0 = never stop early."),
-    Key("time_window_before", whole_number(0), 1, _EVERYWHERE,
+    Key("time_window_before", whole_number(0), 1, _TRAINING,
         "Time points before t that a sample sees.", (("train_link", 0),)),
-    Key("time_window_after", whole_number(0), 1, _EVERYWHERE, "Time points after t that a sample sees."),
-    Key("validation_fraction", number(minimum=0, below=1), 0.2, _EVERYWHERE,
+    Key("time_window_after", whole_number(0), 1, _TRAINING, "Time points after t that a sample sees."),
+    Key("validation_fraction", number(minimum=0, below=1), 0.2, _CACHE,
         "Share of the time points of a `use_for_N = both` dataset held out for validation."),
-    Key("seed", whole_number(0), 1, _EVERYWHERE, "Seed of every random choice (split, shuffling, augmentation)."),
+    Key("seed", whole_number(0), 1, _SPLIT, "Seed of every random choice (split, shuffling, augmentation)."),
     Key("output_folder", path_value, "training_output", _EVERYWHERE,
         "Where models, logs and predictions go (relative paths: from the ini file's folder)."),
-    Key("cache_folder", optional(path_value), None, _EVERYWHERE,
+    Key("cache_folder", optional(path_value), None, _CACHE,
         "Where prepare writes its HDF5 cache; empty = <output_folder>/cache."),
-    Key("pretrained_model_path", optional(path_value), None, _EVERYWHERE,
+    Key("pretrained_model_path", optional(path_value), None, _TRAINING,
         "A model folder to start training from instead of random weights; empty = none."),
-    Key("unet_levels", whole_number(1), 3, _EVERYWHERE, "Detection U-Net: number of poolings."),
-    Key("unet_filters", whole_number(1), 16, _EVERYWHERE,
+    Key("unet_levels", whole_number(1), 3, _TRAINING, "Detection U-Net: number of poolings."),
+    Key("unet_filters", whole_number(1), 16, _TRAINING,
         "Detection U-Net: filters of the first level (doubled at every level)."),
-    Key("target_sigma_um", number(above=0), 1.5, _EVERYWHERE,
+    Key("target_sigma_um", number(above=0), 1.5, _TRAINING,
         "Detection target: standard deviation in µm of the Gaussian dot at each nucleus centre (1.5 suits "
         "nuclei of 6–10 µm; about a fifth of a nucleus diameter)."),
-    Key("min_distance_um", number(above=0), 3.0, _EVERYWHERE,
+    Key("min_distance_um", number(above=0), 3.0, _DECODING,
         "Detection: two nucleus centres closer than this (µm) count as one."),
-    Key("peak_threshold", optional(number(above=0, below=1)), None, _EVERYWHERE,
+    Key("peak_threshold", optional(number(above=0, below=1)), None, _DECODING,
         "Detection: lowest peak height that counts as a nucleus; empty = the value that gave the best F1 "
         "on the validation data, stored in the model folder."),
-    Key("match_distance_um", number(above=0), 5.0, _EVERYWHERE,
+    Key("match_distance_um", number(above=0), 5.0, _TRAINING,
         "Largest distance (µm) at which a detection matches an annotated nucleus when scoring."),
-    Key("augment_flip", boolean, True, _EVERYWHERE, "Augmentation: random flips in x and y."),
-    Key("augment_rotate", boolean, True, _EVERYWHERE, "Augmentation: rotation in xy by any angle."),
-    Key("augment_scale", number_range, (0.8, 1.2), _EVERYWHERE, "Augmentation: zoom range in xy."),
-    Key("augment_intensity", boolean, True, _EVERYWHERE, "Augmentation: brightness, contrast and gamma."),
-    Key("augment_noise", boolean, True, _EVERYWHERE, "Augmentation: Gaussian and Poisson-like noise."),
-    Key("augment_depth_dimming", boolean, True, _EVERYWHERE, "Augmentation: dimming with depth (3D only)."),
-    Key("detect_model_folder", optional(path_value), None, _EVERYWHERE,
+    Key("augment_flip", boolean, True, _TRAINING, "Augmentation: random flips in x and y."),
+    Key("augment_rotate", boolean, True, _TRAINING, "Augmentation: rotation in xy by any angle."),
+    Key("augment_scale", number_range, (0.8, 1.2), _TRAINING, "Augmentation: zoom range in xy."),
+    Key("augment_intensity", boolean, True, _TRAINING, "Augmentation: brightness, contrast and gamma."),
+    Key("augment_noise", boolean, True, _TRAINING, "Augmentation: Gaussian and Poisson-like noise."),
+    Key("augment_depth_dimming", boolean, True, _TRAINING, "Augmentation: dimming with depth (3D only)."),
+    Key("detect_model_folder", optional(path_value), None, _PREDICT,
         "Detection model used by predict; empty = <output_folder>/model_detect."),
 ]}
 
@@ -405,7 +411,10 @@ class Config:
 
 def _unknown_key_problem(key: str, section: str) -> str | None:
     if key in KEYS:
-        return None
+        if section in KEYS[key].sections:
+            return None
+        places = ", ".join(f"[{name}]" for name in KEYS[key].sections)
+        return f"read from {places} only; ignored here"
     match = _NUMBERED.match(key)
     if match:
         base = DATASET_KEY_ALIASES.get(match["key"], match["key"])

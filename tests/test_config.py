@@ -93,3 +93,9 @@ def test_shipped_configs_parse_without_warnings(path):
     assert config.warnings == []
     for section in ("DEFAULTS", "train_detect", "train_divide", "train_link"):
         config.section(section)
+
+
+def test_key_in_a_section_that_does_not_read_it_warns(tmp_path):
+    config = Config(write_ini(tmp_path, "[prepare]\npatch_shape = 32, 32, 8\n[predict]\nepochs = 3\n"))
+    assert any("[prepare] patch_shape: read from [DEFAULTS], [train_detect]" in w for w in config.warnings)
+    assert any("[predict] epochs: read from" in w for w in config.warnings)
