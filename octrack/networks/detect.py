@@ -181,7 +181,11 @@ def predict_centres(model, frames: list[np.ndarray], multiple_zyx: tuple[int, in
 def find_peaks(centres: np.ndarray, threshold: float, min_distance_zyx_px: tuple[float, float, float]
                ) -> np.ndarray:
     """Local maxima above `threshold`, at least `min_distance` apart (an ellipsoid in pixels), as (n, 4):
-    z, y, x refined to sub-voxel precision by the centroid of the 3 × 3 × 3 neighbourhood, and peak value."""
+    z, y, x refined to sub-voxel precision by the centroid of the 3 × 3 × 3 neighbourhood, and peak value.
+
+    A maximum on the outermost column or row in x or y is left out: the output still rises towards the
+    edge there, so the nucleus is centred outside the image (its visible part is not a nucleus to report).
+    """
     from scipy import ndimage
 
     radius = np.maximum(np.asarray(min_distance_zyx_px, dtype=float), 0.5)
@@ -190,6 +194,12 @@ def find_peaks(centres: np.ndarray, threshold: float, min_distance_zyx_px: tuple
     footprint = sum((g / r) ** 2 for g, r in zip(grid, radius)) <= 1.0
     maxima = (centres == ndimage.maximum_filter(centres, footprint=footprint, mode="constant", cval=-np.inf))
     maxima &= centres > threshold
+    for axis in (1, 2):
+        if centres.shape[axis] > 2:
+            edges = [slice(None)] * 3
+            for edge in (0, -1):
+                edges[axis] = edge
+                maxima[tuple(edges)] = False
     labels, count = ndimage.label(maxima)
     if count == 0:
         return np.zeros((0, 4), dtype=np.float32)
