@@ -208,13 +208,20 @@ def find_peaks(centres: np.ndarray, threshold: float, min_distance_zyx_px: tuple
 
 
 def _refine(centres: np.ndarray, peak: np.ndarray) -> tuple[float, float, float, float]:
+    """Sub-voxel position: per axis, the vertex of the parabola through the log values of the maximum and its
+    two neighbours (exact for a Gaussian peak); no shift along an axis where a neighbour is missing."""
     index = np.round(peak).astype(int)
-    low = np.maximum(index - 1, 0)
-    high = np.minimum(index + 2, centres.shape)
-    window = centres[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
-    weights = np.clip(window - window.min(), 0, None)
-    if weights.sum() <= 0:
-        return (*map(float, peak), float(centres[tuple(index)]))
-    grids = np.meshgrid(*[np.arange(lo, hi) for lo, hi in zip(low, high)], indexing="ij")
-    refined = [float((g * weights).sum() / weights.sum()) for g in grids]
-    return (*refined, float(centres[tuple(index)]))
+    value = float(centres[tuple(index)])
+    refined = []
+    for axis in range(3):
+        if not 0 < index[axis] < centres.shape[axis] - 1:
+            refined.append(float(index[axis]))
+            continue
+        before, after = index.copy(), index.copy()
+        before[axis] -= 1
+        after[axis] += 1
+        logs = np.log(np.maximum([centres[tuple(before)], value, centres[tuple(after)]], 1e-6))
+        curvature = logs[0] - 2 * logs[1] + logs[2]
+        shift = 0.5 * (logs[0] - logs[2]) / curvature if curvature < 0 else 0.0
+        refined.append(index[axis] + float(np.clip(shift, -0.5, 0.5)))
+    return (*refined, value)

@@ -1,0 +1,82 @@
+"""The pieces of the detection network: crop box, target, loss, pooling plan, tiling, peak decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from octrack.networks.blocks import pool_plan, tile_multiple
+from octrack.networks.detect import crop_box, detection_loss, find_peaks, render_target
+from octrack.networks.detect_training import annotated_box
+from octrack.tiling import plan_tiles, predict_tiled
+from octrack.tracking import Position
+
+
+def test_crop_box_encloses_positions_plus_margin_and_stays_in_the_image():
+    positions = [Position(10, 20, 3, 0), Position(50, 30, 5, 0)]
+    box = crop_box(positions, (8, 64, 64), (2, 16, 16))
+    assert box == (slice(1, 8), slice(4, 47), slice(0, 64))
+
+
+def test_target_peaks_at_each_centre_with_anisotropic_width():
+    target = render_target(np.array([[4, 20, 20]]), (9, 41, 41), (0.75, 4.7, 4.7))
+    assert target.max() == pytest.approx(1.0)
+    assert np.unravel_index(target.argmax(), target.shape) == (4, 20, 20)
+    assert target[5, 20, 20] < target[4, 20, 25]  # one slice in z is wider than 5 px in x (2 µm vs 1.6 µm)
+
+
+def test_touching_nuclei_stay_two_peaks():
+    target = render_target(np.array([[0, 20, 15], [0, 20, 25]]), (1, 40, 40), (1, 3, 3))
+    peaks = find_peaks(target, 0.5, (1, 3, 3))
+    assert len(peaks) == 2
+    np.testing.assert_allclose(sorted(peaks[:, 2]), [15, 25], atol=0.3)
+
+
+def test_peaks_are_refined_below_a_voxel():
+    target = render_target(np.array([[3.0, 20.4, 17.6]]), (7, 40, 40), (1, 3, 3))
+    (z, y, x, value), = find_peaks(target, 0.3, (1, 4, 4))
+    assert (z, y, x) == pytest.approx((3.0, 20.4, 17.6), abs=0.15)
+    assert value > 0.9
+
+
+def test_maxima_on_the_outermost_column_are_nuclei_outside_the_image():
+    target = render_target(np.array([[0, 20, -1.5], [0, 20, 20]]), (1, 40, 40), (1, 3, 3))
+    peaks = find_peaks(target, 0.2, (1, 3, 3))
+    assert len(peaks) == 1 and peaks[0, 2] == pytest.approx(20, abs=0.2)
+
+
+def test_loss_ignores_masked_voxels_and_balances_foreground():
+    target = render_target(np.array([[0, 8, 8]]), (1, 16, 16), (1, 2, 2))
+    mask = np.ones_like(target)
+    perfect = target[np.newaxis, ..., np.newaxis]
+    y_true = np.stack([target, mask], axis=-1)[np.newaxis]
+    assert float(detection_loss(y_true, perfect)) == pytest.approx(0.0, abs=1e-7)
+    wrong_outside = perfect.copy()
+    wrong_outside[0, 0, :, :4] = 1.0  # errors only where the mask is 0
+    y_true_masked = y_true.copy()
+    y_true_masked[0, 0, :, :4, 1] = 0
+    assert float(detection_loss(y_true_masked, wrong_outside)) == pytest.approx(0.0, abs=1e-7)
+    missed = np.zeros_like(perfect)  # missing the one nucleus costs as much as the whole background could
+    assert float(detection_loss(y_true, missed)) > 0.05
+
+
+def test_annotated_box_drops_a_band_only_where_the_crop_edge_is_inside_the_image():
+    low, high = annotated_box(np.array([0, 10, 0]), np.array([8, 40, 30]), np.array([8, 100, 30]),
+                              np.array([1, 3, 3]))
+    np.testing.assert_array_equal(low, [0, 3, 0])
+    np.testing.assert_array_equal(high, [8, 37, 30])
+
+
+def test_pooling_in_z_only_while_there_is_depth():
+    assert pool_plan(1, 3) == [(1, 2, 2)] * 3
+    assert pool_plan(16, 3) == [(2, 2, 2)] * 3
+    assert pool_plan(8, 3) == [(2, 2, 2), (2, 2, 2), (1, 2, 2)]
+    assert tile_multiple(pool_plan(8, 3)) == (4, 8, 8)
+
+
+@pytest.mark.parametrize("shape", [(1, 50, 70), (20, 100, 130), (5, 300, 301)])
+def test_tiles_stitch_back_to_the_whole_volume(shape):
+    frames = [np.random.default_rng(0).random(shape, dtype=np.float32) for _ in range(2)]
+    plan = plan_tiles(shape, (1 if shape[0] == 1 else 4, 8, 8), (2, 16, 16), max_voxels=20000)
+    output = predict_tiled(lambda tile: tile * 2, frames, plan)
+    np.testing.assert_array_equal(output, 2 * np.stack(frames, axis=-1))
