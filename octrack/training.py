@@ -244,12 +244,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 self.model.save(temporary)
         else:
             state.epochs_without_improvement += 1
-        self._save_checkpoint()
-        write_history(self.folders.training, state.history)
         if 0 < self.options.patience <= state.epochs_without_improvement:
             log.info(f"stopping early: no better validation loss for {self.options.patience} epochs")
             state.stopped_early_at_target = self.options.epochs
             self.model.stop_training = True
+        self._save_checkpoint()
+        write_history(self.folders.training, state.history)
         if self._next_epoch_would_overrun():
             log.info(f"stopping after epoch {state.epoch}: the next would end after max_training_minutes = "
                      f"{self.options.max_minutes:g}")

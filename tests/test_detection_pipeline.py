@@ -178,3 +178,20 @@ def test_interrupted_predict_resumes(capsys, movie_3d, monkeypatch):
     octrack(capsys, "predict", "--config", ini)
     assert len(calls) == 2  # only the two time points that were not finished
     assert (folder / "positions.csv").read_text() == uninterrupted
+
+
+def test_early_stopping_ends_the_run_and_stays_ended(capsys, movie_3d, monkeypatch):
+    """With patience 1 and a validation loss that never improves after epoch 1, training stops at epoch 2;
+    running it again does not train further unless more epochs are asked for."""
+    ini = tiny_config(movie_3d, "32, 32, 8", epochs=5)
+    set_keys(movie_3d / "organoid_tracker.ini", "train_detect", patience=1)
+    original = EpochCheckpoint.on_epoch_end
+
+    def worse_after_the_first(self, epoch, logs=None):
+        original(self, epoch, {**(logs or {}), "val_loss": 1.0 + epoch})
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", worse_after_the_first)
+    octrack(capsys, "train-detect", "--config", ini)
+    assert [row["epoch"] for row in history(movie_3d)] == ["1", "2"]
+    assert "stopped early at epoch 2" in octrack(capsys, "train-detect", "--config", ini)
+    assert [row["epoch"] for row in history(movie_3d)] == ["1", "2"]
