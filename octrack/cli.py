@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"octrack: error: {error}", file=sys.stderr)
         return EXIT_USER
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as error:
         if error.filename is None:
             raise

@@ -2,7 +2,7 @@
 # The main job on the embedded default: installs octrack into ./.venv (first run), makes a synthetic
 # 3D+time lapse with ground truth, trains the detection network on it, finds the nuclei in a second
 # synthetic time lapse that the network never saw, and scores them against that movie's ground truth.
-# Usage: ./scripts/demo.sh [OUTPUT_FOLDER]   (default ./demo_output; about 5 minutes on 2 CPU cores)
+# Usage: ./scripts/demo.sh [OUTPUT_FOLDER]   (default ./demo_output; about 7 minutes on 2 CPU cores)
 source "$(dirname "$0")/setup_env.sh"
 OUT="$(mkdir -p "${1:-$ROOT/demo_output}" && cd "${1:-$ROOT/demo_output}" && pwd)"
 
@@ -16,16 +16,18 @@ cd "$OUT/train"
 cat >> organoid_tracker.ini <<EOF
 
 [train_detect]
-epochs = 8
-steps_per_epoch = 30
+epochs = 30
+steps_per_epoch = 40
 batch_size = 4
 patch_shape = 64, 64, 16
+unet_filters = 8
+max_training_minutes = 5
 EOF
 # predict on the test movie: point [predict]'s images_container_1 at it
 sed -i "/^\[predict\]/,\$ s#^images_container_1 = images\$#images_container_1 = $OUT/test/images#" organoid_tracker.ini
 
 step "octrack stats: what the ground truth holds"
-octrack stats ground_truth.aut | head -7
+octrack stats ground_truth.aut
 
 step "octrack prepare: check the [prepare] datasets and cache the training crops"
 octrack prepare
@@ -38,7 +40,7 @@ octrack predict
 
 step "octrack evaluate: score them against the test movie's ground truth (matches within 5 µm)"
 octrack evaluate --ground-truth "$OUT/test/ground_truth.aut" \
-    --predicted training_output/predictions/1/positions.csv --plot "$OUT/detections.png" | head -8
+    --predicted training_output/predictions/1/positions.csv --plot "$OUT/detections.png" --images "$OUT/test/images"
 
 step "done"
 echo "training movie and its ini:  $OUT/train (images/, ground_truth.aut, organoid_tracker.ini)"
