@@ -2,7 +2,7 @@
 # The main job on the embedded default: installs octrack into ./.venv (first run), makes a synthetic
 # 3D+time lapse with ground truth, trains the detection network on it, finds the nuclei in a second
 # synthetic time lapse that the network never saw, and scores them against that movie's ground truth.
-# Usage: ./scripts/demo.sh [OUTPUT_FOLDER]   (default ./demo_output; about 7 minutes on 2 CPU cores)
+# Usage: ./scripts/demo.sh [OUTPUT_FOLDER]   (default ./demo_output; about 5 minutes on 2 CPU cores)
 source "$(dirname "$0")/setup_env.sh"
 OUT="$(mkdir -p "${1:-$ROOT/demo_output}" && cd "${1:-$ROOT/demo_output}" && pwd)"
 
