@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from octrack.tracking import Position, VoxelSize
 from octrack.training import augment_settings
 
 log = logging.getLogger(__name__)
+# Threads that make batches: one core is left to the training loop (on 2 cores, 1 thread measured 9 % waiting
+# for data against 17 % with 2, at the same speed: docs/benchmarks.md).
+DATA_WORKERS = min(8, max(1, (os.cpu_count() or 2) - 1))
 NEAR_NUCLEUS_SHARE = 0.7  # share of patches centred near an annotated nucleus; the rest anywhere in a crop
 THRESHOLDS = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
@@ -87,7 +91,7 @@ class TrainingPatches(keras.utils.PyDataset):
     """An endless stream of augmented patches; batch i is made from the seed and `first_step + i` alone."""
 
     def __init__(self, crops: list[Crop], patch_zyx: tuple[int, int, int], batch_size: int, seed: int,
-                 first_step: int, augment: AugmentSettings, workers: int = 2):
+                 first_step: int, augment: AugmentSettings, workers: int = DATA_WORKERS):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         self.crops, self.patch_zyx, self.batch_size = crops, patch_zyx, batch_size
         self.seed, self.first_step, self.augment = seed, first_step, augment
