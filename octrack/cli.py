@@ -20,7 +20,7 @@ from octrack.errors import UserError  # noqa: E402
 
 log = logging.getLogger("octrack")
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+EXIT_OK, EXIT_USER = 0, 2  # anything else escapes as a traceback: exit 1
 DEFAULT_CONFIG = "organoid_tracker.ini"
 
 

@@ -33,7 +33,6 @@ from octrack.model_folder import load_keras_model, save_model_folder
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
-TRAINABLE = ("detect",)
 
 
 @dataclass(frozen=True)
@@ -342,20 +341,19 @@ def networks_in_config(config: Any, report: Callable[[str], None] = print) -> li
 
     named = [name for name in NETWORKS if config.has_section(f"train_{name}")] or ["detect"]
     for name in named:
-        if name not in TRAINABLE:
+        if name not in _trainers():
             report(f"[train_{name}]: training the {name} network is not available in this version; skipped")
-    return [name for name in named if name in TRAINABLE] or ["detect"]
+    return [name for name in named if name in _trainers()] or ["detect"]
 
 
 def run_training(config: Any, names: list[str], *, epochs: int | None = None, restart: bool = False,
                  report: Callable[[str], None] = print) -> list[TrainResult]:
     """Brings the cache up to date, then trains each named network."""
     from octrack.dataset import require_voxel_size
-    from octrack.networks.detect_training import DetectTraining
     from octrack.prepare import cache_path, prepare
 
-    trainers = {"detect": DetectTraining}
-    missing = [name for name in names if name not in TRAINABLE]
+    trainers = _trainers()
+    missing = [name for name in names if name not in trainers]
     if missing:
         raise UserError(f"training the {missing[0]} network is not available in this version; remove "
                         f"[train_{missing[0]}] from {config.path} or train the detection network alone")
@@ -369,3 +367,10 @@ def run_training(config: Any, names: list[str], *, epochs: int | None = None, re
         report(result.describe())
         results.append(result)
     return results
+
+
+def _trainers() -> dict[str, Callable[[Any, Path], NetworkTraining]]:
+    """The networks this version can train, by name (imported here: their modules import this one)."""
+    from octrack.networks.detect_training import DetectTraining
+
+    return {"detect": DetectTraining}
