@@ -12,13 +12,15 @@ and shape `P` in the image, and a region of shape `R` from `source_extent` (`R -
 the region starts at `o - (R - P) // 2`. `warp_points` and `warp_vectors` apply the same transform to
 coordinates, so labels stay aligned with the pixels.
 
-Every random number comes from the `numpy.random.Generator` passed in. The parameters are drawn in a
+Every random choice comes from the `numpy.random.Generator` passed in. The parameters are drawn in a
 fixed order whatever the settings, so that turning one part off leaves the random values of the other
-parts unchanged; only the per-voxel noise, drawn last, is skipped when it is off.
+parts unchanged; only the per-voxel noise, drawn last, is skipped when it is off. The noise values are
+read from a fixed bank of normal values at a random place (see `_standard_normal`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -29,6 +31,9 @@ ShapeZYX = tuple[int, int, int]
 # Rotation matrix entries this close to -1, 0 or 1 are snapped, so that 90° multiples map voxels exactly
 # onto voxels (cos(π/2) is 6e-17 in floating point, which can push a border voxel outside the region).
 _SNAP_TOLERANCE = 1e-9
+_TINY = np.float32(1e-6)
+_NOISE_BANK_SIZE = 1 << 22
+_NOISE_BANK_SEED = 20261124
 
 
 @dataclass(frozen=True)
@@ -75,30 +80,42 @@ class Geometry:
         return depth, region_y, region_x
 
     def warp(self, region: np.ndarray, patch_shape_zyx: ShapeZYX, order: int = 1, cval: float = 0.0) -> np.ndarray:
-        """Resamples `region` (z, Y, X, c), centred on the patch centre, into a patch (z, y, x, c).
+        """Resamples `region` (z, Y, X, c), centred on the patch centre, into a float32 patch (z, y, x, c).
 
         Use order 1 (bilinear) for images and order 0 (nearest) for masks; patch voxels that map outside
         the region get `cval`, so a mask of ones warped with order 0 and cval 0 marks where the patch has
-        real data. The 2D map is computed once and applied to every z slice and channel by gathering from
-        the flattened region: 3–4 times faster than one `ndimage.affine_transform` per slice, same values.
+        real data.
         """
-        _check_depth(region.shape[:3], patch_shape_zyx)
-        matrix, offset = self._affine(region.shape[1:3], patch_shape_zyx[1:])
-        depth, height, width = patch_shape_zyx
+        return self.warp_columns(np.ascontiguousarray(region.transpose(1, 2, 0, 3)), patch_shape_zyx, order, cval)
+
+    def warp_columns(self, region_yxzc: np.ndarray, patch_shape_zyx: ShapeZYX, order: int = 1,
+                     cval: float = 0.0) -> np.ndarray:
+        """`warp` for a region laid out (Y, X, z, c), which is how training keeps its crops in memory.
+
+        The 2D map is computed once; each patch voxel column (all z and c of one xy position) is a weighted
+        sum of whole region columns, gathered in one `take`: three times faster than gathering per slice
+        and about ten times faster than one `ndimage.affine_transform` per slice, with the same values.
+        Returns a (z, y, x, c) view of a (y, x, z, c) array.
+        """
+        rows, columns, depth, channels = region_yxzc.shape
+        _check_depth((depth,), patch_shape_zyx)
+        matrix, offset = self._affine((rows, columns), patch_shape_zyx[1:])
+        height, width = patch_shape_zyx[1:]
         grid = np.stack(np.meshgrid(np.arange(height), np.arange(width), indexing="ij")).reshape(2, -1)
         source = matrix @ grid + offset[:, None]
-        rows, columns = region.shape[1:3]
-        flat = region.reshape(depth, rows * columns, region.shape[3])
-        patch = np.zeros((depth, height * width, region.shape[3]), dtype=region.dtype)
+        indices, weights = [], []
         outside = np.zeros(height * width)
         for y, x, weight in _taps(source, order):
             valid = (y >= 0) & (y < rows) & (x >= 0) & (x < columns)
-            index = np.where(valid, y * columns + x, 0).astype(np.intp)
-            patch += np.take(flat, index, axis=1) * (weight * valid).astype(region.dtype)[None, :, None]
+            indices.append(np.where(valid, y * columns + x, 0).astype(np.intp))
+            weights.append((weight * valid).astype(np.float32))
             outside += weight * ~valid
+        flat = region_yxzc.reshape(rows * columns, depth * channels)
+        gathered = np.take(flat, np.concatenate(indices), axis=0).reshape(len(indices), height * width, -1)
+        patch = np.einsum("kpv,kp->pv", gathered, np.stack(weights)).astype(np.float32, copy=False)
         if cval:
-            patch += (cval * outside).astype(region.dtype)[None, :, None]
-        return patch.reshape(depth, height, width, region.shape[3])
+            patch += (cval * outside).astype(np.float32)[:, None]
+        return patch.reshape(height, width, depth, channels).transpose(2, 0, 1, 3)
 
     def warp_points(
         self, points_zyx: np.ndarray, region_shape_zyx: ShapeZYX, patch_shape_zyx: ShapeZYX
@@ -206,9 +223,14 @@ def _depth_factors(depth: int, dimming: np.ndarray) -> np.ndarray:
 
 
 def _apply_gamma(values: np.ndarray, gamma: np.ndarray) -> np.ndarray:
-    """Gamma on the positive part only: negative values (background below the 1st percentile) stay as they are."""
-    positive = np.maximum(values, 0.0)
-    return positive ** gamma.astype(np.float32) + (values - positive)
+    """Gamma on the positive part only: negative values (background below the 1st percentile) stay as they are.
+
+    The power is taken of values floored at a tiny number rather than 0, because `power` takes a slow path
+    for 0 (five times slower here); values of 0 and below are then put back as they were."""
+    result = np.maximum(values, _TINY)
+    np.power(result, gamma.astype(np.float32), out=result)
+    np.copyto(result, values, where=values <= 0)
+    return result
 
 
 def _noise(
@@ -219,7 +241,25 @@ def _noise(
     gaussian_variance = (gaussian_std**2).astype(np.float32)
     poisson_variance = (poisson_strength**2).astype(np.float32)
     std = np.sqrt(gaussian_variance + poisson_variance * np.maximum(values, 0.0))
-    return rng.standard_normal(values.shape, dtype=np.float32) * std
+    return _standard_normal(rng, values.shape) * std
+
+
+def _standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal values: a window at a random place in a fixed bank of them.
+
+    Drawing fresh normals cost 1.7 ms per 64×64×16×3 patch, a fifth of making the patch; a window into a
+    bank of 4 M values costs nothing, and a network cannot learn where in the bank a patch's noise began."""
+    size = math.prod(shape)
+    bank = _normal_bank()
+    if size > len(bank):
+        return rng.standard_normal(shape, dtype=np.float32)
+    start = int(rng.integers(len(bank) - size + 1))
+    return bank[start:start + size].reshape(shape)
+
+
+@functools.cache
+def _normal_bank() -> np.ndarray:
+    return np.random.default_rng(_NOISE_BANK_SEED).standard_normal(_NOISE_BANK_SIZE, dtype=np.float32)
 
 
 def _centre(shape: tuple[int, ...]) -> np.ndarray:

@@ -77,10 +77,11 @@ def test_exact_transforms_move_voxels_onto_warped_points(patch_shape):
 
 @pytest.mark.parametrize("patch_shape", [(1, 32, 32), (3, 25, 25), (2, 65, 65), (2, 30, 41)])
 def test_identity_flips_and_right_angles_are_exact(patch_shape):
-    """Exact even in float64 and for angles beyond 2π, where cos and sin are not exactly 0 or ±1."""
+    """Exact, also for angles beyond 2π, where cos and sin are not exactly 0 or ±1."""
     rng = np.random.default_rng(1)
     margin = 3
-    region = rng.random((patch_shape[0], patch_shape[1] + 2 * margin, patch_shape[2] + 2 * margin, 2))
+    region = rng.random((patch_shape[0], patch_shape[1] + 2 * margin, patch_shape[2] + 2 * margin, 2),
+                        dtype=np.float32)
     crop = region[:, margin:-margin, margin:-margin]
     np.testing.assert_array_equal(Geometry().warp(region, patch_shape), crop)
     np.testing.assert_array_equal(Geometry(flip_x=True).warp(region, patch_shape), crop[:, :, ::-1])

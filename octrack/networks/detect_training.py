@@ -36,9 +36,12 @@ THRESHOLDS = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
 @dataclass
 class Crop:
-    """A cached training crop in memory: frames (z, y, x, window), positions and the annotated box."""
+    """A cached training crop in memory: frames, positions and the annotated box.
 
-    image: np.ndarray
+    The frames are kept as `columns`, laid out (y, x, z, window) as `Geometry.warp_columns` reads them;
+    `image` is the same data seen as (z, y, x, window)."""
+
+    columns: np.ndarray
     positions_zyx: np.ndarray
     annotated_low: np.ndarray
     annotated_high: np.ndarray
@@ -47,14 +50,15 @@ class Crop:
     split: str
     name: str
 
-    def annotated_mask(self, shape_zyx: tuple[int, int, int], offset_zyx: np.ndarray) -> np.ndarray:
-        """1 inside the annotated box, for a region of the crop starting at `offset_zyx` (may stick out)."""
-        mask = np.zeros(shape_zyx, dtype=np.float32)
-        low = np.clip(self.annotated_low - offset_zyx, 0, shape_zyx)
-        high = np.clip(self.annotated_high - offset_zyx, 0, shape_zyx)
-        if np.all(high > low):
-            mask[low[0]:high[0], low[1]:high[1], low[2]:high[2]] = 1
-        return mask
+    @property
+    def image(self) -> np.ndarray:
+        return self.columns.transpose(2, 0, 1, 3)
+
+    def annotated_box_in(self, offset_zyx: np.ndarray, shape_zyx: tuple[int, int, int]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Low and high corners (z, y, x) of the annotated box in a region at `offset_zyx` (may stick out)."""
+        return (np.clip(self.annotated_low - offset_zyx, 0, shape_zyx),
+                np.clip(self.annotated_high - offset_zyx, 0, shape_zyx))
 
 
 def load_crops(cache_path: Path, target_sigma_um: float) -> list[Crop]:
@@ -75,7 +79,8 @@ def _crop(group: h5py.Group, name: str, target_sigma_um: float) -> Crop:
     image = group["image"][()]
     low, high = annotated_box(np.asarray(group.attrs["offset_zyx"]), np.asarray(image.shape[:3]),
                               np.asarray(group.attrs["frame_shape_zyx"]), np.ceil(2 * sigma).astype(int))
-    return Crop(image, positions, low, high, sigma, voxel, str(group.attrs["split"]), name)
+    columns = np.ascontiguousarray(image.transpose(1, 2, 0, 3))
+    return Crop(columns, positions, low, high, sigma, voxel, str(group.attrs["split"]), name)
 
 
 def annotated_box(offset: np.ndarray, crop_shape: np.ndarray, frame_shape: np.ndarray, band: np.ndarray
@@ -112,10 +117,9 @@ class TrainingPatches(keras.utils.PyDataset):
         centre = _patch_centre(crop, self.patch_zyx, rng)
         geometry = sample_geometry(rng, self.augment)
         extent = geometry.source_extent(self.patch_zyx)
-        region, mask, offset = _cut(crop, centre, extent)
-        patch = geometry.warp(region, self.patch_zyx, order=1)
-        patch_mask = (np.ones(self.patch_zyx, dtype=np.float32) if mask.all()  # the region covers the patch
-                      else geometry.warp(mask[..., np.newaxis], self.patch_zyx, order=0)[..., 0])
+        region, offset = _cut(crop, centre, extent)
+        warped = geometry.warp_columns(region, self.patch_zyx)
+        patch, patch_mask = warped[..., :-1], (warped[..., -1] > 0.5).astype(np.float32)
         points = geometry.warp_points(crop.positions_zyx - offset, extent, self.patch_zyx)
         target = detect.render_target(points, self.patch_zyx, tuple(crop.sigma_px))
         patch = augment_intensity(patch, rng, self.augment)
@@ -147,9 +151,10 @@ def _grid_samples(crops: list[Crop], patch_zyx: tuple[int, int, int], max_patche
         centres = [centres[i] for i in sorted(chosen)]
     samples = []
     for crop, centre in centres:
-        region, mask, offset = _cut(crop, centre, patch_zyx)
+        region, offset = _cut(crop, centre, patch_zyx)
+        frames_and_mask = np.ascontiguousarray(region.transpose(2, 0, 1, 3))
         target = detect.render_target(crop.positions_zyx - offset, patch_zyx, tuple(crop.sigma_px))
-        samples.append((region.astype(np.float32), np.stack([target, mask], axis=-1)))
+        samples.append((frames_and_mask[..., :-1], np.stack([target, frames_and_mask[..., -1]], axis=-1)))
     return samples
 
 
@@ -169,19 +174,22 @@ def _patch_centre(crop: Crop, patch_zyx: tuple[int, int, int], rng: np.random.Ge
     return rng.uniform(crop.annotated_low, crop.annotated_high)
 
 
-def _cut(crop: Crop, centre: np.ndarray, extent_zyx: tuple[int, int, int]
-         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The region of `extent` around `centre` (zeros outside the crop) and its annotated mask."""
+def _cut(crop: Crop, centre: np.ndarray, extent_zyx: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The region of `extent` around `centre`, and its offset (z, y, x) in the crop.
+
+    The region is laid out (y, x, z, channel) as the crop's columns, zeros outside the crop; its channels
+    are the frames, then the annotated mask (1 inside the annotated box), so one warp moves both."""
     offset = np.round(np.asarray(centre) - np.asarray(extent_zyx) / 2).astype(int)
-    region = np.zeros((*extent_zyx, crop.image.shape[3]), dtype=np.float32)
-    source_low = np.clip(offset, 0, crop.image.shape[:3])
-    source_high = np.clip(offset + extent_zyx, 0, crop.image.shape[:3])
-    if np.all(source_high > source_low):
-        target_low = source_low - offset
-        target_high = source_high - offset
-        region[target_low[0]:target_high[0], target_low[1]:target_high[1], target_low[2]:target_high[2]] = \
-            crop.image[source_low[0]:source_high[0], source_low[1]:source_high[1], source_low[2]:source_high[2]]
-    return region, crop.annotated_mask(tuple(extent_zyx), offset), offset
+    depth, height, width = extent_zyx
+    region = np.zeros((height, width, depth, crop.columns.shape[3] + 1), dtype=np.float32)
+    shape_zyx = crop.image.shape[:3]
+    low, high = np.clip(offset, 0, shape_zyx), np.clip(offset + extent_zyx, 0, shape_zyx)
+    if np.all(high > low):
+        (z0, y0, x0), (z1, y1, x1) = low - offset, high - offset
+        region[y0:y1, x0:x1, z0:z1, :-1] = crop.columns[low[1]:high[1], low[2]:high[2], low[0]:high[0]]
+    (z0, y0, x0), (z1, y1, x1) = crop.annotated_box_in(offset, extent_zyx)
+    region[y0:y1, x0:x1, z0:z1, -1] = 1
+    return region, offset
 
 
 # Final report: detection scores on the validation crops, and the peak threshold that maximises F1
