@@ -13,6 +13,9 @@ periodic in x and y: nuclei drift out on one side while others come in on the ot
 outside the image for a while before it wraps around. The tissue expands as its nuclei divide, which keeps
 the density in the image constant; the surplus leaves the world out of sight. In z the nuclei stay within
 the stack.
+
+The ground truth marks each nucleus where an annotator would: at its centre, or, where the edge of the
+image cuts it, at the centre of its visible part, provided at least a quarter of it is visible.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ _DAUGHTER_SCALE = 0.8  # linear size of a daughter at birth: about half the moth
 _DAUGHTER_GAP = 1.1  # distance between the daughters at birth, in daughter diameters
 _GROWTH = 0.1  # share of the remaining growth done per time point
 _MIN_CELL_CYCLE = 4  # time points before a daughter can divide again
-_MITOTIC_RADIUS = 0.75  # radius of a rounded-up mother relative to its mean radius
+_MITOTIC_RADIUS = 0.75
+_ANNOTATED_SHARE = 0.25  # share of a nucleus cut by the image edge that must be visible for it to be annotated  # radius of a rounded-up mother relative to its mean radius
 _TEXTURE_GRID = 24  # points per axis of a nucleus' texture, which spans its own (normalised) frame
 _TEXTURE_SPAN = 1.3  # half the side of that grid, in nucleus radii
 _TEXTURE_GRAIN = 1.3  # smoothing of the texture in grid points: about 0.6 µm
@@ -425,16 +429,17 @@ class _Population:
 
 # Ground truth
 
-def _record(tracking: Tracking, nuclei: list[_Nucleus], time_point: int, scene: _Scene,
+def _record(tracking: Tracking, visible: dict[int, np.ndarray], nuclei: list[_Nucleus], time_point: int,
             previous: dict[int, Position]) -> dict[int, Position]:
-    """Adds the nuclei whose centre is in the image, linked to themselves (or their mother) one time point back.
+    """Adds the visible nuclei (`visible`: identity → centre of the visible part, x, y, z in pixels), linked
+    to themselves (or their mother) one time point back.
 
     Returns the positions by nucleus identity, for the next call."""
     current = {}
     for nucleus in nuclei:
-        x, y, z = np.round(nucleus.centre / scene.voxel_xyz, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
-        if not (0 <= x <= scene.size_xyz[0] - 1 and 0 <= y <= scene.size_xyz[1] - 1):
+        if nucleus.identity not in visible:
             continue
+        x, y, z = np.round(visible[nucleus.identity], 2) + 0.0  # + 0.0 turns -0.0 into 0.0
         position = tracking.add_position(Position(x, y, z, time_point))
         current[nucleus.identity] = position
         earlier_identity = nucleus.identity if nucleus.born_at < time_point else nucleus.mother
@@ -461,8 +466,8 @@ def _simulate_and_write_images(scene: _Scene, nuclei: int, division_rate: float,
     tracking = Tracking(scene.voxel_size)
     previous: dict[int, Position] = {}
     for time_point in range(scene.time_points):
-        previous = _record(tracking, population.nuclei, time_point, scene, previous)
-        frame = _render(population.nuclei, time_point, scene, background, rng)
+        frame, visible = _render(population.nuclei, time_point, scene, background, rng)
+        previous = _record(tracking, visible, population.nuclei, time_point, previous)
         _write_tiff(images_folder / IMAGES_PATTERN.format(time=time_point), frame, scene)
         if time_point < scene.time_points - 1:
             population.step(time_point)
@@ -487,19 +492,27 @@ def _background(scene: _Scene, rng: np.random.Generator) -> np.ndarray:
 
 
 def _render(nuclei: list[_Nucleus], time_point: int, scene: _Scene, background: np.ndarray,
-            rng: np.random.Generator) -> np.ndarray:
-    """The camera's image, (z, y, x) uint16: nuclei and background, dimmed with depth, with noise."""
+            rng: np.random.Generator) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The camera's image, (z, y, x) uint16: nuclei and background, dimmed with depth, with noise; and the
+    centre (x, y, z, pixels) of each nucleus that is visible enough to be annotated, by identity."""
     signal = np.zeros(scene.shape_zyx, dtype=np.float32)
+    visible = {}
     for nucleus in nuclei:
-        _draw_nucleus(signal, nucleus, nucleus.mitosis(time_point, scene), scene)
+        centre = _draw_nucleus(signal, nucleus, nucleus.mitosis(time_point, scene), scene)
+        if centre is not None:
+            visible[nucleus.identity] = centre
     photons = (signal + background) * scene.depth_dimming()[:, None, None]
     counts = (_CAMERA_OFFSET + _CAMERA_GAIN * rng.poisson(photons)
               + _READ_NOISE * rng.standard_normal(scene.shape_zyx, dtype=np.float32))
-    return np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
+    return np.clip(np.rint(counts), 0, 65535).astype(np.uint16), visible
 
 
-def _draw_nucleus(signal: np.ndarray, nucleus: _Nucleus, mitosis: float, scene: _Scene) -> None:
-    """Adds the blurred, textured nucleus to `signal`, computing only its bounding box."""
+def _draw_nucleus(signal: np.ndarray, nucleus: _Nucleus, mitosis: float, scene: _Scene) -> np.ndarray | None:
+    """Adds the blurred, textured nucleus to `signal`, computing only its bounding box.
+
+    Returns where an annotator would put it (x, y, z in pixels): its centre when all of it is in the image;
+    the centre of its visible part when the image edge cuts it and at least `_ANNOTATED_SHARE` of it is
+    visible; None when less is."""
     voxel_zyx = scene.voxel_xyz[::-1]
     sigma_um = np.array(_PSF_SIGMA_ZYX_UM) * [not scene.two_d, 1, 1]
     axes, brightness, contrast = _appearance(nucleus, mitosis)
@@ -510,7 +523,7 @@ def _draw_nucleus(signal: np.ndarray, nucleus: _Nucleus, mitosis: float, scene: 
     inside_low = np.maximum(low, 0)
     inside_high = np.minimum(high, scene.shape_zyx)
     if np.any(inside_high <= inside_low):
-        return
+        return None
     dz, dy, dx = (np.arange(low[axis], high[axis]) * voxel_zyx[axis] - nucleus.centre[2 - axis] for axis in range(3))
     cos, sin = math.cos(nucleus.angle), math.sin(nucleus.angle)
     along = dx[None, None, :] * cos + dy[None, :, None] * sin
@@ -524,6 +537,21 @@ def _draw_nucleus(signal: np.ndarray, nucleus: _Nucleus, mitosis: float, scene: 
     source = tuple(slice(a - o, b - o) for a, b, o in zip(inside_low, inside_high, low))
     target = tuple(slice(a, b) for a, b in zip(inside_low, inside_high))
     signal[target] += box[source]
+    return _annotated_centre(nucleus, body, source, low, scene)
+
+
+def _annotated_centre(nucleus: _Nucleus, body: np.ndarray, visible: tuple[slice, ...], low: np.ndarray,
+                      scene: _Scene) -> np.ndarray | None:
+    """See `_draw_nucleus`; `body` is the nucleus' shape in its box, which starts at voxel `low` (z, y, x)."""
+    share = body[visible].sum() / max(body.sum(), 1e-12)
+    if share < _ANNOTATED_SHARE:
+        return None
+    if share > 1 - 1e-3:
+        return nucleus.centre / scene.voxel_xyz
+    grid = np.meshgrid(*(np.arange(part.start, part.stop) for part in visible), indexing="ij")
+    weights = body[visible]
+    centre_zyx = np.array([(axis * weights).sum() for axis in grid]) / weights.sum() + low
+    return centre_zyx[::-1]
 
 
 def _appearance(nucleus: _Nucleus, mitosis: float) -> tuple[np.ndarray, float, float]:

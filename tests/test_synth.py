@@ -87,6 +87,29 @@ def test_ground_truth_lies_inside_the_image_on_bright_nuclei(movie: str, request
     assert np.median(ratios) > 1.5
 
 
+def test_nuclei_cut_by_the_edge_are_annotated_at_their_visible_part() -> None:
+    """Where the image edge cuts a nucleus, the annotation goes to the centre of what is visible, as a person
+    would click it; a nucleus mostly outside the image is not annotated."""
+    from octrack.synth import DEFAULT_VOXEL_SIZE, _draw_nucleus, _Nucleus, _Scene
+
+    scene = _Scene((64, 64, 8), DEFAULT_VOXEL_SIZE, False, 1)
+    radius = NUCLEUS_DIAMETER_UM / 2
+
+    def annotated(x_um: float) -> np.ndarray | None:
+        nucleus = _Nucleus(identity=0, mother=None, born_at=0, centre=np.array([x_um, 10.0, 7.0]),
+                           own_step=np.zeros(3), axes=np.full(3, radius), angle=0.0, growth=1.0,
+                           brightness=100.0, texture=np.zeros((24, 24, 24)), divides_after=np.inf)
+        return _draw_nucleus(np.zeros(scene.shape_zyx, np.float32), nucleus, 0.0, scene)
+
+    inside = annotated(10.0)
+    np.testing.assert_allclose(inside, [10.0 / 0.32, 10.0 / 0.32, 3.5])
+    on_the_edge = annotated(0.0)  # half visible: its visible half's centre is 3/8 of a radius in
+    assert 0.3 * radius < on_the_edge[0] * 0.32 < 0.45 * radius
+    np.testing.assert_allclose(on_the_edge[1:], inside[1:], atol=0.05)
+    assert annotated(-0.3 * radius) is not None  # 28 % of a sphere is visible
+    assert annotated(-0.5 * radius) is None  # 16 %
+
+
 @pytest.mark.parametrize("movie, requested", [("default_3d", 30), ("default_2d", 40)])
 def test_nuclei_per_time_point_stay_near_the_requested_number(movie: str, requested: int,
                                                               request: pytest.FixtureRequest) -> None:
