@@ -32,6 +32,16 @@ def test_touching_nuclei_stay_two_peaks():
     np.testing.assert_allclose(sorted(peaks[:, 2]), [15, 25], atol=0.3)
 
 
+def test_a_weak_nucleus_on_the_slope_of_a_strong_one_is_kept_beyond_the_minimum_distance():
+    strong = render_target(np.array([[0, 20, 14]]), (1, 40, 40), (1, 3, 3))
+    weak = 0.4 * render_target(np.array([[0, 20, 22]]), (1, 40, 40), (1, 3, 3))
+    peaks = find_peaks(np.maximum(strong, weak), 0.2, (1, 6, 6))  # 8 px apart, minimum 6 px
+    np.testing.assert_allclose(sorted(peaks[:, 2]), [14, 22], atol=0.5)
+    assert peaks[0, 3] > peaks[1, 3]  # strongest first
+    closer = 0.4 * render_target(np.array([[0, 20, 19]]), (1, 40, 40), (1, 3, 3))
+    assert len(find_peaks(np.maximum(strong, closer), 0.2, (1, 6, 6))) == 1  # 5 px apart: one nucleus
+
+
 def test_peaks_are_refined_below_a_voxel():
     target = render_target(np.array([[3.0, 20.4, 17.6]]), (7, 40, 40), (1, 3, 3))
     (z, y, x, value), = find_peaks(target, 0.3, (1, 4, 4))

@@ -181,18 +181,18 @@ def predict_centres(model, frames: list[np.ndarray], multiple_zyx: tuple[int, in
 def find_peaks(centres: np.ndarray, threshold: float, min_distance_zyx_px: tuple[float, float, float]
                ) -> np.ndarray:
     """Local maxima above `threshold`, at least `min_distance` apart (an ellipsoid in pixels), as (n, 4):
-    z, y, x refined to sub-voxel precision by the centroid of the 3 × 3 × 3 neighbourhood, and peak value.
+    z, y, x refined to sub-voxel precision (see `_refine`), and peak value.
 
+    Every local maximum of its 3 × 3 × 3 neighbourhood is a candidate; candidates are then taken from the
+    highest down, each one kept unless a kept one lies within the minimum distance. (A maximum filter as
+    wide as the minimum distance would also drop a weaker nucleus that sits on the slope of a stronger one.)
     A maximum on the outermost column or row in x or y is left out: the output still rises towards the
-    edge there, so the nucleus is centred outside the image (its visible part is not a nucleus to report).
+    edge there, so the nucleus lies mostly outside the image.
     """
     from scipy import ndimage
+    from scipy.spatial import cKDTree
 
-    radius = np.maximum(np.asarray(min_distance_zyx_px, dtype=float), 0.5)
-    extent = np.floor(radius).astype(int)
-    grid = np.meshgrid(*[np.arange(-e, e + 1) for e in extent], indexing="ij")
-    footprint = sum((g / r) ** 2 for g, r in zip(grid, radius)) <= 1.0
-    maxima = (centres == ndimage.maximum_filter(centres, footprint=footprint, mode="constant", cval=-np.inf))
+    maxima = (centres == ndimage.maximum_filter(centres, size=3, mode="constant", cval=-np.inf))
     maxima &= centres > threshold
     for axis in (1, 2):
         if centres.shape[axis] > 2:
@@ -203,8 +203,16 @@ def find_peaks(centres: np.ndarray, threshold: float, min_distance_zyx_px: tuple
     labels, count = ndimage.label(maxima)
     if count == 0:
         return np.zeros((0, 4), dtype=np.float32)
-    peaks = np.array(ndimage.center_of_mass(maxima, labels, range(1, count + 1))).reshape(-1, 3)
-    return np.array([_refine(centres, peak) for peak in peaks], dtype=np.float32)
+    candidates = np.array(ndimage.center_of_mass(maxima, labels, range(1, count + 1))).reshape(-1, 3)
+    peaks = np.array([_refine(centres, candidate) for candidate in candidates], dtype=np.float32)
+    peaks = peaks[np.argsort(-peaks[:, 3], kind="stable")]
+    scaled = peaks[:, :3] / np.maximum(np.asarray(min_distance_zyx_px, dtype=np.float32), 1e-6)
+    tree = cKDTree(scaled)
+    kept = np.zeros(len(peaks), dtype=bool)
+    for index in range(len(peaks)):
+        neighbours = tree.query_ball_point(scaled[index], r=1.0)
+        kept[index] = not kept[neighbours].any()
+    return peaks[kept]
 
 
 def _refine(centres: np.ndarray, peak: np.ndarray) -> tuple[float, float, float, float]:
