@@ -178,6 +178,10 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("max_training_minutes", optional(number(above=0)), None, _TRAINING,
         "Stop training before the epoch that would end after this many minutes of this run; empty = no limit."),
     Key("learning_rate", number(above=0), 0.001, _TRAINING, "Learning rate of the Adam optimizer."),
+    Key("mixed_precision", choice("float32", "mixed_float16", "mixed_bfloat16"), "float32", _TRAINING,
+        "Number format of the network's computations: float32, or mixed_bfloat16 / mixed_float16 (weights "
+        "and outputs stay float32; faster where the hardware computes in 16 bits, e.g. CPUs with AVX512_BF16 "
+        "and most GPUs)."),
     Key("patience", whole_number(0), 10, _TRAINING,
         "Stop after this many epochs without a better validation loss; 0 = never stop early."),
     Key("time_window_before", whole_number(0), 1, _TRAINING,

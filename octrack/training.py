@@ -46,6 +46,7 @@ class TrainOptions:
     pretrained_model_path: Path | None
     output_folder: Path
     max_minutes: float | None = None
+    mixed_precision: str = "float32"
 
 
 class NetworkTraining(Protocol):
@@ -121,7 +122,8 @@ def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = Fa
           report: Callable[[str], None] = print) -> TrainResult:
     folders = TrainingFolders(options.output_folder, network.name)
     state = TrainState() if restart else _load_state(folders)
-    settings = json.loads(json.dumps(network.settings()))  # as state.json will hold them: tuples → lists
+    settings = json.loads(json.dumps({**network.settings(), "mixed_precision": options.mixed_precision}))
+    # (through JSON, as state.json will hold them: tuples become lists)
     if state.checkpoint and state.settings != settings:
         raise UserError(f"{folders.state}: the ini changed since this training started ({_changed(state.settings, settings)}); "
                         f"run again with --restart to start over, or undo the change to resume")
@@ -177,11 +179,22 @@ def _starting_model(network: NetworkTraining, options: TrainOptions, folders: Tr
         return load_keras_model(folders.training / state.checkpoint, "a checkpoint; run with --restart",
                            custom_objects={network.loss().__name__: network.loss()}, compile=True)
     keras.utils.set_random_seed(options.seed)
-    model = network.build_model()
+    model = _build_model(network, options.mixed_precision)
     if options.pretrained_model_path:
         _load_pretrained(model, options.pretrained_model_path, report)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=network.loss())
     return model
+
+
+def _build_model(network: NetworkTraining, precision: str) -> Any:
+    """The network with its layers computing in `precision` (each layer keeps the policy it was built with,
+    also in the saved model; the global policy is restored at once)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return network.build_model()
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _load_pretrained(model: Any, folder: Path, report: Callable[[str], None]) -> None:
@@ -331,7 +344,8 @@ def train_options(config: Any, section: str, epochs: int | None) -> TrainOptions
         learning_rate=config.get(section, "learning_rate"), patience=config.get(section, "patience"),
         seed=config.get(section, "seed"), steps_per_epoch=config.get(section, "steps_per_epoch"),
         pretrained_model_path=config.resolve(pretrained) if pretrained else None,
-        output_folder=config.output_folder(section), max_minutes=config.get(section, "max_training_minutes"))
+        output_folder=config.output_folder(section), max_minutes=config.get(section, "max_training_minutes"),
+        mixed_precision=config.get(section, "mixed_precision"))
 
 
 def networks_in_config(config: Any, report: Callable[[str], None] = print) -> list[str]:

@@ -195,3 +195,20 @@ def test_early_stopping_ends_the_run_and_stays_ended(capsys, movie_3d, monkeypat
     assert [row["epoch"] for row in history(movie_3d)] == ["1", "2"]
     assert "stopped early at epoch 2" in octrack(capsys, "train-detect", "--config", ini)
     assert [row["epoch"] for row in history(movie_3d)] == ["1", "2"]
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_keeps_float32_outputs_and_resumes(capsys, movie_2d):
+    ini = tiny_config(movie_2d, "48, 48, 1", epochs=1)
+    set_keys(Path(ini), "train_detect", mixed_precision="mixed_bfloat16")
+    octrack(capsys, "train-detect", "--config", ini)
+    octrack(capsys, "train-detect", "--config", ini, "--epochs", "2")  # resumes from the bfloat16 checkpoint
+    model = keras.saving.load_model(movie_2d / "training_output" / "model_detect" / "model.keras", compile=False)
+    assert model.get_layer("down0_conv1").compute_dtype == "bfloat16"
+    assert all(weight.dtype == "float32" for weight in model.weights)
+    assert model.output.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+    assert len(history(movie_2d)) == 2
+    settings = json.loads((movie_2d / "training_output" / "model_detect" / "settings.json").read_text())
+    assert settings["mixed_precision"] == "mixed_bfloat16"
+    out = octrack(capsys, "predict", "--config", ini)  # the bfloat16 model predicts as it is
+    assert "positions in" in out and (movie_2d / "training_output" / "predictions" / "1" / "positions.aut").exists()
