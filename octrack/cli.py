@@ -253,7 +253,7 @@ def _run_evaluate(arguments: argparse.Namespace) -> None:
                             voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
                             time_range=arguments.time_points, restrict_to_annotated_box=arguments.annotated_box)
     if arguments.plot:
-        time_point = plot_time_point(scores, Path(arguments.plot), time_point=arguments.plot_time_point,
+        time_point = plot_time_point(scores.detection, Path(arguments.plot), time_point=arguments.plot_time_point,
                                      images=arguments.images, pattern=arguments.pattern)
         log.info(f"wrote {arguments.plot} (time point {time_point})")
     print(json.dumps(scores.to_json(), indent=2) if arguments.json else format_report(scores))
