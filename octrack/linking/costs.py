@@ -3,11 +3,12 @@ division, an appearance and a disappearance (leaving a detection out costs both 
 
 With network probabilities (`link_probability` on links, `division_probability` on positions, the names of
 OrganoidTracker), a link costs −ln(p / (1 − p)) and a division adds −ln odds of its mother's division
-probability to its two links. Without them, the costs come from displacement alone: a link of length d costs
-−ln of a heavy-tailed (Student t) density of d relative to d = 0, about d² / 2σ² for short links, with σ the per-axis scale of a cell's movement between time points, estimated from the data
-(the nearest candidate of each position first, then the links chosen); a division costs a prior plus the
-same cost of the distance of the mother from its daughters' midpoint, on a scale σ_mid (daughters move apart in opposite
-directions, so their midpoint stays where the mother was), σ_mid again estimated from the divisions chosen.
+probability to its two links. Without them, the costs come from displacement alone: a link of length d
+costs −ln of a heavy-tailed (Student t) density of d relative to d = 0, about d² / 2σ² for short links, with
+σ the per-axis scale of a cell's movement between time points, estimated from the data (the nearest candidate of each position first, then the links chosen); a division costs a prior plus the
+same cost of the distance of the mother from its daughters' midpoint (on a slightly wider scale): daughters
+move apart in opposite directions, so their midpoint moves about like a cell that does not divide.
+The defaults were chosen on the C. elegans lineage of scripts/benchmark_tracking.py, true and perturbed.
 
 Appearing and disappearing are expensive inside the image, cheaper near its border (cells move in and out)
 and free at the first and last time points (every track starts and ends there).
@@ -30,12 +31,13 @@ _SMALLEST_PROBABILITY = 1e-6
 class CostSettings:
     """The priors of the tracker, in nats."""
 
-    appear: float = 8.0  # a track starting inside the image, after the first time point
-    disappear: float = 8.0  # a track ending inside the image, before the last time point
+    appear: float = 7.0  # a track starting inside the image, after the first time point
+    disappear: float = 7.0  # a track ending inside the image, before the last time point
     at_border: float = 2.0  # appearing or disappearing right at the image border
     border_um: float = 5.0  # width of the border zone, where the costs rise from `at_border` to the full cost
-    division: float = 4.0  # the prior of a division, where no network gives its probability
+    division: float = 6.0  # the prior of a division, where no network gives its probability
     tail: float = 3.0  # degrees of freedom of the displacement distribution: lower, heavier tails
+    division_scale: float = 1.25  # σ of the daughters' midpoint over σ: daughters do not move apart exactly evenly
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,9 @@ class Costs:
 
 @dataclass(frozen=True)
 class MotionModel:
-    """Scales of the network-free costs in µm (pixels where the voxel size is unknown)."""
+    """The scale of the network-free costs in µm (pixels where the voxel size is unknown)."""
 
     sigma: float  # per-axis standard deviation of the displacement of a cell between time points
-    division_sigma: float  # per-axis standard deviation of the mother from the daughters' midpoint
 
 
 def log_odds(probability: np.ndarray) -> np.ndarray:
@@ -64,22 +65,18 @@ def initial_motion(graph: CandidateGraph) -> MotionModel:
     distances = np.linalg.norm(graph.link_vectors(), axis=1)
     nearest = np.full(len(graph.positions), np.inf)
     np.minimum.at(nearest, graph.link_source, distances)
-    sigma = _sigma_from_distances(nearest[np.isfinite(nearest)])
-    return MotionModel(sigma, sigma)
+    return MotionModel(_sigma_from_distances(nearest[np.isfinite(nearest)]))
 
 
 def refined_motion(graph: CandidateGraph, chosen_links: np.ndarray, chosen_divisions: np.ndarray,
-                   previous: MotionModel, min_divisions: int = 5) -> MotionModel:
-    """From the links and divisions of a solution (divisions only where there are enough of them)."""
+                   previous: MotionModel) -> MotionModel:
+    """From the links of a solution that belong to no division."""
     divided = np.zeros(graph.link_count, dtype=bool)
     divided[graph.division_links[chosen_divisions].ravel()] = True
     plain = chosen_links & ~divided
-    sigma = _sigma_from_distances(np.linalg.norm(graph.link_vectors()[plain], axis=1)) if plain.any() \
-        else previous.sigma
-    division_sigma = previous.division_sigma
-    if chosen_divisions.sum() >= min_divisions:
-        division_sigma = _sigma_from_distances(_midpoint_offsets(graph)[chosen_divisions])
-    return MotionModel(sigma, division_sigma)
+    if not plain.any():
+        return previous
+    return MotionModel(_sigma_from_distances(np.linalg.norm(graph.link_vectors()[plain], axis=1)))
 
 
 def _sigma_from_distances(distances: np.ndarray) -> float:
@@ -111,8 +108,8 @@ def compute_costs(graph: CandidateGraph, settings: CostSettings, motion: MotionM
     elif link_probability is not None:
         division = settings.division + link[graph.division_links].sum(axis=1)
     else:
-        division = settings.division + _displacement_cost(_midpoint_offsets(graph), motion.division_sigma,
-                                                          settings.tail)
+        division = settings.division + _displacement_cost(_midpoint_offsets(graph),
+                                                          settings.division_scale * motion.sigma, settings.tail)
     appear, disappear = _start_and_end_costs(graph, settings, image_box_um)
     return Costs(link, division, appear, disappear)
 
