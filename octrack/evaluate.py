@@ -16,6 +16,7 @@ The matching itself (`Matching`) stays with the scores, so that links and divisi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -311,6 +312,7 @@ class TrackingScores:
     divisions: Counts
     tracks: int
     tracks_without_error: int
+    traccuracy: dict[str, Any] | None = None  # the package traccuracy's scores on the same matching, if asked
 
     @property
     def tracks_without_error_fraction(self) -> float:
@@ -320,7 +322,8 @@ class TrackingScores:
         return {**self.detection.to_json(), "link_f1": self.links.f1, "division_f1": self.divisions.f1,
                 "links": self.links._counts_json(), "divisions": self.divisions._counts_json(),
                 "tracks": self.tracks, "tracks_without_error": self.tracks_without_error,
-                "tracks_without_error_fraction": self.tracks_without_error_fraction}
+                "tracks_without_error_fraction": self.tracks_without_error_fraction,
+                **({"traccuracy": self.traccuracy} if self.traccuracy is not None else {})}
 
 
 def score_tracking(ground_truth: Tracking, predicted: Tracking, detection: DetectionScores, *,
@@ -400,16 +403,21 @@ def _same_links(ground_truth: Tracking, predicted: Tracking, true: Position, gue
 # Files, for the `evaluate` command
 def evaluate_files(ground_truth_path: Path, predicted_path: Path, *, max_distance_um: float | None = None,
                    max_distance_px: float | None = None, voxel_size: VoxelSize | None = None,
-                   time_range: str | None = None, restrict_to_annotated_box: bool = False) -> TrackingScores:
-    """Loads both tracking files and scores detections, links and divisions; `time_range` ("A:B", "A:",
-    ":B" or "T") selects time points of the ground truth."""
+                   time_range: str | None = None, restrict_to_annotated_box: bool = False,
+                   traccuracy: bool = False) -> TrackingScores:
+    """Loads both tracking files and scores detections, links and divisions (and with `traccuracy`, adds the
+    scores of that package); `time_range` ("A:B", "A:", ":B" or "T") selects time points of the ground truth."""
     ground_truth = _load(ground_truth_path, voxel_size, "ground truth")
     predicted = _load(predicted_path, voxel_size, "predicted tracking")
     time_points = _selected_time_points(ground_truth, ground_truth_path, time_range)
     detection = score_detections(ground_truth, predicted, max_distance_um=max_distance_um,
                                  max_distance_px=max_distance_px, voxel_size=voxel_size, time_points=time_points,
                                  restrict_to_annotated_box=restrict_to_annotated_box)
-    return score_tracking(ground_truth, predicted, detection)
+    scores = score_tracking(ground_truth, predicted, detection)
+    if traccuracy:
+        from octrack.traccuracy_check import traccuracy_scores
+        scores = dataclasses.replace(scores, traccuracy=traccuracy_scores(ground_truth, predicted, detection.matching))
+    return scores
 
 
 def _load(path: Path, voxel_size: VoxelSize | None, what: str) -> Tracking:
@@ -460,11 +468,23 @@ def format_report(scores: TrackingScores) -> str:
                   _format_counts(f"divisions (±{DIVISION_TOLERANCE} time point)", scores.divisions),
                   f"tracks without error: {scores.tracks_without_error} of {scores.tracks} "
                   f"({scores.tracks_without_error_fraction:.3f})"]
+    for metric, values in (scores.traccuracy or {}).items():
+        lines.append(f"traccuracy {metric}: {_format_traccuracy(values)}")
     lines += ["", f"{'t':>6} {'true':>7} {'predicted':>10} {'TP':>7} {'FP':>7} {'FN':>7} {'F1':>6}"]
     for time_point, one in detection.per_time_point.items():
         lines.append(f"{time_point:>6} {one.true_count:>7} {one.predicted_count:>10} {one.true_positives:>7} "
                      f"{one.false_positives:>7} {one.false_negatives:>7} {one.f1:>6.3f}")
     return "\n".join(lines)
+
+
+def _format_traccuracy(values: dict[str, Any]) -> str:
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            parts.append(f"{key}: ({_format_traccuracy(value)})")
+        else:
+            parts.append(f"{key}: {value:.4g}" if isinstance(value, (int, float)) else f"{key}: {value}")
+    return ", ".join(parts)
 
 
 def _format_counts(name: str, counts: Counts) -> str:

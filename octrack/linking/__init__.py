@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS
+from octrack.errors import UserError
 from octrack.linking.confidence import link_confidence
 from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostSettings, MotionModel,
                                    compute_costs, initial_motion, refined_motion)
 from octrack.linking.graph import CandidateGraph, build_graph
 from octrack.linking.solver import Solution, solve
-from octrack.tracking.model import Tracking
+from octrack.tracking.io import load_tracking, save_tracking
+from octrack.tracking.model import Tracking, VoxelSize
 
 LINK_CONFIDENCE = "link_confidence"
 REVIEW_BELOW = 0.99
@@ -79,6 +82,23 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
     if report:
         report(result.describe())
     return result
+
+
+def track_file(positions_path: Path, output: Path | None = None, *, voxel_size: VoxelSize | None = None,
+               image_shape_zyx: tuple[int, int, int] | None = None) -> str:
+    """`octrack track`: links the positions of a tracking file and writes the tracks (format by extension;
+    default `<name>-tracks.aut` next to it); returns a summary."""
+    tracking = load_tracking(positions_path, voxel_size)
+    if not len(tracking):
+        raise UserError(f"{positions_path}: holds no positions; give a file with positions to link")
+    if tracking.voxel_size is None and not _has_link_probabilities(tracking) and \
+            len({p.z for p in tracking.positions()}) > 1:
+        raise UserError(f"{positions_path}: the voxel size is unknown, and distances in 3D need it; give "
+                        f"--voxel-size X Y Z (µm)")
+    output = output or positions_path.with_name(f"{positions_path.stem}-tracks.aut")
+    result = link_tracks(tracking, image_shape_zyx=image_shape_zyx)
+    save_tracking(result.tracking, output, image_shape_zyx=image_shape_zyx)
+    return f"wrote {output}: {result.describe()}"
 
 
 def _has_link_probabilities(tracking: Tracking) -> bool:
