@@ -88,6 +88,9 @@ def track_file(positions_path: Path, output: Path | None = None, *, voxel_size: 
                image_shape_zyx: tuple[int, int, int] | None = None) -> str:
     """`octrack track`: links the positions of a tracking file and writes the tracks (format by extension;
     default `<name>-tracks.aut` next to it); returns a summary."""
+    if voxel_size is not None and not all(0 < size < float("inf") for size in voxel_size.zyx_um()):
+        raise UserError(f"--voxel-size {voxel_size.x_um:g} {voxel_size.y_um:g} {voxel_size.z_um:g}: every size must "
+                        f"be a positive number of µm")
     tracking = load_tracking(positions_path, voxel_size)
     if not len(tracking):
         raise UserError(f"{positions_path}: holds no positions; give a file with positions to link")

@@ -5,9 +5,10 @@ With network probabilities (`link_probability` on links, `division_probability` 
 OrganoidTracker), a link costs −ln(p / (1 − p)) and a division adds −ln odds of its mother's division
 probability to its two links. Without them, the costs come from displacement alone: a link of length d
 costs −ln of a heavy-tailed (Student t) density of d relative to d = 0, about d² / 2σ² for short links, with
-σ the per-axis scale of a cell's movement between time points, estimated from the data (the nearest candidate of each position first, then the links chosen); a division costs a prior plus the
-same cost of the distance of the mother from its daughters' midpoint (on a slightly wider scale): daughters
-move apart in opposite directions, so their midpoint moves about like a cell that does not divide.
+σ the per-axis scale of a cell's movement between time points, estimated from the data (the nearest
+candidate of each position first, then the links chosen); a division costs a prior plus the same cost of the
+distance of the mother from its daughters' midpoint (on a slightly wider scale): daughters move apart in
+opposite directions, so their midpoint moves about like a cell that does not divide.
 The defaults were chosen on the C. elegans lineage of scripts/benchmark_tracking.py, true and perturbed.
 
 Appearing and disappearing are expensive inside the image, cheaper near its border (cells move in and out)
