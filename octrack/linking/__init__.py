@@ -59,9 +59,9 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
     link_probabilities = _has_link_probabilities(tracking)
     graph = build_graph(tracking, use_tracking_links=link_probabilities, factor=candidate_factor,
                         max_partners=candidate_max_partners)
-    link_probability = np.array([tracking.link_data(graph.positions[a], graph.positions[b])[LINK_PROBABILITY]
-                                 for a, b in zip(graph.link_source, graph.link_target)]) \
-        if link_probabilities else None
+    link_probability = np.array([  # a link without a probability among links with one: no information, 0.5
+        tracking.link_data(graph.positions[a], graph.positions[b]).get(LINK_PROBABILITY, 0.5)
+        for a, b in zip(graph.link_source, graph.link_target)]) if link_probabilities else None
     division_probability = _division_probabilities(tracking, graph)
     box = _image_box_um(tracking, image_shape_zyx)
     motion = initial_motion(graph)
