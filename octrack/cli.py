@@ -175,6 +175,27 @@ def _run_convert(arguments: argparse.Namespace) -> None:
          f"{len(tracking.divisions())} divisions")
 
 
+# track
+def _add_track(command: argparse.ArgumentParser) -> None:
+    command.add_argument("positions", help="positions to link (.aut, .csv, or a CTC folder); their links and the "
+                                           "link and division probabilities are used where present")
+    command.add_argument("--output", help="tracks to write: .aut, .csv, or a folder (Cell Tracking Challenge "
+                                          "result); default: POSITIONS' name with -tracks.aut")
+    command.add_argument("--voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                         help="voxel size in µm, where the positions file does not say")
+    command.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                         help="image size in pixels: tracks start and end more readily near its border")
+
+
+def _run_track(arguments: argparse.Namespace) -> None:
+    from octrack.linking import track_file
+    from octrack.tracking import VoxelSize
+    result = track_file(Path(arguments.positions), Path(arguments.output) if arguments.output else None,
+                        voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
+                        image_shape_zyx=tuple(reversed(arguments.shape)) if arguments.shape else None)
+    _say(result)
+
+
 # prepare
 def _add_prepare(command: argparse.ArgumentParser) -> None:
     command.add_argument("--rebuild", action="store_true", help="rebuild the cache even where it is up to date")
@@ -236,6 +257,8 @@ def _add_evaluate(command: argparse.ArgumentParser) -> None:
                          help="ignore predictions outside the box around each time point's true positions "
                               "(for images annotated in part)")
     command.add_argument("--json", action="store_true", help="print one JSON object")
+    command.add_argument("--traccuracy", action="store_true",
+                         help="also print the scores of the package traccuracy on the same matching (a cross-check)")
     command.add_argument("--plot", metavar="FILE.png",
                          help="draw the true and predicted positions of one time point")
     command.add_argument("--plot-time-point", type=int, metavar="T",
@@ -251,9 +274,10 @@ def _run_evaluate(arguments: argparse.Namespace) -> None:
     scores = evaluate_files(Path(arguments.ground_truth), Path(arguments.predicted),
                             max_distance_um=arguments.max_distance_um, max_distance_px=arguments.max_distance_px,
                             voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
-                            time_range=arguments.time_points, restrict_to_annotated_box=arguments.annotated_box)
+                            time_range=arguments.time_points, restrict_to_annotated_box=arguments.annotated_box,
+                            traccuracy=arguments.traccuracy)
     if arguments.plot:
-        time_point = plot_time_point(scores, Path(arguments.plot), time_point=arguments.plot_time_point,
+        time_point = plot_time_point(scores.detection, Path(arguments.plot), time_point=arguments.plot_time_point,
                                      images=arguments.images, pattern=arguments.pattern)
         log.info(f"wrote {arguments.plot} (time point {time_point})")
     print(json.dumps(scores.to_json(), indent=2) if arguments.json else format_report(scores))
@@ -264,6 +288,8 @@ _COMMANDS = [
     ("synth", _run_synth, "make a synthetic time lapse with ground truth and an ini that runs on it", _add_synth),
     ("stats", _run_stats, "positions, time points, tracks and divisions of a tracking file", _add_stats),
     ("convert", _run_convert, "convert tracking files between .aut, CSV and Cell Tracking Challenge", _add_convert),
+    ("track", _run_track, "link positions into tracks with divisions (network probabilities where the file has "
+                          "them, else displacement)", _add_track),
     ("prepare", _run_prepare, "check the datasets of [prepare] and cache their training crops as HDF5",
      _add_prepare),
     ("train", _trainer(None), "train every network named in the ini (brings the cache up to date first)",

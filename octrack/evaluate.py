@@ -16,6 +16,7 @@ The matching itself (`Matching`) stays with the scores, so that links and divisi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -177,8 +178,8 @@ def _inside_box(positions: list[Position], annotated: list[Position], margin_xyz
 
 # Scores
 @dataclass(frozen=True)
-class DetectionScores:
-    """Counts and the scores derived from them, overall and per time point.
+class Counts:
+    """True positives, false positives and false negatives, and the scores derived from them.
 
     A score whose denominator is 0 is 1.0 when there was nothing to get wrong (no false positives for
     precision, no false negatives for recall, neither for F1), else 0.0; so empty ground truth with an empty
@@ -188,26 +189,6 @@ class DetectionScores:
     true_positives: int
     false_positives: int
     false_negatives: int
-    max_distance: float
-    distance_unit: str
-    per_time_point: dict[int, DetectionScores] = field(default_factory=dict)
-    matching: Matching | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_matching(cls, matching: Matching) -> DetectionScores:
-        per_time_point = {time_point: cls._of_time_point(one, matching)
-                          for time_point, one in matching.time_points.items()}
-        return cls(sum(s.true_positives for s in per_time_point.values()),
-                   sum(s.false_positives for s in per_time_point.values()),
-                   sum(s.false_negatives for s in per_time_point.values()),
-                   matching.max_distance, matching.distance_unit, per_time_point, matching)
-
-    @classmethod
-    def _of_time_point(cls, one: TimePointMatching, matching: Matching) -> DetectionScores:
-        matched = len(one.pairs)
-        alone = Matching({one.time_point: one}, matching.max_distance, matching.distance_unit)
-        return cls(matched, len(one.predicted) - matched, len(one.true) - matched,
-                   matching.max_distance, matching.distance_unit, matching=alone)
 
     @property
     def true_count(self) -> int:
@@ -229,15 +210,41 @@ class DetectionScores:
     def f1(self) -> float:
         return _ratio(2 * self.true_positives, self.true_count + self.predicted_count, perfect=True)
 
-    def to_json(self) -> dict[str, Any]:
-        return {**self._counts_json(),
-                "per_time_point": {str(t): scores._counts_json() for t, scores in self.per_time_point.items()},
-                "max_distance": self.max_distance, "distance_unit": self.distance_unit}
-
     def _counts_json(self) -> dict[str, Any]:
         return {"precision": self.precision, "recall": self.recall, "f1": self.f1,
                 "true_positives": self.true_positives, "false_positives": self.false_positives,
                 "false_negatives": self.false_negatives}
+
+
+@dataclass(frozen=True)
+class DetectionScores(Counts):
+    """Detection counts and scores, overall and per time point, with the matching they come from."""
+
+    max_distance: float
+    distance_unit: str
+    per_time_point: dict[int, DetectionScores] = field(default_factory=dict)
+    matching: Matching | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_matching(cls, matching: Matching) -> DetectionScores:
+        per_time_point = {time_point: cls._of_time_point(one, matching)
+                          for time_point, one in matching.time_points.items()}
+        return cls(sum(s.true_positives for s in per_time_point.values()),
+                   sum(s.false_positives for s in per_time_point.values()),
+                   sum(s.false_negatives for s in per_time_point.values()),
+                   matching.max_distance, matching.distance_unit, per_time_point, matching)
+
+    @classmethod
+    def _of_time_point(cls, one: TimePointMatching, matching: Matching) -> DetectionScores:
+        matched = len(one.pairs)
+        alone = Matching({one.time_point: one}, matching.max_distance, matching.distance_unit)
+        return cls(matched, len(one.predicted) - matched, len(one.true) - matched,
+                   matching.max_distance, matching.distance_unit, matching=alone)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._counts_json(),
+                "per_time_point": {str(t): scores._counts_json() for t, scores in self.per_time_point.items()},
+                "max_distance": self.max_distance, "distance_unit": self.distance_unit}
 
 
 def _ratio(numerator: int, denominator: int, *, perfect: bool) -> float:
@@ -291,18 +298,126 @@ def _checked_distance(distance: float, option: str) -> float:
     return float(distance)
 
 
+# Links, divisions and tracks
+DIVISION_TOLERANCE = 1  # time points by which a found division may be off
+
+
+@dataclass(frozen=True)
+class TrackingScores:
+    """Detection, link and division scores on one detection matching, and the true tracks (cell-cycle
+    segments) that came out without any error."""
+
+    detection: DetectionScores
+    links: Counts
+    divisions: Counts
+    tracks: int
+    tracks_without_error: int
+    traccuracy: dict[str, Any] | None = None  # the package traccuracy's scores on the same matching, if asked
+
+    @property
+    def tracks_without_error_fraction(self) -> float:
+        return self.tracks_without_error / self.tracks if self.tracks else 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.detection.to_json(), "link_f1": self.links.f1, "division_f1": self.divisions.f1,
+                "links": self.links._counts_json(), "divisions": self.divisions._counts_json(),
+                "tracks": self.tracks, "tracks_without_error": self.tracks_without_error,
+                "tracks_without_error_fraction": self.tracks_without_error_fraction,
+                **({"traccuracy": self.traccuracy} if self.traccuracy is not None else {})}
+
+
+def score_tracking(ground_truth: Tracking, predicted: Tracking, detection: DetectionScores, *,
+                   division_tolerance: int = DIVISION_TOLERANCE) -> TrackingScores:
+    """Links, divisions and tracks, on the matching of `detection`, at its time points.
+
+    A predicted link is right when the true positions matched to its ends are linked. A predicted division
+    (a mother) is right when its matched true position is a true mother, or lies on the same cell up to
+    `division_tolerance` time points before or after one; each true division is found at most once, the
+    closest in time first. A true track is without error when every position of it is matched, and the
+    links of each match are exactly the matches of the true links (into and out of the track included).
+    """
+    matching = detection.matching
+    to_true = matching.predicted_to_true()
+    scored_true = {p for one in matching.time_points.values() for p in one.true}
+    scored_predicted = {p for one in matching.time_points.values() for p in one.predicted}
+    true_links = {link for link in ground_truth.links() if link[0] in scored_true and link[1] in scored_true}
+    predicted_links = [link for link in predicted.links()
+                       if link[0] in scored_predicted and link[1] in scored_predicted]
+    found = {(to_true.get(a), to_true.get(b)) for a, b in predicted_links} & true_links
+    links = Counts(len(found), len(predicted_links) - len(found), len(true_links) - len(found))
+    true_mothers = {m for m in ground_truth.divisions() if m in scored_true}
+    predicted_mothers = [m for m in predicted.divisions() if m in scored_predicted]
+    found_divisions = _matched_divisions(ground_truth, [to_true.get(m) for m in predicted_mothers], true_mothers,
+                                         division_tolerance)
+    divisions = Counts(found_divisions, len(predicted_mothers) - found_divisions, len(true_mothers) - found_divisions)
+    tracks = [track for track in ground_truth.tracks() if all(p in scored_true for p in track)]
+    from_true = {true: guess for guess, true in to_true.items()}
+    without_error = sum(all(_same_links(ground_truth, predicted, p, from_true.get(p), to_true) for p in track)
+                        for track in tracks)
+    return TrackingScores(detection, links, divisions, len(tracks), without_error)
+
+
+def _matched_divisions(ground_truth: Tracking, guesses: list[Position | None], true_mothers: set[Position],
+                       tolerance: int) -> int:
+    """How many true mothers the guessed ones (matched true positions) find, one each, closest first."""
+    unmatched, found = set(true_mothers), 0
+    remaining = [guess for guess in guesses if guess is not None]
+    for steps in range(tolerance + 1):
+        left = []
+        for guess in remaining:
+            hit = next((m for m in _same_cell(ground_truth, guess, steps) if m in unmatched), None)
+            if hit is None:
+                left.append(guess)
+            else:
+                unmatched.discard(hit)
+                found += 1
+        remaining = left
+    return found
+
+
+def _same_cell(tracking: Tracking, position: Position, steps: int) -> list[Position]:
+    """The positions `steps` links before and after `position` along its cell (at most two)."""
+    if steps == 0:
+        return [position]
+    found = []
+    for neighbours in (tracking.future, tracking.past):
+        current: Position | None = position
+        for _ in range(steps):
+            following = neighbours(current)
+            current = following[0] if len(following) == 1 else None
+            if current is None:
+                break
+        if current is not None:
+            found.append(current)
+    return found
+
+
+def _same_links(ground_truth: Tracking, predicted: Tracking, true: Position, guess: Position | None,
+                to_true: dict[Position, Position]) -> bool:
+    if guess is None:
+        return False
+    linked = {to_true.get(p) for p in predicted.past(guess) + predicted.future(guess)}
+    return linked == set(ground_truth.past(true) + ground_truth.future(true))
+
+
 # Files, for the `evaluate` command
 def evaluate_files(ground_truth_path: Path, predicted_path: Path, *, max_distance_um: float | None = None,
                    max_distance_px: float | None = None, voxel_size: VoxelSize | None = None,
-                   time_range: str | None = None, restrict_to_annotated_box: bool = False) -> DetectionScores:
-    """Loads both tracking files and scores them; `time_range` ("A:B", "A:", ":B" or "T") selects time
-    points of the ground truth."""
+                   time_range: str | None = None, restrict_to_annotated_box: bool = False,
+                   traccuracy: bool = False) -> TrackingScores:
+    """Loads both tracking files and scores detections, links and divisions (and with `traccuracy`, adds the
+    scores of that package); `time_range` ("A:B", "A:", ":B" or "T") selects time points of the ground truth."""
     ground_truth = _load(ground_truth_path, voxel_size, "ground truth")
     predicted = _load(predicted_path, voxel_size, "predicted tracking")
     time_points = _selected_time_points(ground_truth, ground_truth_path, time_range)
-    return score_detections(ground_truth, predicted, max_distance_um=max_distance_um,
-                            max_distance_px=max_distance_px, voxel_size=voxel_size, time_points=time_points,
-                            restrict_to_annotated_box=restrict_to_annotated_box)
+    detection = score_detections(ground_truth, predicted, max_distance_um=max_distance_um,
+                                 max_distance_px=max_distance_px, voxel_size=voxel_size, time_points=time_points,
+                                 restrict_to_annotated_box=restrict_to_annotated_box)
+    scores = score_tracking(ground_truth, predicted, detection)
+    if traccuracy:
+        from octrack.traccuracy_check import traccuracy_scores
+        scores = dataclasses.replace(scores, traccuracy=traccuracy_scores(ground_truth, predicted, detection.matching))
+    return scores
 
 
 def _load(path: Path, voxel_size: VoxelSize | None, what: str) -> Tracking:
@@ -340,17 +455,41 @@ def _selected_time_points(ground_truth: Tracking, path: Path, time_range: str | 
     return selected
 
 
-def format_report(scores: DetectionScores) -> str:
-    """Overall scores, then one table row per time point."""
-    lines = [f"precision {scores.precision:.3f}   recall {scores.recall:.3f}   F1 {scores.f1:.3f}",
-             f"TP {scores.true_positives}   FP {scores.false_positives}   FN {scores.false_negatives}   "
-             f"(max distance {scores.max_distance:g} {scores.distance_unit}, "
-             f"{len(scores.per_time_point)} time points)", "",
-             f"{'t':>6} {'true':>7} {'predicted':>10} {'TP':>7} {'FP':>7} {'FN':>7} {'F1':>6}"]
-    for time_point, one in scores.per_time_point.items():
+def format_report(scores: TrackingScores) -> str:
+    """Overall scores (links, divisions and tracks where either tracking has links), then one table row per
+    time point."""
+    detection = scores.detection
+    lines = [f"precision {detection.precision:.3f}   recall {detection.recall:.3f}   F1 {detection.f1:.3f}",
+             f"TP {detection.true_positives}   FP {detection.false_positives}   FN {detection.false_negatives}   "
+             f"(max distance {detection.max_distance:g} {detection.distance_unit}, "
+             f"{len(detection.per_time_point)} time points)"]
+    if scores.links.true_count or scores.links.predicted_count:
+        lines += [_format_counts("links", scores.links),
+                  _format_counts(f"divisions (±{DIVISION_TOLERANCE} time point)", scores.divisions),
+                  f"tracks without error: {scores.tracks_without_error} of {scores.tracks} "
+                  f"({scores.tracks_without_error_fraction:.3f})"]
+    for metric, values in (scores.traccuracy or {}).items():
+        lines.append(f"traccuracy {metric}: {_format_traccuracy(values)}")
+    lines += ["", f"{'t':>6} {'true':>7} {'predicted':>10} {'TP':>7} {'FP':>7} {'FN':>7} {'F1':>6}"]
+    for time_point, one in detection.per_time_point.items():
         lines.append(f"{time_point:>6} {one.true_count:>7} {one.predicted_count:>10} {one.true_positives:>7} "
                      f"{one.false_positives:>7} {one.false_negatives:>7} {one.f1:>6.3f}")
     return "\n".join(lines)
+
+
+def _format_traccuracy(values: dict[str, Any]) -> str:
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            parts.append(f"{key}: ({_format_traccuracy(value)})")
+        else:
+            parts.append(f"{key}: {value:.4g}" if isinstance(value, (int, float)) else f"{key}: {value}")
+    return ", ".join(parts)
+
+
+def _format_counts(name: str, counts: Counts) -> str:
+    return (f"{name}: precision {counts.precision:.3f}   recall {counts.recall:.3f}   F1 {counts.f1:.3f}   "
+            f"(TP {counts.true_positives}   FP {counts.false_positives}   FN {counts.false_negatives})")
 
 
 # Plot

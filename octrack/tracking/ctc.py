@@ -9,7 +9,8 @@ Reading: positions are the label centroids of each frame (2D frames (Y, X) give 
 skip time points), and a parent's last position to each daughter's first. Without a track file the labels
 give positions only, as label values of segmentation masks need not follow cells over time.
 
-Writing: one label per track segment (`Tracking.tracks()`), painted as a ball of the given radius around
+Writing (`save_ctc`; results by default, ground truth with `ground_truth=True`): one label per track segment
+(`Tracking.tracks()`, cut where a link skips time points), painted as a ball of the given radius around
 each position's nearest voxel. A voxel goes to the nearest centre only, and each ball is trimmed to be point
 symmetric around its centre voxel, so that the centroid read back is exactly that voxel: positions come back
 rounded to whole pixels, even where balls touch each other or the image border. CTC allows one parent per
@@ -238,8 +239,11 @@ def _ball(voxel_size: VoxelSize | None, radius_um: float | None, radius_px: floa
 
 
 def _label_tracks(tracking: Tracking) -> tuple[dict[Position, int], list[TrackRow]]:
-    """Label per position and the track file rows: one label per track, the parent being the track before."""
-    tracks = tracking.tracks()
+    """Label per position and the track file rows: one label per track, the parent being the track before.
+
+    A track is cut where a link skips time points, as a CTC label covers consecutive time points only: the
+    part after the gap gets a label of its own, with the part before as its parent."""
+    tracks = [part for track in tracking.tracks() for part in _consecutive_parts(track)]
     labels = {position: label for label, track in enumerate(tracks, 1) for position in track}
     rows, merges = [], 0
     for label, track in enumerate(tracks, 1):
@@ -250,6 +254,11 @@ def _label_tracks(tracking: Tracking) -> tuple[dict[Position, int], list[TrackRo
         warnings.warn(f"CTC files allow one parent per track: {merges} cell merges keep only their first parent",
                       stacklevel=3)
     return labels, rows
+
+
+def _consecutive_parts(track: list[Position]) -> list[list[Position]]:
+    cuts = [i for i in range(1, len(track)) if track[i].t != track[i - 1].t + 1]
+    return [track[start:end] for start, end in zip([0, *cuts], [*cuts, len(track)])]
 
 
 def _paint(positions: list[Position], labels: dict[Position, int], shape: tuple[int, int, int],

@@ -1,0 +1,138 @@
+"""What each choice of the tracker costs, in nats (natural-log units): the negative log odds of a link, a
+division, an appearance and a disappearance (leaving a detection out costs both of the last two).
+
+With network probabilities (`link_probability` on links, `division_probability` on positions, the names of
+OrganoidTracker), a link costs −ln(p / (1 − p)) and a division adds −ln odds of its mother's division
+probability to its two links. Without them, the costs come from displacement alone: a link of length d
+costs −ln of a heavy-tailed (Student t) density of d relative to d = 0, about d² / 2σ² for short links, with
+σ the per-axis scale of a cell's movement between time points, estimated from the data (the nearest
+candidate of each position first, then the links chosen); a division costs a prior plus the same cost of the
+distance of the mother from its daughters' midpoint (on a slightly wider scale): daughters move apart in
+opposite directions, so their midpoint moves about like a cell that does not divide.
+The defaults were chosen on the C. elegans lineage of scripts/benchmark_tracking.py, true and perturbed.
+
+Appearing and disappearing are expensive inside the image, cheaper near its border (cells move in and out)
+and free at the first and last time points (every track starts and ends there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from octrack.linking.graph import CandidateGraph
+
+LINK_PROBABILITY, DIVISION_PROBABILITY = "link_probability", "division_probability"
+_MEDIAN_DISTANCE_PER_SIGMA = 1.5382  # median of the length of a 3D standard normal vector
+_SMALLEST_PROBABILITY = 1e-6
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """The priors of the tracker, in nats."""
+
+    appear: float = 7.0  # a track starting inside the image, after the first time point
+    disappear: float = 7.0  # a track ending inside the image, before the last time point
+    at_border: float = 2.0  # appearing or disappearing right at the image border
+    border_um: float = 5.0  # width of the border zone, where the costs rise from `at_border` to the full cost
+    division: float = 6.0  # the prior of a division, where no network gives its probability
+    tail: float = 3.0  # degrees of freedom of the displacement distribution: lower, heavier tails
+    division_scale: float = 1.25  # σ of the daughters' midpoint over σ: daughters do not move apart exactly evenly
+
+
+@dataclass(frozen=True)
+class Costs:
+    link: np.ndarray  # (m,) per candidate link
+    division: np.ndarray  # (k,) per candidate division: all of it, its two links included
+    appear: np.ndarray  # (n,) per position
+    disappear: np.ndarray  # (n,)
+
+
+@dataclass(frozen=True)
+class MotionModel:
+    """The scale of the network-free costs in µm (pixels where the voxel size is unknown)."""
+
+    sigma: float  # per-axis standard deviation of the displacement of a cell between time points
+
+
+def log_odds(probability: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probability, dtype=np.float64), _SMALLEST_PROBABILITY, 1 - _SMALLEST_PROBABILITY)
+    return np.log(p) - np.log1p(-p)
+
+
+def initial_motion(graph: CandidateGraph) -> MotionModel:
+    """From the nearest candidate partner of every position: most positions are linked to it."""
+    distances = np.linalg.norm(graph.link_vectors(), axis=1)
+    nearest = np.full(len(graph.positions), np.inf)
+    np.minimum.at(nearest, graph.link_source, distances)
+    return MotionModel(_sigma_from_distances(nearest[np.isfinite(nearest)]))
+
+
+def refined_motion(graph: CandidateGraph, chosen_links: np.ndarray, chosen_divisions: np.ndarray,
+                   previous: MotionModel) -> MotionModel:
+    """From the links of a solution that belong to no division."""
+    divided = np.zeros(graph.link_count, dtype=bool)
+    divided[graph.division_links[chosen_divisions].ravel()] = True
+    plain = chosen_links & ~divided
+    if not plain.any():
+        return previous
+    return MotionModel(_sigma_from_distances(np.linalg.norm(graph.link_vectors()[plain], axis=1)))
+
+
+def _sigma_from_distances(distances: np.ndarray) -> float:
+    """Robust: from the median distance, as if displacements were normal with the same σ on each axis."""
+    if len(distances) == 0:
+        return 1.0
+    return max(float(np.median(distances)) / _MEDIAN_DISTANCE_PER_SIGMA, 1e-3)
+
+
+def _midpoint_offsets(graph: CandidateGraph) -> np.ndarray:
+    """(k,) distance of each candidate division's mother from the midpoint of its daughters."""
+    daughters = graph.link_target[graph.division_links]
+    midpoint = graph.xyz_um[daughters].mean(axis=1)
+    return np.linalg.norm(midpoint - graph.xyz_um[graph.division_mother], axis=1)
+
+
+def compute_costs(graph: CandidateGraph, settings: CostSettings, motion: MotionModel, *,
+                  link_probability: np.ndarray | None, division_probability: np.ndarray | None,
+                  image_box_um: tuple[np.ndarray, np.ndarray] | None) -> Costs:
+    """Costs of every choice. Probabilities (per link, per position) replace the displacement costs;
+    `image_box_um` (lowest and highest corner) gives the border, None: no border discount."""
+    if link_probability is not None:
+        link = -log_odds(link_probability)
+    else:
+        link = _displacement_cost(np.linalg.norm(graph.link_vectors(), axis=1), motion.sigma, settings.tail)
+    mothers = graph.division_mother
+    if division_probability is not None:
+        division = -log_odds(division_probability[mothers]) + link[graph.division_links].sum(axis=1)
+    elif link_probability is not None:
+        division = settings.division + link[graph.division_links].sum(axis=1)
+    else:
+        division = settings.division + _displacement_cost(_midpoint_offsets(graph),
+                                                          settings.division_scale * motion.sigma, settings.tail)
+    appear, disappear = _start_and_end_costs(graph, settings, image_box_um)
+    return Costs(link, division, appear, disappear)
+
+
+def _displacement_cost(distances: np.ndarray, sigma: float, tail: float) -> np.ndarray:
+    """−ln of a 3D Student t density of the displacement, relative to no displacement: like d² / 2σ² for
+    small d, but growing only logarithmically, as cells now and then move far (and positions are off)."""
+    return (tail + 3) / 2 * np.log1p(distances ** 2 / (tail * sigma ** 2))
+
+
+def _start_and_end_costs(graph: CandidateGraph, settings: CostSettings,
+                         image_box_um: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    appear = np.full(len(graph.positions), settings.appear)
+    disappear = np.full(len(graph.positions), settings.disappear)
+    if image_box_um is not None:
+        low, high = image_box_um
+        spans = high - low > 0  # a 2D image has no border in z
+        to_border = np.minimum(graph.xyz_um - low, high - graph.xyz_um)[:, spans].min(axis=1, initial=np.inf)
+        nearness = np.clip(to_border / max(settings.border_um, 1e-9), 0, 1)
+        appear = settings.at_border + (appear - settings.at_border) * nearness
+        disappear = settings.at_border + (disappear - settings.at_border) * nearness
+    if len(graph.time):
+        appear[graph.time == graph.time.min()] = 0
+        disappear[graph.time == graph.time.max()] = 0
+    return appear, disappear

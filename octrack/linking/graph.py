@@ -1,0 +1,82 @@
+"""The candidate graph that the tracker chooses from, as arrays: positions, links and divisions.
+
+Positions are numbered 0..n-1 in time order. A candidate link joins a position at t to one at t+1 (by the
+rule of `octrack.candidates`, or the links of the tracking where those carry network probabilities). A
+candidate division is a mother with two of its candidate links, to two different daughters.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS, candidate_pairs, coordinates_um
+from octrack.tracking.model import Position, Tracking
+
+
+@dataclass(frozen=True)
+class CandidateGraph:
+    positions: list[Position]
+    xyz_um: np.ndarray  # (n, 3) in µm (pixels where the voxel size is unknown)
+    time: np.ndarray  # (n,) time point of each position
+    link_source: np.ndarray  # (m,) position index at t
+    link_target: np.ndarray  # (m,) position index at t+1
+    division_links: np.ndarray  # (k, 2) the two candidate links (indices into the links) of each division
+
+    @property
+    def division_mother(self) -> np.ndarray:
+        return self.link_source[self.division_links[:, 0]]
+
+    @property
+    def link_count(self) -> int:
+        return len(self.link_source)
+
+    def link_vectors(self) -> np.ndarray:
+        """(m, 3) displacement of every candidate link in µm."""
+        return self.xyz_um[self.link_target] - self.xyz_um[self.link_source]
+
+
+def build_graph(tracking: Tracking, *, use_tracking_links: bool, factor: float = DEFAULT_FACTOR,
+                max_partners: int = DEFAULT_MAX_PARTNERS, max_division_partners: int = DEFAULT_MAX_PARTNERS
+                ) -> CandidateGraph:
+    """The candidate graph of a tracking: its own links between consecutive time points when
+    `use_tracking_links` (the candidates that a link network scored), else the candidate rule's pairs.
+
+    Divisions pair the `max_division_partners` nearest candidate daughters of each mother."""
+    positions = list(tracking.positions())
+    index = {position: i for i, position in enumerate(positions)}
+    xyz = coordinates_um(positions, tracking.voxel_size)
+    time = np.array([p.t for p in positions], dtype=np.int64)
+    if use_tracking_links:
+        pairs = [(index[a], index[b]) for a, b in tracking.links() if b.t == a.t + 1]
+    else:
+        pairs = _rule_pairs(tracking, index, xyz, factor, max_partners)
+    links = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+    source, target = links[:, 0], links[:, 1]
+    distances = np.linalg.norm(xyz[target] - xyz[source], axis=1)
+    return CandidateGraph(positions, xyz, time, source, target,
+                          _division_pairs(source, distances, max_division_partners))
+
+
+def _rule_pairs(tracking: Tracking, index: dict[Position, int], xyz: np.ndarray, factor: float,
+                max_partners: int) -> list[tuple[int, int]]:
+    pairs = []
+    for time_point in tracking.time_points():
+        sources = [index[p] for p in tracking.positions_at(time_point)]
+        targets = [index[p] for p in tracking.positions_at(time_point + 1)]
+        pairs += [(sources[a], targets[b])
+                  for a, b in candidate_pairs(xyz[sources], xyz[targets], factor, max_partners)]
+    return pairs
+
+
+def _division_pairs(source: np.ndarray, distances: np.ndarray, max_partners: int) -> np.ndarray:
+    """(k, 2) pairs of links from the same mother, among its `max_partners` shortest links."""
+    order = np.lexsort((distances, source))  # links grouped by source, shortest first
+    grouped = source[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    pairs = [np.stack([order[starts[sizes > second] + first], order[starts[sizes > second] + second]], axis=1)
+             for first, second in itertools.combinations(range(max_partners), 2)]
+    return np.concatenate(pairs).reshape(-1, 2) if pairs else np.zeros((0, 2), dtype=np.int64)
