@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,11 @@ from octrack.evaluate import DetectionScores, match_time_point
 from octrack.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
 from octrack.networks import detect
 from octrack.networks.blocks import pool_plan, tile_multiple
+from octrack.patches import cut_region
 from octrack.tracking import Position, VoxelSize
-from octrack.training import augment_settings
+from octrack.training import DATA_WORKERS, augment_settings
 
 log = logging.getLogger(__name__)
-# Threads that make batches: one core is left to the training loop (on 2 cores, 1 thread measured 9 % waiting
-# for data against 17 % with 2, at the same speed: docs/benchmarks.md).
-DATA_WORKERS = min(8, max(1, (os.cpu_count() or 2) - 1))
 NEAR_NUCLEUS_SHARE = 0.7  # share of patches centred near an annotated nucleus; the rest anywhere in a crop
 THRESHOLDS = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
@@ -173,15 +170,7 @@ def _cut(crop: Crop, centre: np.ndarray, extent_zyx: tuple[int, int, int]
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The region of `extent` around `centre` (zeros outside the crop) and its annotated mask."""
     offset = np.round(np.asarray(centre) - np.asarray(extent_zyx) / 2).astype(int)
-    region = np.zeros((*extent_zyx, crop.image.shape[3]), dtype=np.float32)
-    source_low = np.clip(offset, 0, crop.image.shape[:3])
-    source_high = np.clip(offset + extent_zyx, 0, crop.image.shape[:3])
-    if np.all(source_high > source_low):
-        target_low = source_low - offset
-        target_high = source_high - offset
-        region[target_low[0]:target_high[0], target_low[1]:target_high[1], target_low[2]:target_high[2]] = \
-            crop.image[source_low[0]:source_high[0], source_low[1]:source_high[1], source_low[2]:source_high[2]]
-    return region, crop.annotated_mask(tuple(extent_zyx), offset), offset
+    return cut_region(crop.image, offset, extent_zyx), crop.annotated_mask(tuple(extent_zyx), offset), offset
 
 
 # Final report: detection scores on the validation crops, and the peak threshold that maximises F1
