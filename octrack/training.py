@@ -376,7 +376,6 @@ def run_training(config: Any, names: list[str], *, epochs: int | None = None, re
 def _trainers() -> dict[str, Callable[[Any, Path], NetworkTraining]]:
     """The networks this version can train, by name (imported here: their modules import this one)."""
     from octrack.networks.detect_training import DetectTraining
-    from octrack.networks.divide import DivideTraining
-    from octrack.networks.link import LinkTraining
+    from octrack.networks.classify_training import DivideTraining, LinkTraining
 
     return {"detect": DetectTraining, "divide": DivideTraining, "link": LinkTraining}

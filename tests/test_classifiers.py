@@ -85,7 +85,7 @@ def test_ambiguous_links_are_those_with_a_competitor_of_similar_length():
     tracking = Tracking(VoxelSize(1, 1, 1))
     source = tracking.add_position(Position(0, 0, 0, 0))
     near = tracking.add_position(Position(10, 0, 0, 1))
-    similar = tracking.add_position(Position(0, 12, 0, 1))
+    tracking.add_position(Position(0, 12, 0, 1))  # 12 µm: similar to the 10 µm of the true link
     tracking.add_link(source, near)
     pairs = [(p, p) for p in tracking.positions_at(1)]
     candidates = link.find_candidates([(source, source)], pairs, tracking.voxel_size, factor=2)

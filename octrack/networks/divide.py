@@ -16,10 +16,11 @@ from typing import Any
 import h5py
 import numpy as np
 
+from octrack.augment import augment_intensity, sample_geometry
 from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
 from octrack.dataset import Dataset
 from octrack.frames import FrameReader
-from octrack.networks.classify import (ClassifierTraining, CropSettings, cut_crops, describe_oversampling,
+from octrack.networks.classify import (CropSettings, cut_crops, describe_oversampling,
                                        oversampling_weights, read_cache, warp_crop)
 from octrack.tracking import Position, Tracking
 
@@ -113,8 +114,6 @@ class DivisionSamples:
         return len(self.labels)
 
     def batch(self, indices: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        from octrack.augment import augment_intensity, sample_geometry
-
         patches = []
         for index in indices:
             geometry = sample_geometry(rng, self.augment) if rng is not None else None
@@ -152,21 +151,6 @@ def build_model(patch_zyx: tuple[int, int, int], window: int, levels: int, filte
     inputs = keras.Input(shape=(*patch_zyx, window), name="frames")
     features = encoder((*patch_zyx, window), levels, filters)(inputs)
     return keras.Model(inputs, probability_head(features, 4 * filters), name="divide_classifier")
-
-
-class DivideTraining(ClassifierTraining):
-    name = NAME
-    section = SECTION
-
-    def __init__(self, config: Any, cache_path: Path):
-        from octrack.training import augment_settings
-
-        splits, attributes = load_samples(cache_path, config.get(SECTION, "division_multiplier"),
-                                          augment_settings(config, SECTION))
-        super().__init__(config, cache_path, splits, attributes)
-
-    def build_model(self) -> Any:
-        return build_model(self.patch_zyx, self.window, self.values["encoder_levels"], self.values["encoder_filters"])
 
 
 def summary(cache_path: Path, multiplier: float) -> str:

@@ -21,11 +21,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from octrack.augment import augment_intensity, sample_geometry
 from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
 from octrack.candidates import DEFAULT_MAX_PARTNERS, candidate_links
 from octrack.dataset import Dataset
 from octrack.frames import FrameReader
-from octrack.networks.classify import (ClassifierTraining, CropSettings, cut_crops, describe_oversampling,
+from octrack.networks.classify import (CropSettings, cut_crops, describe_oversampling,
                                        oversampling_weights, read_cache, warp_crop)
 from octrack.tracking import Position, Tracking, VoxelSize
 
@@ -172,8 +173,6 @@ class LinkSamples:
         return len(self.labels)
 
     def batch(self, indices: np.ndarray, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-        from octrack.augment import augment_intensity, sample_geometry
-
         window = self.crops.shape[-1]
         first, second, displacements = [], [], []
         for index in indices:
@@ -237,26 +236,6 @@ def build_model(patch_zyx: tuple[int, int, int], window: int, levels: int, filte
     motion = keras.layers.Dense(4 * filters, activation="relu", name="motion")(displacement)
     joined = keras.layers.Concatenate(name="joined")([shared(crop_a), shared(crop_b), motion])
     return keras.Model([crop_a, crop_b, displacement], probability_head(joined, 4 * filters), name="link_classifier")
-
-
-class LinkTraining(ClassifierTraining):
-    name = NAME
-    section = SECTION
-
-    def __init__(self, config: Any, cache_path: Path):
-        from octrack.training import augment_settings
-
-        splits, attributes = load_samples(cache_path, config.get(SECTION, "division_multiplier"),
-                                          augment_settings(config, SECTION))
-        self.candidate_factor = float(attributes["link_candidate_factor"])
-        super().__init__(config, cache_path, splits, attributes)
-
-    def build_model(self) -> Any:
-        return build_model(self.patch_zyx, self.window, self.values["encoder_levels"], self.values["encoder_filters"])
-
-    def network_settings(self) -> dict[str, Any]:
-        return {"link_candidate_factor": self.candidate_factor, "max_partners": DEFAULT_MAX_PARTNERS,
-                "displacement_scale_um": DISPLACEMENT_SCALE_UM}
 
 
 def summary(cache_path: Path, multiplier: float) -> str:
