@@ -228,7 +228,8 @@ def _trainer(network: str | None) -> Callable[[argparse.Namespace], None]:
 # predict
 def _add_predict(command: argparse.ArgumentParser) -> None:
     command.add_argument("--steps", default="positions",
-                         help="comma-separated steps to run (default %(default)s; available: positions)")
+                         help="comma-separated steps to run (default %(default)s; available: positions, divisions, "
+                              "links)")
 
 
 def _run_predict(arguments: argparse.Namespace) -> None:

@@ -166,12 +166,14 @@ _SPLIT = (DEFAULTS, "prepare", *TRAIN_SECTIONS)
 _CACHE = (DEFAULTS, "prepare")
 _DECODING = (DEFAULTS, "train_detect", "predict")
 _PREDICT = (DEFAULTS, "predict")
+_CLASSIFIERS = (DEFAULTS, "train_divide", "train_link")
 
 KEYS: dict[str, Key] = {key.name: key for key in [
     Key("epochs", whole_number(1), 50, _TRAINING, "Passes over the training data."),
     Key("steps_per_epoch", optional(whole_number(1)), None, _TRAINING,
         "Batches per epoch; empty = one pass over the training samples."),
-    Key("batch_size", whole_number(1), 8, _TRAINING, "Samples per training step."),
+    Key("batch_size", whole_number(1), 8, _TRAINING, "Samples per training step.",
+        (("train_divide", 32), ("train_link", 32))),
     Key("patch_shape", patch_shape, (64, 64, 16), _TRAINING,
         "Size of a training patch in pixels, written x, y, z (z = 1 for 2D+time).",
         (("train_divide", (32, 32, 8)), ("train_link", (32, 32, 8)))),
@@ -211,12 +213,29 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "Largest distance (µm) at which a detection matches an annotated nucleus when scoring."),
     Key("augment_flip", boolean, True, _TRAINING, "Augmentation: random flips in x and y."),
     Key("augment_rotate", boolean, True, _TRAINING, "Augmentation: rotation in xy by any angle."),
-    Key("augment_scale", number_range, (0.8, 1.2), _TRAINING, "Augmentation: zoom range in xy."),
+    Key("augment_scale", number_range, (0.8, 1.2), _TRAINING,
+        "Augmentation: zoom range in xy (for the divide and link networks prepare caches crops large enough "
+        "for the smallest zoom).", (("train_divide", (0.9, 1.1)), ("train_link", (0.9, 1.1)))),
     Key("augment_intensity", boolean, True, _TRAINING, "Augmentation: brightness, contrast and gamma."),
     Key("augment_noise", boolean, True, _TRAINING, "Augmentation: Gaussian and Poisson-like noise."),
     Key("augment_depth_dimming", boolean, True, _TRAINING, "Augmentation: dimming with depth (3D only)."),
     Key("detect_model_folder", optional(path_value), None, _PREDICT,
         "Detection model used by predict; empty = <output_folder>/model_detect."),
+    Key("encoder_levels", whole_number(1), 3, _CLASSIFIERS,
+        "Divide and link networks: poolings of the convolutional encoder."),
+    Key("encoder_filters", whole_number(1), 16, _CLASSIFIERS,
+        "Divide and link networks: filters of the encoder's first level (doubled at every level)."),
+    Key("division_multiplier", number(minimum=1), 10.0, _CLASSIFIERS,
+        "Training draws the rare division samples (mothers; for the link network, links from a mother or to a "
+        "daughter) this many times as often as their share of the data."),
+    Key("link_candidate_factor", number(minimum=1), 2.0, (DEFAULTS, "train_link", "predict"),
+        "Candidate links of a position: the positions of the next time point within this factor times the "
+        "nearest one's distance (at most 5, searched both ways); predict uses the link model's value unless "
+        "set in [predict]."),
+    Key("divide_model_folder", optional(path_value), None, _PREDICT,
+        "Division model used by predict; empty = <output_folder>/model_divide."),
+    Key("link_model_folder", optional(path_value), None, _PREDICT,
+        "Link model used by predict; empty = <output_folder>/model_link."),
 ]}
 
 DATASET_KEYS: dict[str, Key] = {key.name: key for key in [

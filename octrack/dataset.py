@@ -50,14 +50,19 @@ class Dataset:
         """The annotated positions of a time point in image pixels: with the tracking's image offset of that
         time point subtracted, z = 0 for 2D images (annotations of 2D images may say z = 1), and only those inside
         the image; `outside_positions` counts the others. Empty without a tracking file."""
+        return [image for _, image in self._annotations(time_point)[0]]
+
+    def annotations_in_image(self, time_point: int) -> list[tuple[Position, Position]]:
+        """(position in the tracking, the same in image pixels) for the annotated positions of a time point that
+        lie inside the image: the tracking's positions carry its links, the image pixels say where to look."""
         return self._annotations(time_point)[0]
 
     def outside_positions(self, time_point: int) -> int:
         """How many annotated positions of a time point `annotated_positions` leaves out: outside the image."""
         return len(self._annotations(time_point)[1])
 
-    def _annotations(self, time_point: int) -> tuple[list[Position], list[Position]]:
-        """The annotated positions of a time point in image pixels: those inside the image, and the others."""
+    def _annotations(self, time_point: int) -> tuple[list[tuple[Position, Position]], list[Position]]:
+        """The annotated positions of a time point inside the image (each with its image pixels), and the others."""
         if self.tracking is None:
             return [], []
         depth, height, width = self.images.shape_zyx
@@ -66,8 +71,10 @@ class Dataset:
             position = self.tracking.image_position(annotated)
             if depth == 1:
                 position = position._replace(z=0.0)
-            is_inside = 0 <= position.x < width and 0 <= position.y < height and 0 <= position.z < depth
-            (inside if is_inside else outside).append(position)
+            if 0 <= position.x < width and 0 <= position.y < height and 0 <= position.z < depth:
+                inside.append((annotated, position))
+            else:
+                outside.append(position)
         return inside, outside
 
     def describe(self) -> str:

@@ -2,8 +2,11 @@
 
 Positions: every time point is normalised exactly as prepare normalised the training crops, rescaled to the
 voxel size the model was trained at, run through the detection network in overlapping tiles, and decoded
-into peaks. Finished time points are appended to a progress file, so an interrupted run resumes where it
-stopped; the result files are written (atomically) only at the end.
+into peaks. Divisions: the division network on the crops around every position (detected, or from the
+dataset's positions file), calibrated. Links: the candidate links between consecutive time points, by the
+rule the link network was trained on, each scored by it, calibrated. Each step appends its finished time
+points to a progress file, so an interrupted run resumes where it stopped; the result files are written
+(atomically) only at the end.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +27,15 @@ from octrack.config import Config
 from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
 from octrack.frames import FrameReader
-from octrack.networks import detect
-from octrack.tracking import Position, Tracking, VoxelSize, save_tracking
+from octrack.calibration import Platt, penalty
+from octrack.networks import detect, divide, link
+from octrack.tracking import Position, Tracking, VoxelSize, load_tracking, save_tracking
 
 SECTION = "predict"
 log = logging.getLogger(__name__)
-STEPS = ("positions",)
-PROGRESS_FILE = ".positions_progress.jsonl"
+STEPS = ("positions", "divisions", "links")
+NETWORK_OF_STEP = {"positions": detect.NAME, "divisions": divide.NAME, "links": link.NAME}
+PROGRESS_FILES = {step: f".{step}_progress.jsonl" for step in STEPS}
 
 
 @dataclass(frozen=True)
@@ -69,34 +74,136 @@ def predictions_folder(config: Config, dataset: Dataset) -> Path:
         dataset.config.number)
 
 
+@dataclass(frozen=True)
+class Classifier:
+    """A division or link model with its settings and its calibration (Platt scaling from settings.json)."""
+
+    model: Any
+    settings: dict[str, Any]
+    calibration: Platt
+    model_file: Path
+
+    @property
+    def voxel_size(self) -> VoxelSize:
+        return VoxelSize(*self.settings["voxel_size_um_xyz"])
+
+    @property
+    def patch_zyx(self) -> tuple[int, int, int]:
+        x, y, z = self.settings["patch_shape_xyz"]
+        return z, y, x
+
+    def fingerprint(self) -> str:
+        return fingerprint(file_fingerprint([self.model_file]), self.settings)
+
+
+def load_classifier(config: Config, network: str) -> Classifier:
+    """The model of `divide_model_folder` or `link_model_folder` (default <output_folder>/model_NETWORK)."""
+    from octrack.model_folder import MODEL_FILE, load_model_folder
+
+    folder = config.get(SECTION, f"{network}_model_folder")
+    folder = config.resolve(folder) if folder else config.output_folder(SECTION) / f"model_{network}"
+    model, settings = load_model_folder(folder, network)
+    return Classifier(model, settings, Platt.from_json(settings.get("calibration")), folder / MODEL_FILE)
+
+
+@dataclass
+class Models:
+    """The models of the steps asked for, loaded on first use (a dataset whose positions come from a file
+    needs no detection model)."""
+
+    config: Config
+    loaded: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, network: str) -> Any:
+        if network not in self.loaded:
+            self.loaded[network] = (load_detector(self.config) if network == detect.NAME
+                                    else load_classifier(self.config, network))
+        return self.loaded[network]
+
+
 def run_predict(config: Config, steps: list[str], report: Callable[[str], None] = print) -> list[Path]:
+    """Runs the steps on every [predict] dataset and writes, per dataset, positions.csv and positions.aut
+    (positions with their metadata; with the links step also the candidate links with theirs) and links.csv."""
     unknown = [step for step in steps if step not in STEPS]
-    if unknown:
-        raise UserError(f"--steps {','.join(steps)}: `{unknown[0]}` is not available in this version; "
+    if unknown or not steps:
+        raise UserError(f"--steps {','.join(steps)}: `{unknown[0] if unknown else ''}` is not a step; "
                         f"steps: {', '.join(STEPS)}")
     datasets = open_datasets(config, SECTION)
-    detector = load_detector(config)
+    models = Models(config)
+    for network in (NETWORK_OF_STEP[step] for step in steps if step != "positions"):
+        models.get(network)  # a missing or wrong model stops the run before any work
     written = []
     for dataset in datasets:
         folder = predictions_folder(config, dataset)
         report(dataset.describe())
-        tracking = predict_positions(dataset, detector, folder)
-        save_tracking(tracking, folder / "positions.csv")
-        save_tracking(tracking, folder / "positions.aut")
-        (folder / PROGRESS_FILE).unlink(missing_ok=True)
-        report(f"  {len(tracking)} positions in {len(tracking.time_points())} time points → "
-               f"{folder / 'positions.csv'}, {folder / 'positions.aut'}")
+        tracking = predict_dataset(config, dataset, steps, models, report)
+        write_predictions(tracking, folder, with_links="links" in steps)
+        for progress in PROGRESS_FILES.values():
+            (folder / progress).unlink(missing_ok=True)
+        divisions = sum(1 for p in tracking.positions() if tracking.position_data(p).get("division_probability", 0) >= 0.5)
+        report(f"  {len(tracking)} positions in {len(tracking.time_points())} time points"
+               + (f", {divisions} with division probability >= 0.5" if "divisions" in steps else "")
+               + (f", {tracking.link_count()} candidate links" if "links" in steps else "")
+               + f" → {folder}")
         written.append(folder)
     return written
 
 
+def predict_dataset(config: Config, dataset: Dataset, steps: list[str], models: Models | None = None,
+                    report: Callable[[str], None] = print) -> Tracking:
+    """The positions of a dataset (detected, or from its positions_file_N / tracking_file_N, or from an
+    earlier run's positions.aut), with `division_probability` and `division_penalty` per position and the
+    candidate links with `link_probability` and `link_penalty`, as the steps ask. Each step resumes from its
+    progress file in the dataset's predictions folder."""
+    models = models or Models(config)
+    folder = predictions_folder(config, dataset)
+    tracking = dataset_positions(dataset, steps, models, folder, report)
+    if "divisions" in steps:
+        predict_divisions(dataset, tracking, models.get("divide"), folder)
+    if "links" in steps:
+        factor = (config.get(SECTION, "link_candidate_factor") if config.raw(SECTION, "link_candidate_factor")
+                  else None)
+        predict_links(dataset, tracking, models.get("link"), folder, factor)
+    return tracking
+
+
+def dataset_positions(dataset: Dataset, steps: list[str], models: Models, folder: Path,
+                      report: Callable[[str], None]) -> Tracking:
+    if dataset.tracking is not None:
+        if "positions" in steps:
+            report(f"  positions from {dataset.config.where('tracking_file')} (instead of detection)")
+        return positions_only(dataset.tracking, dataset.time_points, dataset.voxel_size)
+    if "positions" in steps:
+        return predict_positions(dataset, models.get(detect.NAME), folder)
+    earlier = folder / "positions.aut"
+    if not earlier.exists():
+        raise UserError(f"{earlier}: not found; run `octrack predict --steps positions` first, or give the "
+                        f"positions in positions_file_{dataset.config.number} of [predict]")
+    return positions_only(load_tracking(earlier), dataset.time_points, dataset.voxel_size)
+
+
+def positions_only(tracking: Tracking, time_points: list[int], voxel_size: VoxelSize | None) -> Tracking:
+    """The positions of a tracking at `time_points`, with their metadata and image offsets, without links."""
+    result = Tracking(voxel_size or tracking.voxel_size, tracking.image_offsets)
+    for time_point in time_points:
+        for position in tracking.positions_at(time_point):
+            result.add_position(position, **tracking.position_data(position))
+    return result
+
+
+def write_predictions(tracking: Tracking, folder: Path, *, with_links: bool) -> None:
+    from octrack.tracking.csv_io import save_links_csv
+
+    save_tracking(positions_only(tracking, tracking.time_points(), tracking.voxel_size), folder / "positions.csv")
+    save_tracking(tracking, folder / "positions.aut")
+    if with_links:
+        save_links_csv(tracking, folder / "links.csv", ["link_probability"])
+
+
 def predict_positions(dataset: Dataset, detector: Detector, folder: Path) -> Tracking:
-    voxel_size = dataset.voxel_size
-    if voxel_size is None:
-        voxel_size = detector.voxel_size
-        log.warning(f"{dataset.config.where('pixel_size_x_um')}: the voxel size of {dataset.name} is not known; "
-                    f"assuming the model's, {voxel_size.x_um:g} × {voxel_size.y_um:g} × {voxel_size.z_um:g} µm")
-    progress = _Progress(folder / PROGRESS_FILE, fingerprint(detector.fingerprint(), voxel_size), dataset)
+    voxel_size = _voxel_size(dataset, detector.voxel_size)
+    progress = _Progress(folder / PROGRESS_FILES["positions"], fingerprint(detector.fingerprint(), voxel_size),
+                         dataset)
     reader = FrameReader(dataset)
     before, after = detector.settings["time_window"]
     todo = [t for t in dataset.time_points if t not in progress.done]
@@ -110,23 +217,106 @@ def predict_positions(dataset: Dataset, detector: Detector, folder: Path) -> Tra
     return tracking
 
 
+def _voxel_size(dataset: Dataset, model_voxel_size: VoxelSize) -> VoxelSize:
+    if dataset.voxel_size is not None:
+        return dataset.voxel_size
+    log.warning(f"{dataset.config.where('pixel_size_x_um')}: the voxel size of {dataset.name} is not known; "
+                f"assuming the model's, {model_voxel_size.x_um:g} × {model_voxel_size.y_um:g} × "
+                f"{model_voxel_size.z_um:g} µm")
+    return model_voxel_size
+
+
 def detect_in_frames(detector: Detector, frames: list[np.ndarray], voxel_size: VoxelSize) -> np.ndarray:
     """Peaks (z, y, x, value) in the pixels of `frames`, found at the model's voxel size."""
-    from scipy import ndimage
-
     model_voxel = np.array(detector.voxel_size.zyx_um())
-    zoom = np.array(voxel_size.zyx_um()) / model_voxel
-    zoom[np.asarray(frames[0].shape) == 1] = 1.0
-    rescale = not np.allclose(zoom, 1.0, rtol=0.02)
-    original_shape = np.array(frames[0].shape)
-    if rescale:
-        frames = [ndimage.zoom(frame, zoom, order=1) for frame in frames]
+    frames, factor = at_model_voxel_size(frames, voxel_size, detector.voxel_size)
     centres = detect.predict_centres(detector.model, frames, tuple(detector.settings["tile_multiple_zyx"]))
     peaks = detect.find_peaks(centres, detector.threshold, tuple(detector.min_distance_um / model_voxel))
-    if rescale:  # ndimage.zoom maps the first and last voxels onto each other
-        zoomed_shape = np.array(frames[0].shape)
-        peaks[:, :3] *= np.where(zoomed_shape > 1, (original_shape - 1) / np.maximum(zoomed_shape - 1, 1), 1.0)
+    peaks[:, :3] /= factor
     return peaks
+
+
+def at_model_voxel_size(frames: list[np.ndarray], voxel_size: VoxelSize, model_voxel_size: VoxelSize
+                        ) -> tuple[list[np.ndarray], np.ndarray]:
+    """The frames rescaled to the model's voxel size (as they are where it matches within 2 %), and per axis
+    (z, y, x) the factor that maps their pixel coordinates to those of the rescaled frames."""
+    from scipy import ndimage
+
+    zoom = np.array(voxel_size.zyx_um()) / np.array(model_voxel_size.zyx_um())
+    zoom[np.asarray(frames[0].shape) == 1] = 1.0
+    if np.allclose(zoom, 1.0, rtol=0.02):
+        return frames, np.ones(3)
+    original_shape = np.array(frames[0].shape)
+    frames = [ndimage.zoom(frame, zoom, order=1) for frame in frames]
+    zoomed_shape = np.array(frames[0].shape)  # ndimage.zoom maps the first and last voxels onto each other
+    return frames, np.where(zoomed_shape > 1, (zoomed_shape - 1) / np.maximum(original_shape - 1, 1), 1.0)
+
+
+def _image_zyx(tracking: Tracking, positions: list[Position], depth: int) -> np.ndarray:
+    """(n, 3) the image pixels of positions (their time point's offset taken off; z = 0 in 2D images)."""
+    images = [tracking.image_position(position) for position in positions]
+    return np.array([(0.0 if depth == 1 else p.z, p.y, p.x) for p in images], dtype=np.float64).reshape(-1, 3)
+
+
+def _positions_fingerprint(tracking: Tracking) -> str:
+    return fingerprint([(round(p.x, 3), round(p.y, 3), round(p.z, 3), p.t) for p in tracking.positions()])
+
+
+def predict_divisions(dataset: Dataset, tracking: Tracking, classifier: Classifier, folder: Path) -> None:
+    """Sets `division_probability` (calibrated) and `division_penalty` on every position of the tracking."""
+    voxel_size = _voxel_size(dataset, classifier.voxel_size)
+    progress = _Progress(folder / PROGRESS_FILES["divisions"], fingerprint(
+        classifier.fingerprint(), voxel_size, _positions_fingerprint(tracking)), dataset)
+    reader = FrameReader(dataset)
+    before, after = classifier.settings["time_window"]
+    depth = dataset.images.shape_zyx[0]
+    todo = [t for t in tracking.time_points() if t not in progress.done]
+    for time_point in tqdm(todo, desc=f"divisions, dataset {dataset.config.number}", unit="time point"):
+        frames = [frame.data for frame in reader.frames(time_point, before, after)]
+        frames, factor = at_model_voxel_size(frames, voxel_size, classifier.voxel_size)
+        centres = _image_zyx(tracking, tracking.positions_at(time_point), depth) * factor
+        raw = divide.division_probabilities(classifier.model, frames, centres, classifier.patch_zyx)
+        progress.add(time_point, classifier.calibration(raw))
+    for time_point in tracking.time_points():
+        for position, probability in zip(tracking.positions_at(time_point), progress.done[time_point]):
+            tracking.position_data(position).update(_probability_data("division", probability))
+
+
+def predict_links(dataset: Dataset, tracking: Tracking, classifier: Classifier, folder: Path,
+                  factor: float | None = None) -> None:
+    """Adds the candidate links between consecutive time points (the rule the link model was trained on;
+    `factor` overrides its link_candidate_factor) with `link_probability` (calibrated) and `link_penalty`."""
+    voxel_size = _voxel_size(dataset, classifier.voxel_size)
+    factor = factor or classifier.settings["link_candidate_factor"]
+    progress = _Progress(folder / PROGRESS_FILES["links"], fingerprint(
+        classifier.fingerprint(), voxel_size, _positions_fingerprint(tracking), factor), dataset)
+    reader = FrameReader(dataset)
+    before, after = classifier.settings["time_window"]
+    depth = dataset.images.shape_zyx[0]
+    time_points = [t for t in tracking.time_points() if tracking.positions_at(t + 1)]
+    todo = [t for t in time_points if t not in progress.done]
+    for time_point in tqdm(todo, desc=f"links, dataset {dataset.config.number}", unit="time point"):
+        sources, targets = tracking.positions_at(time_point), tracking.positions_at(time_point + 1)
+        source_zyx, target_zyx = _image_zyx(tracking, sources, depth), _image_zyx(tracking, targets, depth)
+        candidates = link.find_candidates(
+            [(p, Position(x, y, z, time_point)) for p, (z, y, x) in zip(sources, source_zyx)],
+            [(p, Position(x, y, z, time_point + 1)) for p, (z, y, x) in zip(targets, target_zyx)],
+            voxel_size, factor)
+        frames = [frame.data for frame in reader.frames(time_point, before, after)]
+        frames, scale = at_model_voxel_size(frames, voxel_size, classifier.voxel_size)
+        raw = link.link_probabilities(classifier.model, frames, candidates, np.concatenate([source_zyx, target_zyx])
+                                      * scale, voxel_size, classifier.patch_zyx)
+        progress.add(time_point, np.column_stack([candidates.pairs, classifier.calibration(raw)]))
+    for time_point in time_points:
+        sources, targets = tracking.positions_at(time_point), tracking.positions_at(time_point + 1)
+        for source, target, probability in progress.done[time_point]:
+            tracking.add_link(sources[int(source)], targets[int(target)], **_probability_data("link", probability))
+
+
+def _probability_data(name: str, probability: float) -> dict[str, float]:
+    """OrganoidTracker's metadata: the probability and its penalty, −log10 of the odds."""
+    return {f"{name}_probability": round(float(probability), 6),
+            f"{name}_penalty": round(float(penalty(np.array([probability]))[0]), 6)}
 
 
 class _Progress:
@@ -142,15 +332,15 @@ class _Progress:
             for line in lines[1:]:
                 entry = _json_or_none(line)
                 if entry is not None:
-                    self.done[entry["t"]] = entry["peaks"]
+                    self.done[entry["t"]] = entry["values"]
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(self.header) + "\n")
 
-    def add(self, time_point: int, peaks: np.ndarray) -> None:
-        rows = np.round(peaks.astype(np.float64), 3).tolist()
+    def add(self, time_point: int, values: np.ndarray) -> None:
+        rows = np.round(np.asarray(values, dtype=np.float64), 6).tolist()
         with open(self.path, "a") as file:
-            file.write(json.dumps({"t": time_point, "peaks": rows}) + "\n")
+            file.write(json.dumps({"t": time_point, "values": rows}) + "\n")
             file.flush()
             os.fsync(file.fileno())
         self.done[time_point] = rows

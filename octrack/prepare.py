@@ -1,19 +1,22 @@
-"""`octrack prepare`: checks the training datasets and brings their HDF5 cache up to date."""
+"""`octrack prepare`: checks the training datasets and brings the HDF5 cache of each network up to date."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from octrack.cache import CacheReport, update_cache
+from octrack.cache import CacheEntry, CacheReport, update_cache
 from octrack.config import Config
 from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
 from octrack.frames import FrameReader
-from octrack.networks import detect
+from octrack.networks import detect, divide, link
+from octrack.networks.classify import CropSettings, crop_settings
 
 SECTION = "prepare"
 log = logging.getLogger(__name__)
@@ -40,28 +43,75 @@ def cache_path(config: Config, network: str) -> Path:
     return config.cache_folder(SECTION) / f"{network}.h5"
 
 
-def prepare(config: Config, *, rebuild: bool = False, report: Callable[[str], None] = print
-            ) -> tuple[list[Dataset], CacheReport]:
-    """Checks every [prepare] dataset and updates the detection cache; prints what it used."""
+def prepare(config: Config, *, rebuild: bool = False, report: Callable[[str], None] = print,
+            networks: list[str] | None = None) -> tuple[list[Dataset], list[CacheReport]]:
+    """Checks every [prepare] dataset and updates the cache of each network (default: those the ini trains,
+    as `octrack train` would: a [train_NAME] section each, else detection alone); prints what it used."""
+    from octrack.training import networks_in_config
+
     config.validate()
     datasets = open_datasets(config, SECTION, check_all_files=True)
+    names = networks if networks is not None else networks_in_config(config, report)
+    fraction, seed = config.get(SECTION, "validation_fraction"), config.get(SECTION, "seed")
+    splits = []
+    for dataset in datasets:
+        _require_annotations(dataset)
+        splits.append(split_time_points(dataset, fraction, seed))
+        report(dataset.describe())
+        report(_split_summary(splits[-1], dataset))
+    results = []
+    for name in names:
+        cache = _CACHES[name](config, datasets)
+        entries = [entry for dataset, split in zip(datasets, splits)
+                   for entry in cache.entries(dataset, split, FrameReader(dataset))]
+        result = update_cache(cache_path(config, name), entries, {"network": name, **cache.attributes},
+                              rebuild=rebuild, description=f"prepare {name}")
+        report(cache.summary(result.path))
+        report(f"cache {result.describe()}")
+        results.append(result)
+    return datasets, results
+
+
+@dataclass
+class NetworkCache:
+    """How one network's cache is made: its entries per dataset, its file attributes, its printed summary."""
+
+    entries: Callable[[Dataset, dict[int, str], FrameReader], list[CacheEntry]]
+    attributes: dict[str, Any]
+    summary: Callable[[Path], str]
+
+
+def _detect_cache(config: Config, datasets: list[Dataset]) -> NetworkCache:
     settings = detect.CropSettings(config.get(detect.SECTION, "patch_shape"),
                                    config.get(detect.SECTION, "time_window_before"),
                                    config.get(detect.SECTION, "time_window_after"))
-    fraction, seed = config.get(SECTION, "validation_fraction"), config.get(SECTION, "seed")
-    entries = []
-    for dataset in datasets:
-        _require_annotations(dataset)
-        split = split_time_points(dataset, fraction, seed)
-        dataset_entries = detect.cache_entries(dataset, split, settings, FrameReader(dataset))
-        entries += dataset_entries
-        report(dataset.describe())
-        report(_split_summary(split, dataset))
-    result = update_cache(cache_path(config, detect.NAME), entries, {"network": detect.NAME},
-                          rebuild=rebuild, description="prepare detect")
-    report(_crop_summary(result.path))
-    report(f"cache {result.describe()}")
-    return datasets, result
+    return NetworkCache(lambda dataset, split, reader: detect.cache_entries(dataset, split, settings, reader),
+                        {}, _crop_summary)
+
+
+def _classifier_attributes(settings: CropSettings) -> dict[str, Any]:
+    return {"patch_zyx": settings.patch_zyx, "extent_zyx": settings.extent_zyx,
+            "window": settings.time_window_before + 1 + settings.time_window_after}
+
+
+def _divide_cache(config: Config, datasets: list[Dataset]) -> NetworkCache:
+    settings = crop_settings(config, divide.SECTION, max(dataset.images.shape_zyx[0] for dataset in datasets))
+    multiplier = config.get(divide.SECTION, "division_multiplier")
+    return NetworkCache(lambda dataset, split, reader: divide.cache_entries(dataset, split, settings, reader),
+                        _classifier_attributes(settings), lambda path: divide.summary(path, multiplier))
+
+
+def _link_cache(config: Config, datasets: list[Dataset]) -> NetworkCache:
+    settings = crop_settings(config, link.SECTION, max(dataset.images.shape_zyx[0] for dataset in datasets))
+    multiplier = config.get(link.SECTION, "division_multiplier")
+    factor = config.get(link.SECTION, "link_candidate_factor")
+    return NetworkCache(lambda dataset, split, reader: link.cache_entries(dataset, split, settings, reader, factor),
+                        {**_classifier_attributes(settings), "link_candidate_factor": factor},
+                        lambda path: link.summary(path, multiplier))
+
+
+_CACHES: dict[str, Callable[[Config, list[Dataset]], NetworkCache]] = {
+    detect.NAME: _detect_cache, divide.NAME: _divide_cache, link.NAME: _link_cache}
 
 
 def _require_annotations(dataset: Dataset) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,11 @@ from octrack.evaluate import DetectionScores, match_time_point
 from octrack.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
 from octrack.networks import detect
 from octrack.networks.blocks import pool_plan, tile_multiple
+from octrack.patches import cut_region
 from octrack.tracking import Position, VoxelSize
-from octrack.training import augment_settings
+from octrack.training import DATA_WORKERS, augment_settings
 
 log = logging.getLogger(__name__)
-# Threads that make batches: one core is left to the training loop (on 2 cores, 1 thread measured 9 % waiting
-# for data against 17 % with 2, at the same speed: docs/benchmarks.md).
-DATA_WORKERS = min(8, max(1, (os.cpu_count() or 2) - 1))
 NEAR_NUCLEUS_SHARE = 0.7  # share of patches centred near an annotated nucleus; the rest anywhere in a crop
 THRESHOLDS = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
@@ -181,15 +178,11 @@ def _cut(crop: Crop, centre: np.ndarray, extent_zyx: tuple[int, int, int]) -> tu
     are the frames, then the annotated mask (1 inside the annotated box), so one warp moves both."""
     offset = np.round(np.asarray(centre) - np.asarray(extent_zyx) / 2).astype(int)
     depth, height, width = extent_zyx
-    region = np.zeros((height, width, depth, crop.columns.shape[3] + 1), dtype=np.float32)
-    shape_zyx = crop.image.shape[:3]
-    low, high = np.clip(offset, 0, shape_zyx), np.clip(offset + extent_zyx, 0, shape_zyx)
-    if np.all(high > low):
-        (z0, y0, x0), (z1, y1, x1) = low - offset, high - offset
-        region[y0:y1, x0:x1, z0:z1, :-1] = crop.columns[low[1]:high[1], low[2]:high[2], low[0]:high[0]]
+    frames = cut_region(crop.columns, offset[[1, 2, 0]], (height, width, depth))
+    mask = np.zeros((height, width, depth, 1), dtype=np.float32)
     (z0, y0, x0), (z1, y1, x1) = crop.annotated_box_in(offset, extent_zyx)
-    region[y0:y1, x0:x1, z0:z1, -1] = 1
-    return region, offset
+    mask[y0:y1, x0:x1, z0:z1] = 1
+    return np.concatenate([frames, mask], axis=-1), offset
 
 
 # Final report: detection scores on the validation crops, and the peak threshold that maximises F1

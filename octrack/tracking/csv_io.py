@@ -49,22 +49,41 @@ def save_csv(tracking: Tracking, path: str | Path) -> None:
     if clashing:
         raise UserError(f"{path}: position metadata {clashing[0]!r} would be read back as another column;"
                         f" rename that metadata key")
-    node_ids = {position: node_id for node_id, position in enumerate(tracking.positions())}
+    ids = node_ids(tracking)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow([*COLUMNS, *position_keys, *(LINK_PREFIX + key for key in link_keys)])
     merges = 0
-    for position, node_id in node_ids.items():
+    for position, node_id in ids.items():
         past = tracking.past(position)
         merges += len(past) > 1
         position_data = tracking.position_data(position)
         link_data = tracking.link_data(past[0], position) if past else {}
-        writer.writerow([node_id, position.t, position.z, position.y, position.x, node_ids[past[0]] if past else -1,
+        writer.writerow([node_id, position.t, position.z, position.y, position.x, ids[past[0]] if past else -1,
                          *(_format(position_data.get(key)) for key in position_keys),
                          *(_format(link_data.get(key)) for key in link_keys)])
     if merges:
         warnings.warn(f"{path}: CSV allows one parent per node: {merges} cell merges keep only their first parent",
                       stacklevel=2)
+    write_text_atomic(path, text.getvalue())
+
+
+def node_ids(tracking: Tracking) -> dict[Position, int]:
+    """The `node_id` of every position as `save_csv` numbers them: 0, 1, … in `Tracking.positions()` order."""
+    return {position: node_id for node_id, position in enumerate(tracking.positions())}
+
+
+def save_links_csv(tracking: Tracking, path: str | Path, keys: list[str]) -> None:
+    """Every link as a row `source_id,target_id` plus its metadata `keys`, with the node ids of `save_csv`
+    (so a links file goes with the positions file of the same tracking, e.g. candidate links with their
+    probabilities, which `parent_id` cannot hold: a position has several)."""
+    ids = node_ids(tracking)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["source_id", "target_id", *keys])
+    for source, target in tracking.links():
+        data = tracking.link_data(source, target)
+        writer.writerow([ids[source], ids[target], *(_format(data.get(key)) for key in keys)])
     write_text_atomic(path, text.getvalue())
 
 

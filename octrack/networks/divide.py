@@ -1,0 +1,183 @@
+"""The division network: the frames around a nucleus over a time window (default t−1, t, t+1) → the
+probability that it divides, i.e. that t is its last time point before two daughters.
+
+Samples: every annotated position of a time point whose next time point is annotated too (else whether it
+divides is unknown). A mother is positive. Hard negatives, the cases that look most like a division: the
+mother's positions at the `HARD_NEGATIVE_SPAN` time points before (it rounds up) and the daughters' first
+time points (they are born). Every other position is a random negative, drawn at its natural rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from octrack.augment import augment_intensity, sample_geometry
+from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
+from octrack.dataset import Dataset
+from octrack.frames import FrameReader
+from octrack.networks.classify import (CropSettings, cut_crops, describe_oversampling,
+                                       oversampling_weights, read_cache, warp_crop)
+from octrack.tracking import Position, Tracking
+
+NAME = "divide"
+SECTION = "train_divide"
+OTHER, HARD_NEGATIVE, MOTHER = 0, 1, 2
+KIND_NAMES = {OTHER: "other negatives", HARD_NEGATIVE: "hard negatives", MOTHER: "mothers"}
+HARD_NEGATIVE_SPAN = 3
+HARD_NEGATIVE_WEIGHT = 3.0  # hard negatives are drawn this many times as often as other negatives
+
+
+def division_kinds(tracking: Tracking, span: int = HARD_NEGATIVE_SPAN) -> dict[Position, int]:
+    """MOTHER or HARD_NEGATIVE for the positions that are one; every other position is OTHER."""
+    kinds: dict[Position, int] = {}
+    mothers = tracking.divisions()
+    for mother in mothers:
+        for daughter in tracking.future(mother):
+            kinds[daughter] = HARD_NEGATIVE
+        earlier = mother
+        for _ in range(span):
+            past = tracking.past(earlier)
+            if len(past) != 1:
+                break
+            earlier = past[0]
+            kinds[earlier] = HARD_NEGATIVE
+    kinds.update(dict.fromkeys(mothers, MOTHER))
+    return kinds
+
+
+def sample_time_points(dataset: Dataset) -> list[int]:
+    """Annotated time points whose next time point is annotated as well."""
+    tracking = dataset.tracking
+    return [t for t in dataset.time_points if dataset.annotations_in_image(t) and tracking.positions_at(t + 1)]
+
+
+def cache_entries(dataset: Dataset, split: dict[int, str], settings: CropSettings,
+                  reader: FrameReader) -> list[CacheEntry]:
+    """One entry per time point with samples: the crops of its positions, their labels and kinds."""
+    kinds = division_kinds(dataset.tracking)
+    voxel = dataset.voxel_size.zyx_um() if dataset.voxel_size else None
+    entries = []
+    for time_point in sample_time_points(dataset):
+        annotations = dataset.annotations_in_image(time_point)
+        centres = np.array([(image.z, image.y, image.x) for _, image in annotations], dtype=np.float32)
+        sample_kinds = np.array([kinds.get(annotated, OTHER) for annotated, _ in annotations], dtype=np.uint8)
+        window = dataset.window(time_point, settings.time_window_before, settings.time_window_after)
+        sources = file_fingerprint(dataset.images.source_files(window))
+        entries.append(CacheEntry(
+            name=f"dataset_{dataset.config.number}/t{time_point:05d}",
+            fingerprint=fingerprint(NAME, sources, window, dataset.config.image_channels,
+                                    dataset.config.images_axes, voxel, centres.tolist(), sample_kinds.tolist(),
+                                    settings),
+            build=_builder(dataset, time_point, centres, sample_kinds, settings, reader),
+            attributes={"split": split[time_point]}))
+    return entries
+
+
+def _builder(dataset: Dataset, time_point: int, centres: np.ndarray, kinds: np.ndarray, settings: CropSettings,
+             reader: FrameReader):
+    def build(group: h5py.Group) -> None:
+        frames = reader.frames(time_point, settings.time_window_before, settings.time_window_after)
+        crops = cut_crops([frame.data for frame in frames], centres, settings.extent_zyx)
+        write_array(group, "crops", crops.astype(np.float16), chunks=(1, *crops.shape[1:]))
+        write_array(group, "positions_zyx", centres, chunks=None)
+        write_array(group, "kinds", kinds, chunks=None)
+        write_array(group, "labels", (kinds == MOTHER).astype(np.uint8), chunks=None)
+        voxel = dataset.voxel_size
+        group.attrs.update({
+            "dataset": dataset.config.number, "time_point": time_point,
+            "window_time_points": dataset.window(time_point, settings.time_window_before,
+                                                 settings.time_window_after),
+            "normalization_low": [frame.low for frame in frames],
+            "normalization_high": [frame.high for frame in frames],
+            "voxel_size_zyx_um": voxel.zyx_um() if voxel else [np.nan] * 3})
+    return build
+
+
+# Training
+@dataclass
+class DivisionSamples:
+    """The cached crops of one split, with their labels, kinds and drawing weights."""
+
+    crops: np.ndarray  # float16 (n, z, y, x, window), the cached extent
+    labels: np.ndarray
+    kinds: np.ndarray
+    weights: np.ndarray
+    patch_zyx: tuple[int, int, int]
+    augment: Any = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, indices: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        patches = []
+        for index in indices:
+            geometry = sample_geometry(rng, self.augment) if rng is not None else None
+            patch = warp_crop(self.crops[index], self.patch_zyx, geometry)
+            patches.append(augment_intensity(patch, rng, self.augment) if rng is not None else patch)
+        return np.stack(patches) if patches else np.zeros((0, *self.patch_zyx, self.crops.shape[-1]), np.float32)
+
+
+def kind_weights(multiplier: float) -> dict[int, float]:
+    return {OTHER: 1.0, HARD_NEGATIVE: HARD_NEGATIVE_WEIGHT, MOTHER: multiplier}
+
+
+def load_samples(cache_path: Path, multiplier: float, augment: Any) -> tuple[dict[str, DivisionSamples], dict[str, Any]]:
+    def read(group: h5py.Group) -> tuple[np.ndarray, np.ndarray]:
+        return group["crops"][()], group["kinds"][()]
+
+    groups, attributes = read_cache(cache_path, read)
+    patch = tuple(int(value) for value in attributes["patch_zyx"])
+    splits = {}
+    for split, parts in groups.items():
+        extent_shape = (0, *attributes["extent_zyx"], attributes["window"])
+        crops = np.concatenate([crops for crops, _ in parts]) if parts else np.zeros(extent_shape, np.float16)
+        kinds = np.concatenate([kinds for _, kinds in parts]) if parts else np.zeros(0, np.uint8)
+        splits[split] = DivisionSamples(crops, (kinds == MOTHER).astype(np.uint8), kinds,
+                                        oversampling_weights(kinds, kind_weights(multiplier)), patch, augment)
+    return splits, attributes
+
+
+def build_model(patch_zyx: tuple[int, int, int], window: int, levels: int, filters: int) -> Any:
+    """Frames of the time window stacked as channels → encoder → P(divides)."""
+    import keras
+
+    from octrack.networks.classify import encoder, probability_head
+
+    inputs = keras.Input(shape=(*patch_zyx, window), name="frames")
+    features = encoder((*patch_zyx, window), levels, filters)(inputs)
+    return keras.Model(inputs, probability_head(features, 4 * filters), name="divide_classifier")
+
+
+def summary(cache_path: Path, multiplier: float) -> str:
+    """Per dataset and split: samples per class and kind, and the oversampling of the training draws."""
+    lines = []
+    with h5py.File(cache_path, "r") as cache:
+        for dataset_name in cache:
+            for split in ("train", "validation"):
+                kinds = [cache[dataset_name][t]["kinds"][()] for t in cache[dataset_name]
+                         if cache[dataset_name][t].attrs["split"] == split]
+                if not kinds:
+                    continue
+                kinds = np.concatenate(kinds)
+                counts = ", ".join(f"{np.sum(kinds == kind)} {label}" for kind, label in KIND_NAMES.items())
+                line = f"  divide {dataset_name} {split}: {len(kinds)} samples ({counts})"
+                if split == "train":
+                    weights = oversampling_weights(kinds, kind_weights(multiplier))
+                    line += (f"; mothers drawn ×{multiplier:g}, hard negatives ×{HARD_NEGATIVE_WEIGHT:g}: "
+                             f"{describe_oversampling(kinds == MOTHER, weights)}")
+                lines.append(line)
+    return "\n".join(lines)
+
+
+def division_probabilities(model: Any, frames: list[np.ndarray], centres_zyx: np.ndarray,
+                           patch_zyx: tuple[int, int, int]) -> np.ndarray:
+    """The model's uncalibrated P(divides) of each position (image pixels) of a time point, given the frames
+    of its time window (normalised, at the model's voxel size)."""
+    from octrack.networks.classify import predict_probabilities
+
+    return predict_probabilities(model, cut_crops(frames, centres_zyx, patch_zyx))

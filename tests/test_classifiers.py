@@ -1,0 +1,268 @@
+"""The division and link networks: sample labels, calibration maths, tiny trainings in 3D and 2D, resume,
+predict's metadata and links.csv, and bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from octrack.calibration import (Platt, average_precision, expected_calibration_error, fit_platt, penalty,
+                                 reliability_table, roc_auc, sigmoid)
+from octrack.cli import main
+from octrack.networks import divide, link
+from octrack.synth import generate
+from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
+from octrack.training import EpochCheckpoint
+from tests.helpers import set_keys
+
+TINY = {"steps_per_epoch": 2, "batch_size": 4, "encoder_levels": 2, "encoder_filters": 4, "patience": 0,
+        "epochs": 2}
+
+
+# Sample labels on hand-made trackings
+def chain(tracking: Tracking, points: list[tuple[float, float, int]]) -> list[Position]:
+    positions = [tracking.add_position(Position(x, y, 0, t)) for x, y, t in points]
+    for earlier, later in zip(positions, positions[1:]):
+        tracking.add_link(earlier, later)
+    return positions
+
+
+def test_mother_is_positive_and_hard_negatives_surround_it():
+    tracking = Tracking(VoxelSize(1, 1, 1))
+    mother_track = chain(tracking, [(10, 10, t) for t in range(5)])  # divides at t = 4
+    daughters = [tracking.add_position(Position(x, 10, 0, 5)) for x in (7, 13)]
+    for daughter in daughters:
+        tracking.add_link(mother_track[-1], daughter)
+    bystander = chain(tracking, [(50, 50, t) for t in range(6)])
+    kinds = divide.division_kinds(tracking)
+    assert kinds[mother_track[-1]] == divide.MOTHER
+    assert [kinds.get(p, divide.OTHER) for p in mother_track[:-1]] == [divide.OTHER] + [divide.HARD_NEGATIVE] * 3
+    assert all(kinds[daughter] == divide.HARD_NEGATIVE for daughter in daughters)
+    assert all(kinds.get(p, divide.OTHER) == divide.OTHER for p in bystander)
+
+
+def test_link_candidates_labels_and_kinds():
+    tracking = Tracking(VoxelSize(1, 1, 1))
+    mother = tracking.add_position(Position(10, 10, 0, 0))
+    walker = tracking.add_position(Position(25, 10, 0, 0))
+    loner = tracking.add_position(Position(100, 100, 0, 0))
+    daughters = [tracking.add_position(Position(x, 10, 0, 1)) for x in (6, 14)]
+    walker_next = tracking.add_position(Position(37, 10, 0, 1))
+    loner_next = tracking.add_position(Position(101, 100, 0, 1))
+    for daughter in daughters:
+        tracking.add_link(mother, daughter)
+    tracking.add_link(walker, walker_next)
+    tracking.add_link(loner, loner_next)
+
+    def with_image(positions):
+        return [(p, p) for p in positions]
+
+    candidates = link.find_candidates(with_image(tracking.positions_at(0)), with_image(tracking.positions_at(1)),
+                                      tracking.voxel_size, factor=2)
+    pairs = {(candidates.sources[a], candidates.targets[b]) for a, b in candidates.pairs}
+    assert all(pair in pairs for pair in tracking.links())  # every annotated link is a candidate
+    assert (loner, daughters[0]) not in pairs  # far beyond twice the nearest distance
+    labels = link.link_labels(tracking, candidates)
+    kinds = link.link_kinds(tracking, candidates, tracking.voxel_size)
+    by_pair = {(candidates.sources[a], candidates.targets[b]): (label, kind)
+               for (a, b), label, kind in zip(candidates.pairs, labels, kinds)}
+    assert by_pair[(mother, daughters[0])] == (1, link.NEXT_TO_DIVISION)
+    assert by_pair[(loner, loner_next)] == (1, link.PLAIN)
+    assert by_pair[(walker, walker_next)] == (1, link.AMBIGUOUS)  # 12 µm; to the daughter 11 µm
+    assert by_pair[(walker, daughters[1])] == (0, link.NEXT_TO_DIVISION)
+    ordered = [(candidates.sources[a], candidates.targets[b]) for a, b in candidates.pairs]
+    displacement = candidates.displacement_px[ordered.index((walker, walker_next))]
+    np.testing.assert_allclose(displacement, [0, 0, 12])
+
+
+def test_ambiguous_links_are_those_with_a_competitor_of_similar_length():
+    tracking = Tracking(VoxelSize(1, 1, 1))
+    source = tracking.add_position(Position(0, 0, 0, 0))
+    near = tracking.add_position(Position(10, 0, 0, 1))
+    tracking.add_position(Position(0, 12, 0, 1))  # 12 µm: similar to the 10 µm of the true link
+    tracking.add_link(source, near)
+    pairs = [(p, p) for p in tracking.positions_at(1)]
+    candidates = link.find_candidates([(source, source)], pairs, tracking.voxel_size, factor=2)
+    assert list(link.link_kinds(tracking, candidates, tracking.voxel_size)) == [link.AMBIGUOUS] * 2
+
+
+# Calibration maths
+def test_platt_recovers_a_known_sigmoid():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=50_000)
+    labels = rng.random(50_000) < sigmoid(2 * scores - 1)
+    platt = fit_platt(sigmoid(scores), labels)
+    assert platt.a == pytest.approx(2, abs=0.05) and platt.b == pytest.approx(-1, abs=0.05)
+    assert Platt.from_json(platt.to_json()) == platt
+    assert fit_platt(np.array([0.2, 0.7]), np.array([1, 1])) == Platt()  # one class: identity
+
+
+def test_scores_on_hand_checkable_cases():
+    probabilities, labels = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])
+    assert roc_auc(probabilities, labels) == pytest.approx(0.75)  # 3 of 4 positive-negative pairs in order
+    assert average_precision(probabilities, labels) == pytest.approx((1 + 2 / 3) / 2)  # P at each positive
+    assert roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == pytest.approx(0.5)  # a tie counts half
+    assert math.isnan(roc_auc(np.array([0.3]), np.array([1])))
+    assert expected_calibration_error(np.full(4, 0.25), np.array([1, 0, 0, 0])) == pytest.approx(0)
+    assert expected_calibration_error(np.array([0.9, 0.9, 0.05, 0.05]), np.array([1, 0, 0, 0])) == \
+        pytest.approx(0.5 * 0.4 + 0.5 * 0.05)
+    table = reliability_table(np.array([0.05, 0.95, 1.0]), np.array([0, 1, 1]))
+    assert [row.count for row in table] == [1] + [0] * 8 + [2]
+    assert penalty(np.array([0.5]))[0] == pytest.approx(0)
+    assert penalty(np.array([0.9]))[0] == pytest.approx(-math.log10(9))
+
+
+# Tiny runs of the whole pipeline
+@pytest.fixture(scope="module")
+def _dividing_movies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small movies with divisions in the training time points (0–3) and the validation ones (4–5)."""
+    folders = {}
+    for name, two_d, size, nuclei in (("3d", False, (48, 48, 8), 6), ("2d", True, (96, 96, 1), 8)):
+        folder = tmp_path_factory.mktemp(f"dividing_{name}")
+        generate(folder, seed=4, two_d=two_d, time_points=6, size_xyz=size, nuclei=nuclei, division_rate=0.3)
+        ini = folder / "organoid_tracker.ini"
+        dataset = {key: value for key, value in _section(ini, "prepare").items()}
+        set_keys(ini, "prepare", max_time_point_1=3, use_for_1="train",
+                 **{key[:-1] + "2": value for key, value in dataset.items()}, min_time_point_2=4,
+                 use_for_2="validation")
+        set_keys(ini, "predict", positions_file_1="ground_truth.aut")
+        folders[name] = folder
+    return folders
+
+
+def _section(ini: Path, section: str) -> dict[str, str]:
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    parser.read(ini)
+    return dict(parser.items(section))
+
+
+@pytest.fixture
+def dividing_3d(_dividing_movies, tmp_path) -> Path:
+    return Path(shutil.copytree(_dividing_movies["3d"], tmp_path / "movie"))
+
+
+@pytest.fixture
+def dividing_2d(_dividing_movies, tmp_path) -> Path:
+    return Path(shutil.copytree(_dividing_movies["2d"], tmp_path / "movie2d"))
+
+
+def tiny(movie: Path, patch: str, **extra: object) -> str:
+    ini = movie / "organoid_tracker.ini"
+    for section in ("train_divide", "train_link"):
+        set_keys(ini, section, patch_shape=patch, **{**TINY, **extra})
+    return str(ini)
+
+
+def octrack(capsys, *arguments: str) -> str:
+    code = main(list(arguments))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+@pytest.mark.parametrize("movie_name, patch", [("dividing_3d", "16, 16, 8"), ("dividing_2d", "24, 24, 1")])
+def test_train_both_and_predict_divisions_and_links(capsys, request, movie_name, patch):
+    movie: Path = request.getfixturevalue(movie_name)
+    ini = tiny(movie, patch)
+    out = octrack(capsys, "train", "--config", ini)
+    assert "mothers drawn ×10" in out and "links next to a division drawn ×10" in out
+    assert "average precision" in out and "ece after calibration" in out and "0.9–1.0" in out
+    for network in ("divide", "link"):
+        settings = json.loads((movie / "training_output" / f"model_{network}" / "settings.json").read_text())
+        assert settings["network"] == network and settings["calibration"]["method"] == "platt"
+        assert {"before_calibration", "after_calibration", "reliability_after"} <= set(settings["validation_scores"])
+        assert settings["patch_shape_xyz"][2] == (8 if movie_name == "dividing_3d" else 1)
+    assert json.loads((movie / "training_output" / "model_link" / "settings.json").read_text())[
+        "link_candidate_factor"] == 2
+    assert "0 entries built" in octrack(capsys, "prepare", "--config", ini)  # reused: nothing changed
+
+    octrack(capsys, "predict", "--config", ini, "--steps", "positions,divisions,links")
+    folder = movie / "training_output" / "predictions" / "1"
+    truth = load_tracking(movie / "ground_truth.aut")
+    aut = load_tracking(folder / "positions.aut")
+    assert len(aut) == len(truth)
+    for position in aut.positions():
+        data = aut.position_data(position)
+        assert 0 <= data["division_probability"] <= 1
+        assert data["division_penalty"] == pytest.approx(-math.log10(data["division_probability"] /
+                                                                    (1 - data["division_probability"])), abs=1e-4)
+    assert aut.link_count() >= truth.link_count()
+    assert all(aut.has_link(a, b) for a, b in truth.links())  # candidates cover the true links here
+    assert set(aut.link_data_keys()) == {"link_probability", "link_penalty"}
+    positions = list(csv.DictReader(open(folder / "positions.csv")))
+    links = list(csv.DictReader(open(folder / "links.csv")))
+    assert "division_probability" in positions[0] and {row["parent_id"] for row in positions} == {"-1"}
+    assert len(links) == aut.link_count() and set(links[0]) == {"source_id", "target_id", "link_probability"}
+    by_id = {row["node_id"]: row for row in positions}
+    for row in links:
+        assert int(by_id[row["target_id"]]["t"]) == int(by_id[row["source_id"]]["t"]) + 1
+    assert not list(folder.glob(".*progress*"))
+
+
+def test_interrupted_link_training_resumes_and_matches(capsys, dividing_2d, tmp_path, monkeypatch):
+    import keras
+
+    other = Path(shutil.copytree(dividing_2d, tmp_path / "other"))
+    for movie in (dividing_2d, other):
+        tiny(movie, "24, 24, 1", epochs=3)
+    octrack(capsys, "train-link", "--config", str(dividing_2d / "organoid_tracker.ini"))
+    original = EpochCheckpoint.on_epoch_end
+
+    def interrupt_after_epoch_2(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", interrupt_after_epoch_2)
+    assert main(["train-link", "--config", str(other / "organoid_tracker.ini")]) == 130
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
+    assert "resuming link" in octrack(capsys, "train-link", "--config", str(other / "organoid_tracker.ini"))
+
+    def history(movie: Path) -> list[dict[str, str]]:
+        return list(csv.DictReader(open(movie / "training_output" / "training_link" / "log.csv")))
+
+    assert [row["epoch"] for row in history(other)] == ["1", "2", "3"]
+    for a, b in zip(history(dividing_2d), history(other)):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-3)
+        assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-3)
+
+    def weights(movie: Path) -> list[np.ndarray]:
+        return keras.saving.load_model(movie / "training_output" / "model_link" / "model.keras",
+                                       compile=False).get_weights()
+
+    for a, b in zip(weights(dividing_2d), weights(other)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+# Bad inputs
+def test_predict_without_or_with_the_wrong_model(capsys, dividing_2d):
+    ini = tiny(dividing_2d, "24, 24, 1")
+    assert main(["predict", "--config", ini, "--steps", "divisions"]) == 2
+    assert "model_divide" in capsys.readouterr().err
+    octrack(capsys, "train-link", "--config", ini)
+    set_keys(dividing_2d / "organoid_tracker.ini", "predict", divide_model_folder="training_output/model_link")
+    assert main(["predict", "--config", ini, "--steps", "divisions"]) == 2
+    assert "a link model, but a divide model is needed" in capsys.readouterr().err
+    assert main(["predict", "--config", ini, "--steps", "positions,tracklets"]) == 2
+    assert "`tracklets` is not a step" in capsys.readouterr().err
+    set_keys(dividing_2d / "organoid_tracker.ini", "predict", positions_file_1=None)
+    assert main(["predict", "--config", ini, "--steps", "links"]) == 2
+    assert "--steps positions" in capsys.readouterr().err
+
+
+def test_training_without_divisions_says_what_is_missing(capsys, movie_2d):
+    """The conftest movie has no division in its training time points."""
+    ini = movie_2d / "organoid_tracker.ini"
+    set_keys(ini, "train_divide", patch_shape="24, 24, 1", **TINY)
+    if load_tracking(movie_2d / "ground_truth.aut").divisions():
+        pytest.skip("the fixture movie has divisions")
+    assert main(["train-divide", "--config", str(ini)]) == 2
+    assert "no divide training samples with a positive label" in capsys.readouterr().err
