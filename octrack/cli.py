@@ -227,16 +227,16 @@ def _trainer(network: str | None) -> Callable[[argparse.Namespace], None]:
 
 # predict
 def _add_predict(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--steps", default="positions",
-                         help="comma-separated steps to run (default %(default)s; available: positions, divisions, "
-                              "links)")
+    command.add_argument("--steps",
+                         help="comma-separated steps to run: positions, divisions, links, tracks (default: all "
+                              "those there are models for; tracks need none)")
 
 
 def _run_predict(arguments: argparse.Namespace) -> None:
     from octrack.config import Config
     from octrack.predict import run_predict
-    run_predict(Config(arguments.config), [step.strip() for step in arguments.steps.split(",") if step.strip()],
-                report=_say)
+    steps = None if arguments.steps is None else [step.strip() for step in arguments.steps.split(",") if step.strip()]
+    run_predict(Config(arguments.config), steps, report=_say)
 
 
 # evaluate

@@ -4,9 +4,10 @@ Positions: every time point is normalised exactly as prepare normalised the trai
 voxel size the model was trained at, run through the detection network in overlapping tiles, and decoded
 into peaks. Divisions: the division network on the crops around every position (detected, or from the
 dataset's positions file), calibrated. Links: the candidate links between consecutive time points, by the
-rule the link network was trained on, each scored by it, calibrated. Each step appends its finished time
-points to a progress file, so an interrupted run resumes where it stopped; the result files are written
-(atomically) only at the end.
+rule the link network was trained on, each scored by it, calibrated. Tracks: the most likely lineages
+through the positions (octrack.linking), from the probabilities where the steps before gave them, else from
+displacement alone. Each network step appends its finished time points to a progress file, so an
+interrupted run resumes where it stopped; the result files are written (atomically) only at the end.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from octrack.tracking import Position, Tracking, VoxelSize, load_tracking, save_
 
 SECTION = "predict"
 log = logging.getLogger(__name__)
-STEPS = ("positions", "divisions", "links")
+STEPS = ("positions", "divisions", "links", "tracks")
 NETWORK_OF_STEP = {"positions": detect.NAME, "divisions": divide.NAME, "links": link.NAME}
-PROGRESS_FILES = {step: f".{step}_progress.jsonl" for step in STEPS}
+PROGRESS_FILES = {step: f".{step}_progress.jsonl" for step in NETWORK_OF_STEP}
+CTC_RADIUS_UM = 3.0  # the sphere painted per position in the CTC masks
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,33 @@ class Detector:
         return fingerprint(file_fingerprint([self.model_file]), self.settings, self.threshold, self.min_distance_um)
 
 
+def model_folder(config: Config, network: str) -> Path:
+    """`<network>_model_folder` of [predict], by default <output_folder>/model_<network>."""
+    folder = config.get(SECTION, f"{network}_model_folder")
+    return config.resolve(folder) if folder else config.output_folder(SECTION) / f"model_{network}"
+
+
+def default_steps(config: Config, report: Callable[[str], None] = print) -> list[str]:
+    """Everything there is a model for: positions (or the positions files), divisions and links where their
+    model folders exist, and tracks."""
+    from octrack.model_folder import MODEL_FILE
+
+    steps = ["positions"]
+    for step in ("divisions", "links"):
+        folder = model_folder(config, NETWORK_OF_STEP[step])
+        if (folder / MODEL_FILE).exists():
+            steps.append(step)
+        else:
+            report(f"no {step} step: {folder / MODEL_FILE} does not exist (train it with `octrack "
+                   f"train-{NETWORK_OF_STEP[step]}`, or set {NETWORK_OF_STEP[step]}_model_folder in [predict]); "
+                   f"the tracker uses {'geometry' if step == 'divisions' else 'displacement'} instead")
+    return steps + ["tracks"]
+
+
 def load_detector(config: Config) -> Detector:
     from octrack.model_folder import MODEL_FILE, load_model_folder
 
-    folder = config.get(SECTION, "detect_model_folder")
-    folder = config.resolve(folder) if folder else config.output_folder(SECTION) / "model_detect"
+    folder = model_folder(config, detect.NAME)
     model, settings = load_model_folder(folder, detect.NAME)
     threshold = config.get(SECTION, "peak_threshold") or settings.get("peak_threshold") or 0.5
     min_distance = (config.get(SECTION, "min_distance_um") if config.raw(SECTION, "min_distance_um")
@@ -100,8 +124,7 @@ def load_classifier(config: Config, network: str) -> Classifier:
     """The model of `divide_model_folder` or `link_model_folder` (default <output_folder>/model_NETWORK)."""
     from octrack.model_folder import MODEL_FILE, load_model_folder
 
-    folder = config.get(SECTION, f"{network}_model_folder")
-    folder = config.resolve(folder) if folder else config.output_folder(SECTION) / f"model_{network}"
+    folder = model_folder(config, network)
     model, settings = load_model_folder(folder, network)
     return Classifier(model, settings, Platt.from_json(settings.get("calibration")), folder / MODEL_FILE)
 
@@ -121,16 +144,19 @@ class Models:
         return self.loaded[network]
 
 
-def run_predict(config: Config, steps: list[str], report: Callable[[str], None] = print) -> list[Path]:
-    """Runs the steps on every [predict] dataset and writes, per dataset, positions.csv and positions.aut
-    (positions with their metadata; with the links step also the candidate links with theirs) and links.csv."""
+def run_predict(config: Config, steps: list[str] | None = None, report: Callable[[str], None] = print
+                ) -> list[Path]:
+    """Runs the steps (by default all there are models for) on every [predict] dataset and writes, per
+    dataset, positions.csv and positions.aut (positions with their metadata; with the links step also the
+    candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv and ctc/."""
+    steps = default_steps(config, report) if steps is None else steps
     unknown = [step for step in steps if step not in STEPS]
     if unknown or not steps:
         raise UserError(f"--steps {','.join(steps)}: `{unknown[0] if unknown else ''}` is not a step; "
                         f"steps: {', '.join(STEPS)}")
     datasets = open_datasets(config, SECTION)
     models = Models(config)
-    for network in (NETWORK_OF_STEP[step] for step in steps if step != "positions"):
+    for network in (NETWORK_OF_STEP[step] for step in steps if step in ("divisions", "links")):
         models.get(network)  # a missing or wrong model stops the run before any work
     written = []
     for dataset in datasets:
@@ -145,8 +171,24 @@ def run_predict(config: Config, steps: list[str], report: Callable[[str], None] 
                + (f", {divisions} with division probability >= 0.5" if "divisions" in steps else "")
                + (f", {tracking.link_count()} candidate links" if "links" in steps else "")
                + f" → {folder}")
+        if "tracks" in steps:
+            _track(config, dataset, tracking, folder, report)
         written.append(folder)
     return written
+
+
+def _track(config: Config, dataset: Dataset, tracking: Tracking, folder: Path, report: Callable[[str], None]
+           ) -> None:
+    """Links the positions into tracks and writes tracks.aut, tracks.csv and ctc/ (Cell Tracking Challenge)."""
+    from octrack.linking import link_tracks
+
+    result = link_tracks(tracking, image_shape_zyx=dataset.images.shape_zyx,
+                         candidate_factor=config.get(SECTION, "link_candidate_factor"))
+    save_tracking(result.tracking, folder / "tracks.aut")
+    save_tracking(result.tracking, folder / "tracks.csv")
+    save_tracking(result.tracking, folder / "ctc", image_shape_zyx=dataset.images.shape_zyx,
+                  radius_um=CTC_RADIUS_UM)
+    report(f"  tracks: {result.describe()} → {folder / 'tracks.aut'}, tracks.csv, ctc/")
 
 
 def predict_dataset(config: Config, dataset: Dataset, steps: list[str], models: Models | None = None,

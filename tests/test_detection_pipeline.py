@@ -49,14 +49,21 @@ def test_pipeline_end_to_end(capsys, request, movie_name, patch):
     assert (training / "curves.png").stat().st_size > 0
     assert any((training / "tensorboard").rglob("*tfevents*"))
 
-    octrack(capsys, "predict", "--config", ini)
+    out = octrack(capsys, "predict", "--config", ini)  # no divide or link model: positions, then tracks
+    assert "no divisions step" in out and "no links step" in out and "tracks:" in out
     predictions = movie / "training_output" / "predictions" / "1"
     predicted = load_tracking(predictions / "positions.csv")
     assert load_tracking(predictions / "positions.aut").time_points() == predicted.time_points()
     assert "detection_peak" in predicted.position_data_keys()
+    tracks = load_tracking(predictions / "tracks.aut")
+    assert len(tracks) == len(load_tracking(predictions / "tracks.csv"))
+    assert set(tracks.positions()) <= set(predicted.positions())  # the tracker may leave detections out
+    assert "link_confidence" in tracks.link_data_keys()
+    assert len(load_tracking(predictions / "ctc")) == len(tracks)
     scores = json.loads(octrack(capsys, "evaluate", "--ground-truth", str(movie / "ground_truth.aut"),
-                                "--predicted", str(predictions / "positions.csv"), "--json"))
-    assert set(scores) >= {"precision", "recall", "f1", "true_positives", "false_positives", "false_negatives"}
+                                "--predicted", str(predictions / "tracks.aut"), "--json"))
+    assert set(scores) >= {"precision", "recall", "f1", "true_positives", "false_positives", "false_negatives",
+                           "link_f1", "division_f1"}
 
 
 def final_weights(movie: Path) -> list[np.ndarray]:
