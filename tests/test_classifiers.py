@@ -207,13 +207,14 @@ def test_train_both_and_predict_divisions_and_links(capsys, request, movie_name,
     assert not list(folder.glob(".*progress*"))
 
 
-def test_interrupted_link_training_resumes_and_matches(capsys, dividing_2d, tmp_path, monkeypatch):
+@pytest.mark.parametrize("network", ["divide", "link"])
+def test_interrupted_training_resumes_and_matches(capsys, dividing_2d, tmp_path, monkeypatch, network):
     import keras
 
     other = Path(shutil.copytree(dividing_2d, tmp_path / "other"))
     for movie in (dividing_2d, other):
         tiny(movie, "24, 24, 1", epochs=3)
-    octrack(capsys, "train-link", "--config", str(dividing_2d / "organoid_tracker.ini"))
+    octrack(capsys, f"train-{network}", "--config", str(dividing_2d / "organoid_tracker.ini"))
     original = EpochCheckpoint.on_epoch_end
 
     def interrupt_after_epoch_2(self, epoch, logs=None):
@@ -222,12 +223,12 @@ def test_interrupted_link_training_resumes_and_matches(capsys, dividing_2d, tmp_
             raise KeyboardInterrupt
 
     monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", interrupt_after_epoch_2)
-    assert main(["train-link", "--config", str(other / "organoid_tracker.ini")]) == 130
+    assert main([f"train-{network}", "--config", str(other / "organoid_tracker.ini")]) == 130
     monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
-    assert "resuming link" in octrack(capsys, "train-link", "--config", str(other / "organoid_tracker.ini"))
+    assert f"resuming {network}" in octrack(capsys, f"train-{network}", "--config", str(other / "organoid_tracker.ini"))
 
     def history(movie: Path) -> list[dict[str, str]]:
-        return list(csv.DictReader(open(movie / "training_output" / "training_link" / "log.csv")))
+        return list(csv.DictReader(open(movie / "training_output" / f"training_{network}" / "log.csv")))
 
     assert [row["epoch"] for row in history(other)] == ["1", "2", "3"]
     for a, b in zip(history(dividing_2d), history(other)):
@@ -235,7 +236,7 @@ def test_interrupted_link_training_resumes_and_matches(capsys, dividing_2d, tmp_
         assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-3)
 
     def weights(movie: Path) -> list[np.ndarray]:
-        return keras.saving.load_model(movie / "training_output" / "model_link" / "model.keras",
+        return keras.saving.load_model(movie / "training_output" / f"model_{network}" / "model.keras",
                                        compile=False).get_weights()
 
     for a, b in zip(weights(dividing_2d), weights(other)):
