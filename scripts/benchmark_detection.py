@@ -99,13 +99,15 @@ def write_breast_cancer(folder: Path, minutes: float) -> tuple[Path, Path, float
     return ini, DATA / "breast-cancer-2d" / "01_GT" / "TRA", 8.0, "px"
 
 
+def voxel_keys(number: int, voxel) -> str:
+    """The pixel_size_*_um_N lines of a dataset."""
+    return "".join(f"pixel_size_{axis}_um_{number} = {size}\n"
+                   for axis, size in zip("xyz", (voxel.x_um, voxel.y_um, voxel.z_um)))
+
+
 def write_synthetic(folder: Path, minutes: float) -> tuple[Path, Path, float, str]:
     """Trains on synthetic movies (seeds 1 and 3) and predicts another (seed 2) that it never saw."""
     from octrack.synth import IMAGES_PATTERN, generate
-
-    def voxel_keys(number: int, voxel) -> str:
-        return "".join(f"pixel_size_{axis}_um_{number} = {size}\n"
-                       for axis, size in zip("xyz", (voxel.x_um, voxel.y_um, voxel.z_um)))
 
     datasets = []
     for number, seed in enumerate(SYNTHETIC_TRAINING_SEEDS, start=1):

@@ -1,4 +1,4 @@
-"""Helpers for tests: the real data folder and editing ini files."""
+"""Helpers for tests: the real data folder, editing ini files, running the CLI."""
 
 from __future__ import annotations
 
@@ -31,3 +31,13 @@ def set_keys(ini: Path, section: str, **values: object) -> None:
             parser.set(section, key, str(value))
     with open(ini, "w") as file:
         parser.write(file)
+
+
+def octrack(capsys: pytest.CaptureFixture, *arguments: str) -> str:
+    """Runs an octrack command in this process; returns what it printed, failing the test on a nonzero exit."""
+    from octrack.cli import main
+
+    code = main(list(arguments))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out

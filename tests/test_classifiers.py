@@ -19,7 +19,7 @@ from octrack.networks import divide, link
 from octrack.synth import generate
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
 from octrack.training import EpochCheckpoint
-from tests.helpers import set_keys
+from tests.helpers import octrack, set_keys
 
 TINY = {"steps_per_epoch": 2, "batch_size": 4, "encoder_levels": 2, "encoder_filters": 4, "patience": 0,
         "epochs": 2}
@@ -159,13 +159,6 @@ def tiny(movie: Path, patch: str, **extra: object) -> str:
     for section in ("train_divide", "train_link"):
         set_keys(ini, section, patch_shape=patch, **{**TINY, **extra})
     return str(ini)
-
-
-def octrack(capsys, *arguments: str) -> str:
-    code = main(list(arguments))
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return captured.out
 
 
 @pytest.mark.parametrize("movie_name, patch", [("dividing_3d", "16, 16, 8"), ("dividing_2d", "24, 24, 1")])

@@ -14,7 +14,7 @@ import tifffile
 from octrack.cli import main
 from octrack.training import EpochCheckpoint
 from octrack.tracking import load_tracking, save_tracking
-from tests.helpers import set_keys
+from tests.helpers import octrack, set_keys
 
 TINY = {"steps_per_epoch": 3, "batch_size": 2, "unet_levels": 2, "unet_filters": 4, "patience": 0}
 
@@ -23,13 +23,6 @@ def tiny_config(movie: Path, patch: str, epochs: int = 2) -> str:
     ini = movie / "organoid_tracker.ini"
     set_keys(ini, "train_detect", epochs=epochs, patch_shape=patch, **TINY)
     return str(ini)
-
-
-def octrack(capsys, *arguments: str) -> str:
-    code = main(list(arguments))
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return captured.out
 
 
 @pytest.mark.parametrize("movie_name, patch", [("movie_3d", "32, 32, 8"), ("movie_2d", "48, 48, 1")])
