@@ -272,7 +272,9 @@ def detect_in_frames(detector: Detector, frames: list[np.ndarray], voxel_size: V
     """Peaks (z, y, x, value) in the pixels of `frames`, found at the model's voxel size."""
     model_voxel = np.array(detector.voxel_size.zyx_um())
     frames, factor = at_model_voxel_size(frames, voxel_size, detector.voxel_size)
-    centres = detect.predict_centres(detector.model, frames, tuple(detector.settings["tile_multiple_zyx"]))
+    patch_zyx = tuple(reversed(detector.settings["patch_shape_xyz"]))
+    centres = detect.predict_centres(detector.model, frames, tuple(detector.settings["tile_multiple_zyx"]),
+                                     detect.edge_margin(patch_zyx, frames[0].shape))
     peaks = detect.find_peaks(centres, detector.threshold, tuple(detector.min_distance_um / model_voxel))
     peaks[:, :3] /= factor
     return peaks

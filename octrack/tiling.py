@@ -55,38 +55,44 @@ def _round_up(value: int, multiple: int) -> int:
     return max(multiple, -(-value // multiple) * multiple)
 
 
-def predict_tiled(predict_batch, frames: list[np.ndarray], plan: TilePlan) -> np.ndarray:
+def predict_tiled(predict_batch, frames: list[np.ndarray], plan: TilePlan,
+                  margin_zyx: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
     """Runs `predict_batch` ((1, z, y, x, c) → (1, z, y, x, k)) over tiles of the frames stacked as channels.
 
-    Tiles are cut (and, past the volume's edge, padded) one at a time, so memory holds the frames, one
-    tile and the output, never a padded copy of the whole stack. Returns the stitched (z, y, x, k) output.
+    The tiles cover the volume plus `margin_zyx` voxels of zeros beyond each of its edges (plan the tiles for
+    that larger shape). Tiles are cut (and, past the volume's edges, padded) one at a time, so memory holds
+    the frames, one tile and the output, never a padded copy of the whole stack. Returns the stitched
+    (z, y, x, k) output of the volume itself.
     """
-    shape = frames[0].shape
-    padded_shape = [max(s, t) for s, t in zip(shape, plan.tile_zyx)]
+    shape = np.array(frames[0].shape)
+    margin = np.asarray(margin_zyx)
+    covered = [max(size, tile) for size, tile in zip(shape + 2 * margin, plan.tile_zyx)]
     output = None
-    for start in plan.starts(tuple(padded_shape)):
-        tile = np.stack([_cut_padded(frame, start, plan.tile_zyx) for frame in frames], axis=-1)
+    for start in plan.starts(tuple(covered)):
+        origin = np.asarray(start) - margin  # where the tile begins in the volume
+        tile = np.stack([_cut_padded(frame, origin, plan.tile_zyx) for frame in frames], axis=-1)
         result = np.asarray(predict_batch(tile[np.newaxis]))[0]
         if output is None:
             output = np.zeros((*shape, result.shape[-1]), dtype=np.float32)
-        keep = _kept_region(start, plan, padded_shape)
-        keep = [(low, min(high, size - begin)) for (low, high), size, begin in zip(keep, shape, start)]
+        keep = [(max(low, -begin), min(high, size - begin))
+                for (low, high), size, begin in zip(_kept_region(start, plan, covered), shape, origin)]
         if all(high > low for low, high in keep):
-            output[tuple(slice(start[a] + keep[a][0], start[a] + keep[a][1]) for a in range(3))] = \
+            output[tuple(slice(origin[a] + keep[a][0], origin[a] + keep[a][1]) for a in range(3))] = \
                 result[tuple(slice(*keep[a]) for a in range(3))]
     return output
 
 
-def _cut_padded(frame: np.ndarray, start: tuple[int, int, int], size: tuple[int, int, int]) -> np.ndarray:
-    """frame[start:start + size], padded with zeros past the frame's far edges.
+def _cut_padded(frame: np.ndarray, origin: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
+    """frame[origin:origin + size], padded with zeros where that reaches past the frame's edges.
 
-    Zeros, as training patches that stick out of a crop are padded: a mirrored half nucleus at an image
-    edge would look like a whole one.
+    Zeros, as training patches that stick out of a crop are: a mirrored half nucleus at an image edge would
+    look like a whole one.
     """
-    box = tuple(slice(begin, min(begin + extent, limit)) for begin, extent, limit in zip(start, size, frame.shape))
+    box = tuple(slice(max(begin, 0), min(begin + extent, limit)) for begin, extent, limit in zip(origin, size, frame.shape))
     part = frame[box]
-    missing = [(0, extent - have) for extent, have in zip(size, part.shape)]
-    return np.pad(part, missing) if any(after for _, after in missing) else part
+    before = [max(-begin, 0) for begin in origin]
+    missing = [(first, extent - have - first) for first, extent, have in zip(before, size, part.shape)]
+    return np.pad(part, missing) if any(a or b for a, b in missing) else part
 
 
 def _kept_region(start: tuple[int, int, int], plan: TilePlan, shape: list[int]) -> list[tuple[int, int]]:

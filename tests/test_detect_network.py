@@ -7,7 +7,8 @@ import pytest
 
 from octrack.networks.blocks import pool_plan, tile_multiple
 from octrack.networks.detect import crop_box, detection_loss, find_peaks, render_target
-from octrack.networks.detect_training import annotated_box
+from octrack.augment import AugmentSettings
+from octrack.networks.detect_training import Crop, TrainingPatches, annotated_box
 from octrack.tiling import plan_tiles, predict_tiled
 from octrack.tracking import Position
 
@@ -77,6 +78,33 @@ def test_annotated_box_drops_a_band_only_where_the_crop_edge_is_inside_the_image
     np.testing.assert_array_equal(high, [8, 37, 30])
 
 
+def test_training_patches_stay_exactly_zero_beyond_the_image_edge_whatever_the_intensity_changes():
+    """Prediction sees zeros beyond the image's edge; training must too, or noise there hides where the
+    image ends, and with it whether a nucleus cut by the edge is mostly in the image or mostly outside."""
+    image = np.full((4, 24, 24, 1), 0.2, dtype=np.float16)
+    crop = Crop(np.ascontiguousarray(image.transpose(1, 2, 0, 3)), np.array([[2.0, 1.0, 1.0]]),
+                np.zeros(3, int), np.array([4, 24, 24]), np.array([1.0, 2.0, 2.0], np.float32),
+                np.array([2.0, 0.5, 0.5]), "train", "corner")
+    strong = AugmentSettings(flip=False, rotate=False, scale=(1, 1), brightness=0.3, gaussian_noise=0.2)
+    patches = TrainingPatches([crop], (4, 16, 16), batch_size=8, seed=1, first_step=0, augment=strong, workers=1)
+    x, y = patches[0]
+    beyond = np.ones(x.shape[:4], dtype=bool)
+    for sample, (low, high) in enumerate(_image_part(x[..., 0])):
+        beyond[sample, low[0]:high[0], low[1]:high[1], low[2]:high[2]] = False
+    assert beyond.any() and (~beyond).any()
+    assert np.all(x[..., 0][beyond] == 0) and np.all(y[..., 1][beyond] == 0)
+    assert np.all(x[..., 0][~beyond] != 0) and np.all(y[..., 1][~beyond] == 1)
+
+
+def _image_part(patches: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per patch, the (z, y, x) box of its non-zero voxels."""
+    boxes = []
+    for patch in patches:
+        voxels = np.argwhere(patch != 0)
+        boxes.append((voxels.min(axis=0), voxels.max(axis=0) + 1))
+    return boxes
+
+
 def test_pooling_in_z_only_while_there_is_depth():
     assert pool_plan(1, 3) == [(1, 2, 2)] * 3
     assert pool_plan(16, 3) == [(2, 2, 2)] * 3
@@ -84,9 +112,21 @@ def test_pooling_in_z_only_while_there_is_depth():
     assert tile_multiple(pool_plan(8, 3)) == (4, 8, 8)
 
 
+@pytest.mark.parametrize("margin", [(0, 0, 0), (0, 8, 5)])
 @pytest.mark.parametrize("shape", [(1, 50, 70), (20, 100, 130), (5, 300, 301)])
-def test_tiles_stitch_back_to_the_whole_volume(shape):
+def test_tiles_stitch_back_to_the_whole_volume(shape, margin):
     frames = [np.random.default_rng(0).random(shape, dtype=np.float32) for _ in range(2)]
-    plan = plan_tiles(shape, (1 if shape[0] == 1 else 4, 8, 8), (2, 16, 16), max_voxels=20000)
-    output = predict_tiled(lambda tile: tile * 2, frames, plan)
+    covered = tuple(size + 2 * extra for size, extra in zip(shape, margin))
+    plan = plan_tiles(covered, (1 if shape[0] == 1 else 4, 8, 8), (2, 16, 16), max_voxels=20000)
+    output = predict_tiled(lambda tile: tile * 2, frames, plan, margin)
     np.testing.assert_array_equal(output, 2 * np.stack(frames, axis=-1))
+
+
+def test_the_network_sees_zeros_for_the_margin_beyond_the_image_edges():
+    frame = np.ones((1, 40, 40), dtype=np.float32)
+    seen = []
+    predict_tiled(lambda tile: seen.append(tile[0, ..., 0]) or tile, [frame], plan_tiles((1, 56, 50), (1, 8, 8), (0, 0, 0)),
+                  (0, 8, 5))
+    assert len(seen) == 1 and seen[0].shape == (1, 56, 56)
+    np.testing.assert_array_equal(seen[0][0, 8:48, 5:45], 1)
+    assert seen[0].sum() == 40 * 40

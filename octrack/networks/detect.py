@@ -164,18 +164,30 @@ def detection_loss(y_true, y_pred):
 
 
 # Decoding
-def predict_centres(model, frames: list[np.ndarray], multiple_zyx: tuple[int, int, int]) -> np.ndarray:
+def predict_centres(model, frames: list[np.ndarray], multiple_zyx: tuple[int, int, int],
+                    margin_zyx: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
     """The network's output (z, y, x) for a whole volume, in overlapping tiles that fit memory.
 
     Tiles overlap by four times the network's pooling factor per axis (32 px for three levels), about the
-    reach of its receptive field, and only each tile's inner part is kept.
+    reach of its receptive field, and only each tile's inner part is kept. `margin_zyx` voxels of zeros are
+    added beyond the volume's edges (see `edge_margin`).
     """
     from octrack.tiling import plan_tiles, predict_tiled
 
     shape = frames[0].shape
     overlap = tuple(4 * multiple if multiple > 1 else 2 * (size > 1) for multiple, size in zip(multiple_zyx, shape))
-    plan = plan_tiles(shape, multiple_zyx, overlap_zyx=overlap)
-    return predict_tiled(model.predict_on_batch, frames, plan)[..., 0]
+    covered = tuple(size + 2 * margin for size, margin in zip(shape, margin_zyx))
+    plan = plan_tiles(covered, multiple_zyx, overlap_zyx=overlap)
+    return predict_tiled(model.predict_on_batch, frames, plan, margin_zyx)[..., 0]
+
+
+def edge_margin(patch_zyx: tuple[int, int, int], shape_zyx: tuple[int, ...]) -> tuple[int, int, int]:
+    """Zeros added beyond the image's edges for prediction: a quarter of a training patch per axis with depth.
+
+    Training patches of nuclei at the image's edge stick out of the image into zeros (about half a patch,
+    give or take a quarter), so that is how the network learned to see an edge; without a margin the edge
+    would coincide with the end of the network's input instead."""
+    return tuple(patch // 4 if size > 1 else 0 for patch, size in zip(patch_zyx, shape_zyx))  # type: ignore[return-value]
 
 
 def find_peaks(centres: np.ndarray, threshold: float, min_distance_zyx_px: tuple[float, float, float]

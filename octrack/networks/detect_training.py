@@ -28,6 +28,11 @@ from octrack.training import DATA_WORKERS, augment_settings
 
 log = logging.getLogger(__name__)
 NEAR_NUCLEUS_SHARE = 0.7  # share of patches centred near an annotated nucleus; the rest anywhere in a crop
+# The warped mask channel of a training patch: above HAS_DATA the voxel comes from the crop; above ANNOTATED
+# it is annotated. Outside the crop the patch is kept at exactly 0 after the intensity changes, as prediction
+# sees beyond the image's edge: noise there would hide where the image ends, and with it whether a nucleus
+# at the edge is mostly inside (annotated) or mostly outside (not).
+HAS_DATA, ANNOTATED = 0.25, 0.75
 THRESHOLDS = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
 
@@ -116,11 +121,12 @@ class TrainingPatches(keras.utils.PyDataset):
         extent = geometry.source_extent(self.patch_zyx)
         region, offset = _cut(crop, centre, extent)
         warped = geometry.warp_columns(region, self.patch_zyx)
-        patch, patch_mask = warped[..., :-1], (warped[..., -1] > 0.5).astype(np.float32)
+        patch, mask = warped[..., :-1], warped[..., -1]
         points = geometry.warp_points(crop.positions_zyx - offset, extent, self.patch_zyx)
         target = detect.render_target(points, self.patch_zyx, tuple(crop.sigma_px))
         patch = augment_intensity(patch, rng, self.augment)
-        return patch.astype(np.float32), np.stack([target, patch_mask], axis=-1)
+        patch *= (mask > HAS_DATA)[..., np.newaxis]
+        return patch, np.stack([target, (mask > ANNOTATED).astype(np.float32)], axis=-1)
 
 
 class ValidationPatches(keras.utils.PyDataset):
@@ -151,7 +157,8 @@ def _grid_samples(crops: list[Crop], patch_zyx: tuple[int, int, int], max_patche
         region, offset = _cut(crop, centre, patch_zyx)
         frames_and_mask = np.ascontiguousarray(region.transpose(2, 0, 1, 3))
         target = detect.render_target(crop.positions_zyx - offset, patch_zyx, tuple(crop.sigma_px))
-        samples.append((frames_and_mask[..., :-1], np.stack([target, frames_and_mask[..., -1]], axis=-1)))
+        annotated = (frames_and_mask[..., -1] > ANNOTATED).astype(np.float32)
+        samples.append((frames_and_mask[..., :-1], np.stack([target, annotated], axis=-1)))
     return samples
 
 
@@ -175,26 +182,31 @@ def _cut(crop: Crop, centre: np.ndarray, extent_zyx: tuple[int, int, int]) -> tu
     """The region of `extent` around `centre`, and its offset (z, y, x) in the crop.
 
     The region is laid out (y, x, z, channel) as the crop's columns, zeros outside the crop; its channels
-    are the frames, then the annotated mask (1 inside the annotated box), so one warp moves both."""
+    are the frames, then a mask that is 1 inside the annotated box, 0.5 elsewhere in the crop and 0 outside
+    it, so that one warp moves frames and both masks (see HAS_DATA and ANNOTATED)."""
     offset = np.round(np.asarray(centre) - np.asarray(extent_zyx) / 2).astype(int)
     depth, height, width = extent_zyx
     frames = cut_region(crop.columns, offset[[1, 2, 0]], (height, width, depth))
     mask = np.zeros((height, width, depth, 1), dtype=np.float32)
+    (z0, y0, x0), (z1, y1, x1) = np.clip(-offset, 0, extent_zyx), np.clip(
+        np.asarray(crop.image.shape[:3]) - offset, 0, extent_zyx)
+    mask[y0:y1, x0:x1, z0:z1] = 0.5
     (z0, y0, x0), (z1, y1, x1) = crop.annotated_box_in(offset, extent_zyx)
     mask[y0:y1, x0:x1, z0:z1] = 1
     return np.concatenate([frames, mask], axis=-1), offset
 
 
 # Final report: detection scores on the validation crops, and the peak threshold that maximises F1
-def validation_report(model: Any, crops: list[Crop], patch_depth: int, levels: int, min_distance_um: float,
-                      match_distance_um: float, fixed_threshold: float | None) -> dict[str, Any]:
+def validation_report(model: Any, crops: list[Crop], patch_zyx: tuple[int, int, int], levels: int,
+                      min_distance_um: float, match_distance_um: float, fixed_threshold: float | None
+                      ) -> dict[str, Any]:
     """Scores at each candidate threshold over all validation crops; keeps the best (or the fixed one)."""
-    multiple = tile_multiple(pool_plan(patch_depth, levels))
+    multiple = tile_multiple(pool_plan(patch_zyx[0], levels))
     thresholds = [fixed_threshold] if fixed_threshold is not None else list(THRESHOLDS)
     counts = {threshold: np.zeros(3, dtype=int) for threshold in thresholds}
     for crop in crops:
         frames = [crop.image[..., channel].astype(np.float32) for channel in range(crop.image.shape[-1])]
-        centres = detect.predict_centres(model, frames, multiple)
+        centres = detect.predict_centres(model, frames, multiple, detect.edge_margin(patch_zyx, frames[0].shape))
         min_distance_px = tuple(min_distance_um / crop.voxel_size_zyx_um)
         for threshold in thresholds:
             peaks = detect.find_peaks(centres, threshold, min_distance_px)
@@ -294,7 +306,7 @@ class DetectTraining:
         }
 
     def final_report(self, model: Any) -> dict[str, Any]:
-        scores = validation_report(model, self.validation_crops, self.patch_zyx[0], self.values["unet_levels"],
+        scores = validation_report(model, self.validation_crops, self.patch_zyx, self.values["unet_levels"],
                                    self.values["min_distance_um"], self.values["match_distance_um"],
                                    self.values["peak_threshold"])
         shown = {f"validation {key}": value for key, value in scores.items()}
