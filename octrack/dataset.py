@@ -49,8 +49,14 @@ class Dataset:
     def annotated_positions(self, time_point: int) -> list[Position]:
         """The annotated positions of a time point in image pixels: with the tracking's image offset of that
         time point subtracted, z = 0 for 2D images (annotations of 2D images may say z = 1), and only those inside
-        the image; `outside_positions` counts the others. Empty without a tracking file."""
+        the image; `outside_positions` counts the others. Uncertain annotations are not among them (see
+        `uncertain_positions`). Empty without a tracking file."""
         return [image for _, image in self._annotations(time_point)[0]]
+
+    def uncertain_positions(self, time_point: int) -> list[Position]:
+        """The uncertain annotations of a time point inside the image, in image pixels: training neither asks
+        for a detection there nor against one."""
+        return self._annotations(time_point)[2]
 
     def annotations_in_image(self, time_point: int) -> list[tuple[Position, Position]]:
         """(position in the tracking, the same in image pixels) for the annotated positions of a time point that
@@ -61,21 +67,25 @@ class Dataset:
         """How many annotated positions of a time point `annotated_positions` leaves out: outside the image."""
         return len(self._annotations(time_point)[1])
 
-    def _annotations(self, time_point: int) -> tuple[list[tuple[Position, Position]], list[Position]]:
-        """The annotated positions of a time point inside the image (each with its image pixels), and the others."""
+    def _annotations(self, time_point: int
+                     ) -> tuple[list[tuple[Position, Position]], list[Position], list[Position]]:
+        """The certain annotations of a time point inside the image (each with its image pixels), the
+        annotations outside the image, and the uncertain ones inside (image pixels)."""
         if self.tracking is None:
-            return [], []
+            return [], [], []
         depth, height, width = self.images.shape_zyx
-        inside, outside = [], []
+        inside, outside, uncertain = [], [], []
         for annotated in self.tracking.positions_at(time_point):
             position = self.tracking.image_position(annotated)
             if depth == 1:
                 position = position._replace(z=0.0)
-            if 0 <= position.x < width and 0 <= position.y < height and 0 <= position.z < depth:
-                inside.append((annotated, position))
-            else:
+            if not (0 <= position.x < width and 0 <= position.y < height and 0 <= position.z < depth):
                 outside.append(position)
-        return inside, outside
+            elif self.tracking.is_uncertain(annotated):
+                uncertain.append(position)
+            else:
+                inside.append((annotated, position))
+        return inside, outside, uncertain
 
     def describe(self) -> str:
         voxel = (f"{self.voxel_size.x_um:g} × {self.voxel_size.y_um:g} × {self.voxel_size.z_um:g} µm"

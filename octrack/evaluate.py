@@ -11,6 +11,10 @@ annotate some time points only; a prediction at a time point without any ground 
 Users often annotate only part of an image, too: `restrict_to_annotated_box` then ignores predictions
 outside the box around each time point's true positions.
 
+Uncertain annotations (position metadata `uncertain`, such as nuclei mostly outside the image) count
+neither way: they are not matched with the others, and a prediction left unmatched that matches one of them
+(one-to-one, within the same distance) is left out instead of being a false positive.
+
 The matching itself (`Matching`) stays with the scores, so that links and divisions can be scored on it.
 """
 
@@ -103,9 +107,11 @@ class TimePointMatching:
     """The matching of one time point; `pairs` are (index in `true`, index in `predicted`)."""
 
     time_point: int
-    true: list[Position]
+    true: list[Position]  # the certain annotations
     predicted: list[Position]  # the predictions that count: inside the annotated box, where restricted
     pairs: list[tuple[int, int]]
+    uncertain: int = 0  # uncertain annotations
+    at_uncertain: int = 0  # predictions left out because they match an uncertain annotation
 
     def predicted_to_true(self) -> dict[Position, Position]:
         return {self.predicted[j]: self.true[i] for i, j in self.pairs}
@@ -145,15 +151,32 @@ def match_trackings(ground_truth: Tracking, predicted: Tracking, *, max_distance
     margin_xyz = _box_margin_xyz(max_distance, voxel_size, box_margin_px)
     matchings = {}
     for time_point in ground_truth.time_points() if time_points is None else sorted(set(time_points)):
-        true = ground_truth.positions_at(time_point)
+        annotated = ground_truth.positions_at(time_point)
+        true = [p for p in annotated if not ground_truth.is_uncertain(p)]
+        uncertain = [ground_truth.image_position(p) for p in annotated if ground_truth.is_uncertain(p)]
         guesses = predicted.positions_at(time_point)
         if restrict_to_annotated_box:
-            guesses = _inside_box(guesses, true, margin_xyz)
+            guesses = _inside_box(guesses, annotated, margin_xyz)
         # distances in image pixels: .aut files may shift positions by per-time-point image offsets
-        pairs = match_time_point([ground_truth.image_position(p) for p in true],
-                                 [predicted.image_position(p) for p in guesses], max_distance, voxel_size)
-        matchings[time_point] = TimePointMatching(time_point, true, guesses, pairs)
+        guessed = [predicted.image_position(p) for p in guesses]
+        pairs = match_time_point([ground_truth.image_position(p) for p in true], guessed, max_distance, voxel_size)
+        kept = without_uncertain_matches(pairs, guessed, uncertain, max_distance, voxel_size)
+        new_index = {old: new for new, old in enumerate(kept)}
+        matchings[time_point] = TimePointMatching(time_point, true, [guesses[j] for j in kept],
+                                                  [(i, new_index[j]) for i, j in pairs], len(uncertain),
+                                                  len(guesses) - len(kept))
     return Matching(matchings, max_distance, UNIT_PX if voxel_size is None else UNIT_UM)
+
+
+def without_uncertain_matches(pairs: list[tuple[int, int]], predicted: list[Position], uncertain: list[Position],
+                              max_distance: float, voxel_size: VoxelSize | None) -> list[int]:
+    """Indices of the predictions that count: all but the unmatched ones (not in `pairs`) that match an
+    uncertain annotation one-to-one within the distance."""
+    matched = {j for _, j in pairs}
+    unmatched = [j for j in range(len(predicted)) if j not in matched]
+    at_uncertain = match_time_point(uncertain, [predicted[j] for j in unmatched], max_distance, voxel_size)
+    left_out = {unmatched[j] for _, j in at_uncertain}
+    return [j for j in range(len(predicted)) if j not in left_out]
 
 
 def _box_margin_xyz(max_distance: float, voxel_size: VoxelSize | None, box_margin_px: float | None
@@ -224,6 +247,8 @@ class DetectionScores(Counts):
     distance_unit: str
     per_time_point: dict[int, DetectionScores] = field(default_factory=dict)
     matching: Matching | None = field(default=None, repr=False, compare=False)
+    uncertain: int = 0  # uncertain annotations, which count neither way
+    at_uncertain: int = 0  # predictions left out because they match one
 
     @classmethod
     def from_matching(cls, matching: Matching) -> DetectionScores:
@@ -232,19 +257,23 @@ class DetectionScores(Counts):
         return cls(sum(s.true_positives for s in per_time_point.values()),
                    sum(s.false_positives for s in per_time_point.values()),
                    sum(s.false_negatives for s in per_time_point.values()),
-                   matching.max_distance, matching.distance_unit, per_time_point, matching)
+                   matching.max_distance, matching.distance_unit, per_time_point, matching,
+                   sum(s.uncertain for s in per_time_point.values()),
+                   sum(s.at_uncertain for s in per_time_point.values()))
 
     @classmethod
     def _of_time_point(cls, one: TimePointMatching, matching: Matching) -> DetectionScores:
         matched = len(one.pairs)
         alone = Matching({one.time_point: one}, matching.max_distance, matching.distance_unit)
         return cls(matched, len(one.predicted) - matched, len(one.true) - matched,
-                   matching.max_distance, matching.distance_unit, matching=alone)
+                   matching.max_distance, matching.distance_unit, matching=alone, uncertain=one.uncertain,
+                   at_uncertain=one.at_uncertain)
 
     def to_json(self) -> dict[str, Any]:
         return {**self._counts_json(),
                 "per_time_point": {str(t): scores._counts_json() for t, scores in self.per_time_point.items()},
-                "max_distance": self.max_distance, "distance_unit": self.distance_unit}
+                "max_distance": self.max_distance, "distance_unit": self.distance_unit,
+                "uncertain_annotations": self.uncertain, "predictions_at_uncertain_annotations": self.at_uncertain}
 
 
 def _ratio(numerator: int, denominator: int, *, perfect: bool) -> float:
@@ -463,6 +492,9 @@ def format_report(scores: TrackingScores) -> str:
              f"TP {detection.true_positives}   FP {detection.false_positives}   FN {detection.false_negatives}   "
              f"(max distance {detection.max_distance:g} {detection.distance_unit}, "
              f"{len(detection.per_time_point)} time points)"]
+    if detection.uncertain:
+        lines.append(f"{detection.uncertain} uncertain annotations, counted neither way; "
+                     f"{detection.at_uncertain} predictions matched them and are not counted")
     if scores.links.true_count or scores.links.predicted_count:
         lines += [_format_counts("links", scores.links),
                   _format_counts(f"divisions (±{DIVISION_TOLERANCE} time point)", scores.divisions),

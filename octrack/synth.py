@@ -15,7 +15,9 @@ the density in the image constant; the surplus leaves the world out of sight. In
 the stack.
 
 The ground truth marks each nucleus where an annotator would: at its centre, or, where the edge of the
-image cuts it, at the centre of its visible part, provided at least a quarter of it is visible.
+image cuts it, at the centre of its visible part. Whether an annotator marks a nucleus that is mostly outside
+the image is a matter of taste: those of which less than 40 % is visible (but at least 10 %) are marked
+`uncertain` (see octrack/tracking/model.py), which evaluation and training treat as "don't care".
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from scipy import ndimage
 
 from octrack.errors import UserError
 from octrack.files import atomic_path, write_text_atomic
-from octrack.tracking.model import Position, Tracking, VoxelSize
+from octrack.tracking.model import UNCERTAIN, Position, Tracking, VoxelSize
 
 DEFAULT_VOXEL_SIZE = VoxelSize(0.32, 0.32, 2.0, 12.0)
 DEFAULT_SIZE_3D = (128, 128, 16)
@@ -60,7 +62,8 @@ _DAUGHTER_GAP = 1.1  # distance between the daughters at birth, in daughter diam
 _GROWTH = 0.1  # share of the remaining growth done per time point
 _MIN_CELL_CYCLE = 4  # time points before a daughter can divide again
 _MITOTIC_RADIUS = 0.75  # radius of a rounded-up mother relative to its mean radius
-_ANNOTATED_SHARE = 0.25  # share of a nucleus cut by the image edge that must be visible for it to be annotated
+_CERTAIN_SHARE = 0.4  # share of a nucleus cut by the image edge that must be visible for it to be annotated
+_UNCERTAIN_SHARE = 0.1  # ... and for it to be annotated as uncertain
 _TEXTURE_GRID = 24  # points per axis of a nucleus' texture, which spans its own (normalised) frame
 _TEXTURE_SPAN = 1.3  # half the side of that grid, in nucleus radii
 _TEXTURE_GRAIN = 1.3  # smoothing of the texture in grid points: about 0.6 µm
@@ -429,18 +432,19 @@ class _Population:
 
 # Ground truth
 
-def _record(tracking: Tracking, visible: dict[int, np.ndarray], nuclei: list[_Nucleus], time_point: int,
-            previous: dict[int, Position]) -> dict[int, Position]:
-    """Adds the visible nuclei (`visible`: identity → centre of the visible part, x, y, z in pixels), linked
-    to themselves (or their mother) one time point back.
+def _record(tracking: Tracking, visible: dict[int, tuple[np.ndarray, bool]], nuclei: list[_Nucleus],
+            time_point: int, previous: dict[int, Position]) -> dict[int, Position]:
+    """Adds the visible nuclei (`visible`: identity → centre of the visible part, x, y, z in pixels, and
+    whether it is uncertain), linked to themselves (or their mother) one time point back.
 
     Returns the positions by nucleus identity, for the next call."""
     current = {}
     for nucleus in nuclei:
         if nucleus.identity not in visible:
             continue
-        x, y, z = np.round(visible[nucleus.identity], 2) + 0.0  # + 0.0 turns -0.0 into 0.0
-        position = tracking.add_position(Position(x, y, z, time_point))
+        centre, uncertain = visible[nucleus.identity]
+        x, y, z = np.round(centre, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
+        position = tracking.add_position(Position(x, y, z, time_point), **({UNCERTAIN: True} if uncertain else {}))
         current[nucleus.identity] = position
         earlier_identity = nucleus.identity if nucleus.born_at < time_point else nucleus.mother
         if earlier_identity in previous:
@@ -492,27 +496,28 @@ def _background(scene: _Scene, rng: np.random.Generator) -> np.ndarray:
 
 
 def _render(nuclei: list[_Nucleus], time_point: int, scene: _Scene, background: np.ndarray,
-            rng: np.random.Generator) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+            rng: np.random.Generator) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, bool]]]:
     """The camera's image, (z, y, x) uint16: nuclei and background, dimmed with depth, with noise; and the
-    centre (x, y, z, pixels) of each nucleus that is visible enough to be annotated, by identity."""
+    annotation (centre x, y, z in pixels, uncertain or not) of each nucleus visible enough, by identity."""
     signal = np.zeros(scene.shape_zyx, dtype=np.float32)
     visible = {}
     for nucleus in nuclei:
-        centre = _draw_nucleus(signal, nucleus, nucleus.mitosis(time_point, scene), scene)
-        if centre is not None:
-            visible[nucleus.identity] = centre
+        annotation = _draw_nucleus(signal, nucleus, nucleus.mitosis(time_point, scene), scene)
+        if annotation is not None:
+            visible[nucleus.identity] = annotation
     photons = (signal + background) * scene.depth_dimming()[:, None, None]
     counts = (_CAMERA_OFFSET + _CAMERA_GAIN * rng.poisson(photons)
               + _READ_NOISE * rng.standard_normal(scene.shape_zyx, dtype=np.float32))
     return np.clip(np.rint(counts), 0, 65535).astype(np.uint16), visible
 
 
-def _draw_nucleus(signal: np.ndarray, nucleus: _Nucleus, mitosis: float, scene: _Scene) -> np.ndarray | None:
+def _draw_nucleus(signal: np.ndarray, nucleus: _Nucleus, mitosis: float, scene: _Scene
+                  ) -> tuple[np.ndarray, bool] | None:
     """Adds the blurred, textured nucleus to `signal`, computing only its bounding box.
 
     Returns where an annotator would put it (x, y, z in pixels): its centre when all of it is in the image;
-    the centre of its visible part when the image edge cuts it and at least `_ANNOTATED_SHARE` of it is
-    visible; None when less is."""
+    the centre of its visible part when the image edge cuts it, uncertain when less than `_CERTAIN_SHARE`
+    of it is visible; None when less than `_UNCERTAIN_SHARE` is."""
     voxel_zyx = scene.voxel_xyz[::-1]
     sigma_um = np.array(_PSF_SIGMA_ZYX_UM) * [not scene.two_d, 1, 1]
     axes, brightness, contrast = _appearance(nucleus, mitosis)
@@ -541,17 +546,17 @@ def _draw_nucleus(signal: np.ndarray, nucleus: _Nucleus, mitosis: float, scene: 
 
 
 def _annotated_centre(nucleus: _Nucleus, body: np.ndarray, visible: tuple[slice, ...], low: np.ndarray,
-                      scene: _Scene) -> np.ndarray | None:
+                      scene: _Scene) -> tuple[np.ndarray, bool] | None:
     """See `_draw_nucleus`; `body` is the nucleus' shape in its box, which starts at voxel `low` (z, y, x)."""
     share = body[visible].sum() / max(body.sum(), 1e-12)
-    if share < _ANNOTATED_SHARE:
+    if share < _UNCERTAIN_SHARE:
         return None
     if share > 1 - 1e-3:
-        return nucleus.centre / scene.voxel_xyz
+        return nucleus.centre / scene.voxel_xyz, False
     grid = np.meshgrid(*(np.arange(part.start, part.stop) for part in visible), indexing="ij")
     weights = body[visible]
     centre_zyx = np.array([(axis * weights).sum() for axis in grid]) / weights.sum() + low
-    return centre_zyx[::-1]
+    return centre_zyx[::-1], bool(share < _CERTAIN_SHARE)
 
 
 def _appearance(nucleus: _Nucleus, mitosis: float) -> tuple[np.ndarray, float, float]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from octrack.networks.blocks import pool_plan, tile_multiple
-from octrack.networks.detect import crop_box, detection_loss, find_peaks, render_target
+from octrack.networks.detect import crop_box, detection_loss, find_peaks, render_target, uncertain_zone
 from octrack.augment import AugmentSettings
 from octrack.networks.detect_training import Crop, TrainingPatches, annotated_box
 from octrack.tiling import plan_tiles, predict_tiled
@@ -82,7 +82,7 @@ def test_training_patches_stay_exactly_zero_beyond_the_image_edge_whatever_the_i
     """Prediction sees zeros beyond the image's edge; training must too, or noise there hides where the
     image ends, and with it whether a nucleus cut by the edge is mostly in the image or mostly outside."""
     image = np.full((4, 24, 24, 1), 0.2, dtype=np.float16)
-    crop = Crop(np.ascontiguousarray(image.transpose(1, 2, 0, 3)), np.array([[2.0, 1.0, 1.0]]),
+    crop = Crop(np.ascontiguousarray(image.transpose(1, 2, 0, 3)), np.array([[2.0, 1.0, 1.0]]), np.zeros((0, 3)),
                 np.zeros(3, int), np.array([4, 24, 24]), np.array([1.0, 2.0, 2.0], np.float32),
                 np.array([2.0, 0.5, 0.5]), "train", "corner")
     strong = AugmentSettings(flip=False, rotate=False, scale=(1, 1), brightness=0.3, gaussian_noise=0.2)
@@ -103,6 +103,15 @@ def _image_part(patches: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         voxels = np.argwhere(patch != 0)
         boxes.append((voxels.min(axis=0), voxels.max(axis=0) + 1))
     return boxes
+
+
+def test_the_loss_ignores_the_output_around_uncertain_annotations_but_not_a_certain_neighbour():
+    sigma = (1.0, 2.0, 2.0)
+    target = render_target(np.array([[4.0, 10.0, 10.0]]), (8, 32, 32), sigma)
+    zone = uncertain_zone(np.array([[4.0, 10.0, 18.0]]), target, sigma)
+    assert zone[4, 10, 18] and zone[4, 10, 15] and not zone[4, 10, 13] and not zone[4, 10, 10]
+    assert not zone[4, 10, 24] and not zone[4, 20, 18]
+    assert not uncertain_zone(np.zeros((0, 3)), target, sigma).any()
 
 
 def test_pooling_in_z_only_while_there_is_depth():

@@ -12,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 
 from octrack.cli import main
 from octrack.errors import UserError
-from octrack.evaluate import match_time_point, parse_time_range, score_detections
+from octrack.evaluate import match_time_point, parse_time_range, score_detections, score_tracking
 from octrack.tracking import Position, Tracking, VoxelSize, save_tracking
 from octrack.tracking.model import from_positions
 
@@ -112,6 +112,32 @@ def test_annotated_box_ignores_predictions_outside():
     wider = score_detections(truth, predicted, max_distance_px=3, restrict_to_annotated_box=True,
                              box_margin_px=40)
     assert wider.false_positives == 2
+
+
+def test_uncertain_annotations_count_neither_way():
+    """A prediction at an uncertain annotation is no false positive, a missed uncertain one no false negative;
+    a certain annotation is matched first, and a second prediction near it stays a false positive."""
+    truth = tracking(at(0, (10, 10, 2), (40, 10, 2), (70, 10, 2)))
+    truth.set_position_data(Position(40, 10, 2, 0), "uncertain", True)
+    truth.set_position_data(Position(70, 10, 2, 0), "uncertain", True)
+    guesses = tracking(at(0, (11, 10, 2), (12, 11, 2), (41, 10, 2), (100, 10, 2)))
+    scores = score_detections(truth, guesses, max_distance_px=3)
+    assert (scores.true_positives, scores.false_positives, scores.false_negatives) == (1, 2, 0)
+    assert (scores.uncertain, scores.at_uncertain) == (2, 1)
+    assert scores.to_json()["predictions_at_uncertain_annotations"] == 1
+
+
+def test_links_at_uncertain_annotations_count_neither_way():
+    truth = tracking(at(0, (10, 10, 2), (40, 10, 2)), at(1, (11, 10, 2), (41, 10, 2)))
+    truth.add_link(Position(10, 10, 2, 0), Position(11, 10, 2, 1))
+    truth.add_link(Position(40, 10, 2, 0), Position(41, 10, 2, 1))
+    truth.set_position_data(Position(41, 10, 2, 1), "uncertain", True)
+    guesses = tracking(at(0, (10, 10, 2), (40, 10, 2)), at(1, (11, 10, 2), (41, 10, 2)))
+    guesses.add_link(Position(10, 10, 2, 0), Position(11, 10, 2, 1))
+    guesses.add_link(Position(40, 10, 2, 0), Position(11, 10, 2, 1))
+    scores = score_tracking(truth, guesses, score_detections(truth, guesses, max_distance_px=3))
+    assert (scores.links.true_positives, scores.links.false_positives, scores.links.false_negatives) == (1, 1, 0)
+    assert scores.tracks == 1  # the track with an uncertain position is not scored
 
 
 def test_matching_maps_predicted_to_true():

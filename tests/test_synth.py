@@ -89,25 +89,37 @@ def test_ground_truth_lies_inside_the_image_on_bright_nuclei(movie: str, request
 
 def test_nuclei_cut_by_the_edge_are_annotated_at_their_visible_part() -> None:
     """Where the image edge cuts a nucleus, the annotation goes to the centre of what is visible, as a person
-    would click it; a nucleus mostly outside the image is not annotated."""
+    would click it; a nucleus mostly outside the image is an uncertain annotation, a sliver none."""
     from octrack.synth import DEFAULT_VOXEL_SIZE, _draw_nucleus, _Nucleus, _Scene
 
     scene = _Scene((64, 64, 8), DEFAULT_VOXEL_SIZE, False, 1)
     radius = NUCLEUS_DIAMETER_UM / 2
 
-    def annotated(x_um: float) -> np.ndarray | None:
+    def annotated(x_um: float) -> tuple[np.ndarray, bool] | None:
         nucleus = _Nucleus(identity=0, mother=None, born_at=0, centre=np.array([x_um, 10.0, 7.0]),
                            own_step=np.zeros(3), axes=np.full(3, radius), angle=0.0, growth=1.0,
                            brightness=100.0, texture=np.zeros((24, 24, 24)), divides_after=np.inf)
         return _draw_nucleus(np.zeros(scene.shape_zyx, np.float32), nucleus, 0.0, scene)
 
-    inside = annotated(10.0)
+    inside, inside_uncertain = annotated(10.0)
     np.testing.assert_allclose(inside, [10.0 / 0.32, 10.0 / 0.32, 3.5])
-    on_the_edge = annotated(0.0)  # half visible: its visible half's centre is 3/8 of a radius in
+    on_the_edge, on_the_edge_uncertain = annotated(0.0)  # half visible: its visible half's centre is 3/8 of a radius in
     assert 0.3 * radius < on_the_edge[0] * 0.32 < 0.45 * radius
     np.testing.assert_allclose(on_the_edge[1:], inside[1:], atol=0.05)
-    assert annotated(-0.3 * radius) is not None  # 28 % of a sphere is visible
-    assert annotated(-0.5 * radius) is None  # 16 %
+    assert not inside_uncertain and not on_the_edge_uncertain
+    assert annotated(0.2 * radius)[1] is False  # 65 % of a sphere is visible
+    assert annotated(-0.3 * radius)[1] is True  # 28 %
+    assert annotated(-0.5 * radius)[1] is True  # 16 %
+    assert annotated(-0.8 * radius) is None  # 3 %
+
+
+def test_uncertain_annotations_are_written_as_position_metadata(default_3d: SynthResult) -> None:
+    tracking = load_tracking(default_3d.ground_truth_csv)
+    uncertain = [p for p in tracking.positions() if tracking.is_uncertain(p)]
+    assert 0 < len(uncertain) < 0.2 * len(tracking)
+    width, height, _ = default_3d.size_xyz
+    assert all(min(p.x, p.y, width - 1 - p.x, height - 1 - p.y) < 0.4 * NUCLEUS_DIAMETER_UM / 0.32
+               for p in uncertain)
 
 
 @pytest.mark.parametrize("movie, requested", [("default_3d", 30), ("default_2d", 40)])
@@ -139,7 +151,8 @@ def test_nuclei_keep_their_distance(default_3d: SynthResult, default_2d: SynthRe
     for result in (default_3d, default_2d):
         tracking = load_tracking(result.ground_truth_aut)
         for time_point in tracking.time_points():
-            pairs = itertools.combinations(tracking.positions_at(time_point), 2)
+            certain = [p for p in tracking.positions_at(time_point) if not tracking.is_uncertain(p)]
+            pairs = itertools.combinations(certain, 2)
             closest = min(distance_um(a, b, tracking.voxel_size) for a, b in pairs)
             assert closest > 0.5 * NUCLEUS_DIAMETER_UM
 

@@ -55,13 +55,15 @@ def cache_entries(dataset: Dataset, split: dict[int, str], settings: CropSetting
     voxel = dataset.voxel_size.zyx_um() if dataset.voxel_size else None
     for time_point in annotated_time_points(dataset):
         positions = dataset.annotated_positions(time_point)
+        uncertain = dataset.uncertain_positions(time_point)
         window = dataset.window(time_point, settings.time_window_before, settings.time_window_after)
         sources = file_fingerprint(dataset.images.source_files(window))
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
             fingerprint=fingerprint(NAME, sources, window, dataset.config.image_channels,
-                                    dataset.config.images_axes, voxel, sorted(positions), settings),
-            build=_builder(dataset, time_point, positions, settings, reader),
+                                    dataset.config.images_axes, voxel, sorted(positions), sorted(uncertain),
+                                    settings),
+            build=_builder(dataset, time_point, positions, uncertain, settings, reader),
             attributes={"split": split[time_point]}))
     return entries
 
@@ -70,16 +72,17 @@ def annotated_time_points(dataset: Dataset) -> list[int]:
     return [t for t in dataset.time_points if dataset.annotated_positions(t)]
 
 
-def _builder(dataset: Dataset, time_point: int, positions: list[Position], settings: CropSettings,
-             reader: FrameReader):
+def _builder(dataset: Dataset, time_point: int, positions: list[Position], uncertain: list[Position],
+             settings: CropSettings, reader: FrameReader):
     def build(group: h5py.Group) -> None:
-        box = crop_box(positions, dataset.images.shape_zyx, settings.margin_zyx)
+        box = crop_box(positions + uncertain, dataset.images.shape_zyx, settings.margin_zyx)
         crop, frames = reader.window(time_point, settings.time_window_before, settings.time_window_after, box)
         offset = np.array([part.start for part in box], dtype=np.float32)
-        positions_zyx = np.array([(p.z, p.y, p.x) for p in positions], dtype=np.float32) - offset
         write_array(group, "image", np.clip(crop, -FLOAT16_LIMIT, FLOAT16_LIMIT).astype(np.float16),
                     chunks=_chunks(crop.shape))
-        write_array(group, "positions_zyx", positions_zyx, chunks=None)
+        for name, points in (("positions_zyx", positions), ("uncertain_zyx", uncertain)):
+            zyx = np.array([(p.z, p.y, p.x) for p in points], dtype=np.float32).reshape(-1, 3) - offset
+            write_array(group, name, zyx, chunks=None)
         voxel = dataset.voxel_size
         group.attrs.update({
             "dataset": dataset.config.number, "time_point": time_point,
@@ -144,6 +147,16 @@ def render_target(points_zyx: np.ndarray, shape_zyx: tuple[int, int, int],
         region = target[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
         np.maximum(region, blob, out=region)
     return target
+
+
+def uncertain_zone(points_zyx: np.ndarray, target: np.ndarray, sigma_zyx_px: tuple[float, float, float]
+                   ) -> np.ndarray:
+    """Where the loss ignores the output around uncertain annotations: as far as their own peak would reach,
+    but not where a certain nucleus' peak in `target` is higher."""
+    if len(points_zyx) == 0:
+        return np.zeros(target.shape, dtype=bool)
+    peaks = render_target(points_zyx, target.shape, sigma_zyx_px)
+    return (peaks > FOREGROUND_LEVEL) & (peaks > target)
 
 
 def detection_loss(y_true, y_pred):

@@ -18,7 +18,7 @@ import numpy as np
 
 from octrack.augment import AugmentSettings, augment_intensity, sample_geometry
 from octrack.errors import UserError
-from octrack.evaluate import DetectionScores, match_time_point
+from octrack.evaluate import DetectionScores, match_time_point, without_uncertain_matches
 from octrack.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
 from octrack.networks import detect
 from octrack.networks.blocks import pool_plan, tile_multiple
@@ -45,6 +45,7 @@ class Crop:
 
     columns: np.ndarray
     positions_zyx: np.ndarray
+    uncertain_zyx: np.ndarray  # uncertain annotations: the loss ignores the output around them
     annotated_low: np.ndarray
     annotated_high: np.ndarray
     sigma_px: np.ndarray
@@ -77,12 +78,13 @@ def load_crops(cache_path: Path, target_sigma_um: float) -> list[Crop]:
 def _crop(group: h5py.Group, name: str, target_sigma_um: float) -> Crop:
     voxel = np.asarray(group.attrs["voxel_size_zyx_um"], dtype=np.float64)
     positions = group["positions_zyx"][()].reshape(-1, 3)
+    uncertain = group["uncertain_zyx"][()].reshape(-1, 3)
     sigma = np.float32(target_sigma_um) / voxel.astype(np.float32)
     image = group["image"][()]
     low, high = annotated_box(np.asarray(group.attrs["offset_zyx"]), np.asarray(image.shape[:3]),
                               np.asarray(group.attrs["frame_shape_zyx"]), np.ceil(2 * sigma).astype(int))
     columns = np.ascontiguousarray(image.transpose(1, 2, 0, 3))
-    return Crop(columns, positions, low, high, sigma, voxel, str(group.attrs["split"]), name)
+    return Crop(columns, positions, uncertain, low, high, sigma, voxel, str(group.attrs["split"]), name)
 
 
 def annotated_box(offset: np.ndarray, crop_shape: np.ndarray, frame_shape: np.ndarray, band: np.ndarray
@@ -124,9 +126,11 @@ class TrainingPatches(keras.utils.PyDataset):
         patch, mask = warped[..., :-1], warped[..., -1]
         points = geometry.warp_points(crop.positions_zyx - offset, extent, self.patch_zyx)
         target = detect.render_target(points, self.patch_zyx, tuple(crop.sigma_px))
+        uncertain = geometry.warp_points(crop.uncertain_zyx - offset, extent, self.patch_zyx)
+        annotated = (mask > ANNOTATED) & ~detect.uncertain_zone(uncertain, target, tuple(crop.sigma_px))
         patch = augment_intensity(patch, rng, self.augment)
         patch *= (mask > HAS_DATA)[..., np.newaxis]
-        return patch, np.stack([target, (mask > ANNOTATED).astype(np.float32)], axis=-1)
+        return patch, np.stack([target, annotated.astype(np.float32)], axis=-1)
 
 
 class ValidationPatches(keras.utils.PyDataset):
@@ -157,8 +161,9 @@ def _grid_samples(crops: list[Crop], patch_zyx: tuple[int, int, int], max_patche
         region, offset = _cut(crop, centre, patch_zyx)
         frames_and_mask = np.ascontiguousarray(region.transpose(2, 0, 1, 3))
         target = detect.render_target(crop.positions_zyx - offset, patch_zyx, tuple(crop.sigma_px))
-        annotated = (frames_and_mask[..., -1] > ANNOTATED).astype(np.float32)
-        samples.append((frames_and_mask[..., :-1], np.stack([target, annotated], axis=-1)))
+        annotated = (frames_and_mask[..., -1] > ANNOTATED) & ~detect.uncertain_zone(
+            crop.uncertain_zyx - offset, target, tuple(crop.sigma_px))
+        samples.append((frames_and_mask[..., :-1], np.stack([target, annotated.astype(np.float32)], axis=-1)))
     return samples
 
 
@@ -221,15 +226,18 @@ def validation_report(model: Any, crops: list[Crop], patch_zyx: tuple[int, int, 
 
 
 def _match_counts(crop: Crop, peaks: np.ndarray, distance_um: float) -> np.ndarray:
-    """TP, FP, FN of the peaks and annotated positions inside the part of the crop that the loss uses."""
-    def inside(points: np.ndarray) -> np.ndarray:
-        return points[np.all((points >= crop.annotated_low) & (points < crop.annotated_high), axis=1)]
+    """TP, FP, FN of the peaks and annotated positions inside the part of the crop that the loss uses,
+    scored as `octrack evaluate` scores them (uncertain annotations count neither way)."""
+    def inside(points: np.ndarray) -> list[Position]:
+        points = points[np.all((points >= crop.annotated_low) & (points < crop.annotated_high), axis=1)]
+        return [Position(x, y, z, 0) for z, y, x in points]
 
-    predicted = [Position(x, y, z, 0) for z, y, x in inside(peaks[:, :3])]
-    true = [Position(x, y, z, 0) for z, y, x in inside(crop.positions_zyx)]
+    predicted, true, uncertain = inside(peaks[:, :3]), inside(crop.positions_zyx), inside(crop.uncertain_zyx)
     z_um, y_um, x_um = crop.voxel_size_zyx_um
-    matches = match_time_point(true, predicted, distance_um, VoxelSize(x_um, y_um, z_um))
-    return np.array([len(matches), len(predicted) - len(matches), len(true) - len(matches)])
+    voxel_size = VoxelSize(x_um, y_um, z_um)
+    matches = match_time_point(true, predicted, distance_um, voxel_size)
+    counted = len(without_uncertain_matches(matches, predicted, uncertain, distance_um, voxel_size))
+    return np.array([len(matches), counted - len(matches), len(true) - len(matches)])
 
 
 class DetectTraining:

@@ -5,6 +5,10 @@ of a time point against the positions (image offsets, e.g. to follow a drifting 
 position - offset of its time point, see `Tracking.image_position`. A position with two links to later
 positions is a division. Links normally join consecutive time points; a link may skip time points
 (Cell Tracking Challenge tracks with gaps), and every reader and writer keeps such links.
+
+A position whose metadata `uncertain` is true is an annotation that may or may not be counted as a nucleus,
+such as a nucleus mostly outside the image: evaluation counts it neither for nor against a prediction, and
+training neither asks for nor against a detection there (KITTI's "don't care" annotations).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+UNCERTAIN = "uncertain"
 
 
 class Position(NamedTuple):
@@ -97,6 +103,10 @@ class Tracking:
     def position_data(self, position: Position) -> dict[str, Any]:
         """Metadata of a position (a live dict: changes are kept)."""
         return self._position_data.setdefault(position, {})
+
+    def is_uncertain(self, position: Position) -> bool:
+        """Whether the position is an uncertain annotation (see the module's docstring)."""
+        return bool(self._position_data.get(position, {}).get(UNCERTAIN, False))
 
     def set_position_data(self, position: Position, key: str, value: Any) -> None:
         self.position_data(position)[key] = value
