@@ -101,7 +101,9 @@ def run(name: str, detect_minutes: float, classifier_minutes: float, output: Pat
                 "link_recall": round(scores.links.recall, 4), "division_f1": round(scores.divisions.f1, 4),
                 "division_precision": round(scores.divisions.precision, 4),
                 "division_recall": round(scores.divisions.recall, 4),
-                "tracks_without_error": round(scores.tracks_without_error_fraction, 4)})
+                "tracks_without_error": round(scores.tracks_without_error_fraction, 4),
+                "uncertain_annotations": scores.detection.uncertain,
+                "predictions_at_uncertain_annotations": scores.detection.at_uncertain})
     tracks = summary["tracks"]
     print(f"\n== {name} (time points {time_range}): detection F1 {summary['detection']['detection_f1']:.4f} "
           f"(positions), {tracks['detection_f1']:.4f} (tracks); link F1 {tracks['link_f1']:.4f} (P "
@@ -109,6 +111,10 @@ def run(name: str, detect_minutes: float, classifier_minutes: float, output: Pat
           f"(P {tracks['division_precision']:.4f}, R {tracks['division_recall']:.4f}); tracks without error "
           f"{tracks['tracks_without_error']:.3f}; training {summary['training_minutes']} min, predict "
           f"{summary['predict_minutes']} min")
+    if tracks["uncertain_annotations"]:
+        print(f"   {tracks['uncertain_annotations']} uncertain annotations (nuclei mostly outside the image) and the "
+              f"{tracks['predictions_at_uncertain_annotations']} predictions at them, with their links, count "
+              f"neither way")
     print(json.dumps(summary))
     return summary
 
