@@ -30,7 +30,6 @@ reports its own peak resident memory. The stages run octrack's own code on synth
 from __future__ import annotations
 
 import argparse
-from importlib import metadata
 import json
 import math
 import os
@@ -40,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,9 @@ PREDICT_SHAPE_ZYX = (32, 512, 512)
 CLASSIFIER_CANDIDATES = 1000
 TRACKING_TARGET_LINKS = 100_000
 RESULT_PREFIX = "BENCHMARK_RESULT "
+# environment variables that change the speed figures, recorded with them
+SPEED_SETTINGS = ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_XLA_FLAGS",
+                  "OMP_NUM_THREADS", "KERAS_BACKEND")
 
 
 # Counting
@@ -128,8 +131,7 @@ def machine() -> dict[str, Any]:
         info["memory_gib"] = round(total_kib / 2 ** 20, 1)
     info["versions"] = versions()
     info["settings"] = {name: os.environ[name] for name in sorted(os.environ)
-                        if name.startswith(("TF_", "OMP_", "KERAS_", "DNNL_", "ONEDNN_"))
-                        and name != "TF_CPP_MIN_LOG_LEVEL"}
+                        if name in SPEED_SETTINGS or name.startswith(("DNNL_", "ONEDNN_"))}
     return info
 
 
