@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_MAX_TILE_VOXELS = 1 << 21  # 2 M voxels: a few hundred MB of activations for a 16-filter U-Net
+# 1 M voxels: the default detection U-Net then predicts a 512 × 512 × 32 time point in 1.47 GB (2 M voxels: 2.09 GB,
+# 14 % less CPU time; docs/benchmarks.md, scripts/benchmark.py)
+DEFAULT_MAX_TILE_VOXELS = 1 << 20
 
 
 @dataclass(frozen=True)

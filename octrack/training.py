@@ -186,8 +186,13 @@ def _starting_model(network: NetworkTraining, options: TrainOptions, folders: Tr
     model = _build_model(network, options.mixed_precision)
     if options.pretrained_model_path:
         _load_pretrained(model, options.pretrained_model_path, report)
-    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=network.loss())
+    compile_for_training(model, options.learning_rate, network.loss())
     return model
+
+
+def compile_for_training(model: Any, learning_rate: float, loss: Callable) -> None:
+    """Adam and the network's loss: how every training step of octrack is compiled."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
 
 
 def _build_model(network: NetworkTraining, precision: str) -> Any:
