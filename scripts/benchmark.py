@@ -314,9 +314,9 @@ def stage_predict_detect(work: Path, quick: bool) -> dict[str, Any]:
     model.get_layer("centres").bias.assign(np.full((1,), -20.0, np.float32))
     voxel = DEFAULT_VOXEL_SIZE
     levels = KEYS["unet_levels"].default_for(detect.SECTION)
-    settings = {"voxel_size_um_xyz": [voxel.x_um, voxel.y_um, voxel.z_um],
-                "tile_multiple_zyx": list(tile_multiple(pool_plan(KEYS["patch_shape"].default_for(
-                    detect.SECTION)[2], levels)))}
+    patch_xyz = KEYS["patch_shape"].default_for(detect.SECTION)
+    settings = {"voxel_size_um_xyz": [voxel.x_um, voxel.y_um, voxel.z_um], "patch_shape_xyz": list(patch_xyz),
+                "tile_multiple_zyx": list(tile_multiple(pool_plan(patch_xyz[2], levels)))}
     min_distance = KEYS["min_distance_um"].default_for(detect.SECTION)
     detector = Detector(model, settings, 0.5, min_distance, work / "untrained.keras")
     frames = time_point_frames(model.input_shape[-1])
