@@ -246,12 +246,11 @@ def predict_positions(dataset: Dataset, detector: Detector, folder: Path) -> Tra
     voxel_size = _voxel_size(dataset, detector.voxel_size)
     progress = _Progress(folder / PROGRESS_FILES["positions"], fingerprint(detector.fingerprint(), voxel_size),
                          dataset)
-    reader = FrameReader(dataset)
+    reader, factor = model_frames(dataset, voxel_size, detector.voxel_size)
     before, after = detector.settings["time_window"]
     todo = [t for t in dataset.time_points if t not in progress.done]
     for time_point in tqdm(todo, desc=f"positions, dataset {dataset.config.number}", unit="time point"):
-        frames = [frame.data for frame in reader.frames(time_point, before, after)]
-        progress.add(time_point, detect_in_frames(detector, frames, voxel_size))
+        progress.add(time_point, detect_in_frames(detector, reader.arrays(time_point, before, after), factor))
     tracking = Tracking(voxel_size)
     for time_point in dataset.time_points:
         for z, y, x, value in progress.done[time_point]:
@@ -268,10 +267,10 @@ def _voxel_size(dataset: Dataset, model_voxel_size: VoxelSize) -> VoxelSize:
     return model_voxel_size
 
 
-def detect_in_frames(detector: Detector, frames: list[np.ndarray], voxel_size: VoxelSize) -> np.ndarray:
-    """Peaks (z, y, x, value) in the pixels of `frames`, found at the model's voxel size."""
+def detect_in_frames(detector: Detector, frames: list[np.ndarray], factor: np.ndarray) -> np.ndarray:
+    """Peaks (z, y, x, value) in frames at the model's voxel size, in the pixels of the images (`factor` per axis
+    maps those to the frames' pixels; see `model_frames`)."""
     model_voxel = np.array(detector.voxel_size.zyx_um())
-    frames, factor = at_model_voxel_size(frames, voxel_size, detector.voxel_size)
     patch_zyx = tuple(reversed(detector.settings["patch_shape_xyz"]))
     centres = detect.predict_centres(detector.model, frames, tuple(detector.settings["tile_multiple_zyx"]),
                                      detect.edge_margin(patch_zyx, frames[0].shape))
@@ -280,20 +279,18 @@ def detect_in_frames(detector: Detector, frames: list[np.ndarray], voxel_size: V
     return peaks
 
 
-def at_model_voxel_size(frames: list[np.ndarray], voxel_size: VoxelSize, model_voxel_size: VoxelSize
-                        ) -> tuple[list[np.ndarray], np.ndarray]:
-    """The frames rescaled to the model's voxel size (as they are where it matches within 2 %), and per axis
-    (z, y, x) the factor that maps their pixel coordinates to those of the rescaled frames."""
-    from scipy import ndimage
-
+def model_frames(dataset: Dataset, voxel_size: VoxelSize, model_voxel_size: VoxelSize
+                 ) -> tuple[FrameReader, np.ndarray]:
+    """A reader of the dataset's frames at the model's voxel size (rescaled as they are read, left as they are
+    where it matches within 2 %), and per axis (z, y, x) the factor that maps pixel coordinates of the images
+    to those of its frames."""
+    shape = np.array(dataset.images.shape_zyx)
     zoom = np.array(voxel_size.zyx_um()) / np.array(model_voxel_size.zyx_um())
-    zoom[np.asarray(frames[0].shape) == 1] = 1.0
+    zoom[shape == 1] = 1.0
     if np.allclose(zoom, 1.0, rtol=0.02):
-        return frames, np.ones(3)
-    original_shape = np.array(frames[0].shape)
-    frames = [ndimage.zoom(frame, zoom, order=1) for frame in frames]
-    zoomed_shape = np.array(frames[0].shape)  # ndimage.zoom maps the first and last voxels onto each other
-    return frames, np.where(zoomed_shape > 1, (zoomed_shape - 1) / np.maximum(original_shape - 1, 1), 1.0)
+        return FrameReader(dataset), np.ones(3)
+    zoomed = np.round(shape * zoom)  # the shape ndimage.zoom gives; it maps the first and last voxels onto each other
+    return FrameReader(dataset, tuple(zoom)), np.where(zoomed > 1, (zoomed - 1) / np.maximum(shape - 1, 1), 1.0)
 
 
 def _image_zyx(tracking: Tracking, positions: list[Position], depth: int) -> np.ndarray:
@@ -311,15 +308,14 @@ def predict_divisions(dataset: Dataset, tracking: Tracking, classifier: Classifi
     voxel_size = _voxel_size(dataset, classifier.voxel_size)
     progress = _Progress(folder / PROGRESS_FILES["divisions"], fingerprint(
         classifier.fingerprint(), voxel_size, _positions_fingerprint(tracking)), dataset)
-    reader = FrameReader(dataset)
+    reader, factor = model_frames(dataset, voxel_size, classifier.voxel_size)
     before, after = classifier.settings["time_window"]
     depth = dataset.images.shape_zyx[0]
     todo = [t for t in tracking.time_points() if t not in progress.done]
     for time_point in tqdm(todo, desc=f"divisions, dataset {dataset.config.number}", unit="time point"):
-        frames = [frame.data for frame in reader.frames(time_point, before, after)]
-        frames, factor = at_model_voxel_size(frames, voxel_size, classifier.voxel_size)
         centres = _image_zyx(tracking, tracking.positions_at(time_point), depth) * factor
-        raw = divide.division_probabilities(classifier.model, frames, centres, classifier.patch_zyx)
+        raw = divide.division_probabilities(classifier.model, reader.arrays(time_point, before, after), centres,
+                                            classifier.patch_zyx)
         progress.add(time_point, classifier.calibration(raw))
     for time_point in tracking.time_points():
         for position, probability in zip(tracking.positions_at(time_point), progress.done[time_point]):
@@ -334,7 +330,7 @@ def predict_links(dataset: Dataset, tracking: Tracking, classifier: Classifier, 
     factor = factor or classifier.settings["link_candidate_factor"]
     progress = _Progress(folder / PROGRESS_FILES["links"], fingerprint(
         classifier.fingerprint(), voxel_size, _positions_fingerprint(tracking), factor), dataset)
-    reader = FrameReader(dataset)
+    reader, scale = model_frames(dataset, voxel_size, classifier.voxel_size)
     before, after = classifier.settings["time_window"]
     depth = dataset.images.shape_zyx[0]
     time_points = [t for t in tracking.time_points() if tracking.positions_at(t + 1)]
@@ -346,10 +342,9 @@ def predict_links(dataset: Dataset, tracking: Tracking, classifier: Classifier, 
             [(p, Position(x, y, z, time_point)) for p, (z, y, x) in zip(sources, source_zyx)],
             [(p, Position(x, y, z, time_point + 1)) for p, (z, y, x) in zip(targets, target_zyx)],
             voxel_size, factor)
-        frames = [frame.data for frame in reader.frames(time_point, before, after)]
-        frames, scale = at_model_voxel_size(frames, voxel_size, classifier.voxel_size)
-        raw = link.link_probabilities(classifier.model, frames, candidates, np.concatenate([source_zyx, target_zyx])
-                                      * scale, voxel_size, classifier.patch_zyx)
+        raw = link.link_probabilities(classifier.model, reader.arrays(time_point, before, after), candidates,
+                                      np.concatenate([source_zyx, target_zyx]) * scale, voxel_size,
+                                      classifier.patch_zyx)
         progress.add(time_point, np.column_stack([candidates.pairs, classifier.calibration(raw)]))
     for time_point in time_points:
         sources, targets = tracking.positions_at(time_point), tracking.positions_at(time_point + 1)
