@@ -8,10 +8,15 @@ rule the link network was trained on, each scored by it, calibrated. Tracks: the
 through the positions (octrack.linking), from the probabilities where the steps before gave them, else from
 displacement alone. Each network step appends its finished time points to a progress file, so an
 interrupted run resumes where it stopped; the result files are written (atomically) only at the end.
+
+Time points stream through: memory holds the frames of one time window (and the network's output for one
+time point), never the movie. A long movie can also be split into shards (`--time-points A:B`, e.g. one per
+job of a cluster), which `octrack merge` (octrack/merge.py) joins.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -144,11 +149,18 @@ class Models:
         return self.loaded[network]
 
 
-def run_predict(config: Config, steps: list[str] | None = None, report: Callable[[str], None] = print
-                ) -> list[Path]:
+TimeRange = tuple[int | None, int | None]  # first and last time point, both included; None leaves an end open
+
+
+def run_predict(config: Config, steps: list[str] | None = None, report: Callable[[str], None] = print,
+                time_range: TimeRange | None = None) -> list[Path]:
     """Runs the steps (by default all there are models for) on every [predict] dataset and writes, per
     dataset, positions.csv and positions.aut (positions with their metadata; with the links step also the
-    candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv and ctc/."""
+    candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv and ctc/.
+
+    With `time_range` only a shard: the dataset's time points in that range, written to a shard folder
+    inside its predictions folder (see `shard_folder`), without ctc/ (a CTC result needs every time point
+    from 0; `octrack merge` writes it)."""
     steps = default_steps(config, report) if steps is None else steps
     unknown = [step for step in steps if step not in STEPS]
     if unknown or not steps:
@@ -161,8 +173,15 @@ def run_predict(config: Config, steps: list[str] | None = None, report: Callable
     written = []
     for dataset in datasets:
         folder = predictions_folder(config, dataset)
+        if time_range is not None:
+            shard = in_time_range(dataset, time_range)
+            if shard is None:
+                report(f"{dataset.name}: no time points in --time-points {format_time_range(time_range)} (it has "
+                       f"{dataset.time_points[0]}–{dataset.time_points[-1]}); nothing to do")
+                continue
+            dataset, folder = shard, shard_folder(folder, shard.time_points)
         report(dataset.describe())
-        tracking = predict_dataset(config, dataset, steps, models, report)
+        tracking = predict_dataset(config, dataset, steps, folder, models, report)
         write_predictions(tracking, folder, with_links="links" in steps)
         for progress in PROGRESS_FILES.values():
             (folder / progress).unlink(missing_ok=True)
@@ -172,33 +191,60 @@ def run_predict(config: Config, steps: list[str] | None = None, report: Callable
                + (f", {tracking.link_count()} candidate links" if "links" in steps else "")
                + f" → {folder}")
         if "tracks" in steps:
-            _track(config, dataset, tracking, folder, report)
+            _track(config, dataset, tracking, folder, report, with_ctc=time_range is None)
         written.append(folder)
     return written
 
 
-def _track(config: Config, dataset: Dataset, tracking: Tracking, folder: Path, report: Callable[[str], None]
-           ) -> None:
-    """Links the positions into tracks and writes tracks.aut, tracks.csv and ctc/ (Cell Tracking Challenge)."""
+def in_time_range(dataset: Dataset, time_range: TimeRange) -> Dataset | None:
+    """The dataset with only its time points in the range (None if it has none there). Time windows still
+    reach the frames outside, so a shard's time points are predicted exactly as in a run over all of them."""
+    first, last = time_range
+    time_points = [t for t in dataset.time_points if (first is None or t >= first) and (last is None or t <= last)]
+    return dataclasses.replace(dataset, time_points=time_points) if time_points else None
+
+
+def format_time_range(time_range: TimeRange) -> str:
+    first, last = time_range
+    return f"{'' if first is None else first}:{'' if last is None else last}"
+
+
+SHARD_PREFIX = "shard_"
+
+
+def shard_folder(predictions: Path, time_points: list[int]) -> Path:
+    """`shard_A-B` in the dataset's predictions folder: A and B are the first and last time point predicted."""
+    return predictions / f"{SHARD_PREFIX}{time_points[0]}-{time_points[-1]}"
+
+
+def _track(config: Config, dataset: Dataset, tracking: Tracking, folder: Path, report: Callable[[str], None], *,
+           with_ctc: bool) -> None:
+    """Links the positions into tracks and writes them (see `write_tracks`)."""
     from octrack.linking import link_tracks
 
     result = link_tracks(tracking, image_shape_zyx=dataset.images.shape_zyx,
                          candidate_factor=config.get(SECTION, "link_candidate_factor"))
-    save_tracking(result.tracking, folder / "tracks.aut")
-    save_tracking(result.tracking, folder / "tracks.csv")
-    save_tracking(result.tracking, folder / "ctc", image_shape_zyx=dataset.images.shape_zyx,
-                  radius_um=CTC_RADIUS_UM)
-    report(f"  tracks: {result.describe()} → {folder / 'tracks.aut'}, tracks.csv, ctc/")
+    written = write_tracks(result.tracking, folder, dataset.images.shape_zyx if with_ctc else None)
+    report(f"  tracks: {result.describe()} → {written}")
 
 
-def predict_dataset(config: Config, dataset: Dataset, steps: list[str], models: Models | None = None,
+def write_tracks(tracking: Tracking, folder: Path, image_shape_zyx: tuple[int, int, int] | None) -> str:
+    """Writes tracks.aut, tracks.csv and, given the image shape, ctc/ (Cell Tracking Challenge); returns what."""
+    save_tracking(tracking, folder / "tracks.aut")
+    save_tracking(tracking, folder / "tracks.csv")
+    if image_shape_zyx is None:
+        return f"{folder / 'tracks.aut'}, tracks.csv"
+    save_tracking(tracking, folder / "ctc", image_shape_zyx=image_shape_zyx, radius_um=CTC_RADIUS_UM)
+    return f"{folder / 'tracks.aut'}, tracks.csv, ctc/"
+
+
+def predict_dataset(config: Config, dataset: Dataset, steps: list[str], folder: Path, models: Models | None = None,
                     report: Callable[[str], None] = print) -> Tracking:
     """The positions of a dataset (detected, or from its positions_file_N / tracking_file_N, or from an
-    earlier run's positions.aut), with `division_probability` and `division_penalty` per position and the
-    candidate links with `link_probability` and `link_penalty`, as the steps ask. Each step resumes from its
-    progress file in the dataset's predictions folder."""
+    earlier run's positions.aut in `folder`), with `division_probability` and `division_penalty` per position
+    and the candidate links with `link_probability` and `link_penalty`, as the steps ask. Each step resumes
+    from its progress file in `folder`."""
     models = models or Models(config)
-    folder = predictions_folder(config, dataset)
     tracking = dataset_positions(dataset, steps, models, folder, report)
     if "divisions" in steps:
         predict_divisions(dataset, tracking, models.get("divide"), folder)
