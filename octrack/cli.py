@@ -230,13 +230,30 @@ def _add_predict(command: argparse.ArgumentParser) -> None:
     command.add_argument("--steps",
                          help="comma-separated steps to run: positions, divisions, links, tracks (default: all "
                               "those there are models for; tracks need none)")
+    command.add_argument("--time-points", metavar="A:B",
+                         help="only time points A to B, both included (A: and :B leave an end open), into "
+                              "shard_A-B/ of each predictions folder: a shard for `octrack merge`. Give shards that "
+                              "share their boundary time point (0:50, 50:100, ...), where merge joins the tracks")
 
 
 def _run_predict(arguments: argparse.Namespace) -> None:
     from octrack.config import Config
+    from octrack.evaluate import parse_time_range
     from octrack.predict import run_predict
     steps = None if arguments.steps is None else [step.strip() for step in arguments.steps.split(",") if step.strip()]
-    run_predict(Config(arguments.config), steps, report=_say)
+    time_range = None if arguments.time_points is None else parse_time_range(arguments.time_points)
+    run_predict(Config(arguments.config), steps, report=_say, time_range=time_range)
+
+
+# merge
+def _add_merge(command: argparse.ArgumentParser) -> None:
+    """No options: the ini names the datasets and their predictions folders."""
+
+
+def _run_merge(arguments: argparse.Namespace) -> None:
+    from octrack.config import Config
+    from octrack.merge import run_merge
+    run_merge(Config(arguments.config), report=_say)
 
 
 # evaluate
@@ -300,6 +317,8 @@ _COMMANDS = [
     ("train-link", _trainer("link"), "train the link network", _add_train),
     ("predict", _run_predict,
      "run the networks on the time lapses of [predict]: positions, divisions, links, tracks", _add_predict),
+    ("merge", _run_merge, "join the shards of `octrack predict --time-points` into one result per [predict] "
+                          "dataset", _add_merge),
     ("evaluate", _run_evaluate, "score predicted positions and tracks against ground truth",
      _add_evaluate),
 ]

@@ -22,6 +22,11 @@ def percentile_range(frame: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
-def normalize(frame: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Maps `low` to 0 and `high` to 1 (values outside stay outside: nothing is clipped), as float32."""
-    return ((frame.astype(np.float32, copy=False) - np.float32(low)) / np.float32(high - low)).astype(np.float32)
+def normalize_in_place(frame: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Maps `low` to 0 and `high` to 1 (values outside stay outside: nothing is clipped) in a float32 frame,
+    overwriting it, so that memory never holds a second copy of a large frame. Returns the frame."""
+    if frame.dtype != np.float32:
+        raise TypeError(f"normalize_in_place needs a float32 frame, not {frame.dtype}")
+    frame -= np.float32(low)
+    frame /= np.float32(high - low)
+    return frame

@@ -8,10 +8,15 @@ rule the link network was trained on, each scored by it, calibrated. Tracks: the
 through the positions (octrack.linking), from the probabilities where the steps before gave them, else from
 displacement alone. Each network step appends its finished time points to a progress file, so an
 interrupted run resumes where it stopped; the result files are written (atomically) only at the end.
+
+Time points stream through: memory holds the frames of one time window (and the network's output for one
+time point), never the movie. A long movie can also be split into shards (`--time-points A:B`, e.g. one per
+job of a cluster), which `octrack merge` (octrack/merge.py) joins.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -144,11 +149,18 @@ class Models:
         return self.loaded[network]
 
 
-def run_predict(config: Config, steps: list[str] | None = None, report: Callable[[str], None] = print
-                ) -> list[Path]:
+TimeRange = tuple[int | None, int | None]  # first and last time point, both included; None leaves an end open
+
+
+def run_predict(config: Config, steps: list[str] | None = None, report: Callable[[str], None] = print,
+                time_range: TimeRange | None = None) -> list[Path]:
     """Runs the steps (by default all there are models for) on every [predict] dataset and writes, per
     dataset, positions.csv and positions.aut (positions with their metadata; with the links step also the
-    candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv and ctc/."""
+    candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv and ctc/.
+
+    With `time_range` only a shard: the dataset's time points in that range, written to a shard folder
+    inside its predictions folder (see `shard_folder`), without ctc/ (a CTC result needs every time point
+    from 0; `octrack merge` writes it)."""
     steps = default_steps(config, report) if steps is None else steps
     unknown = [step for step in steps if step not in STEPS]
     if unknown or not steps:
@@ -161,8 +173,15 @@ def run_predict(config: Config, steps: list[str] | None = None, report: Callable
     written = []
     for dataset in datasets:
         folder = predictions_folder(config, dataset)
+        if time_range is not None:
+            shard = in_time_range(dataset, time_range)
+            if shard is None:
+                report(f"{dataset.name}: no time points in --time-points {format_time_range(time_range)} (it has "
+                       f"{dataset.time_points[0]}–{dataset.time_points[-1]}); nothing to do")
+                continue
+            dataset, folder = shard, shard_folder(folder, shard.time_points)
         report(dataset.describe())
-        tracking = predict_dataset(config, dataset, steps, models, report)
+        tracking = predict_dataset(config, dataset, steps, folder, models, report)
         write_predictions(tracking, folder, with_links="links" in steps)
         for progress in PROGRESS_FILES.values():
             (folder / progress).unlink(missing_ok=True)
@@ -172,33 +191,60 @@ def run_predict(config: Config, steps: list[str] | None = None, report: Callable
                + (f", {tracking.link_count()} candidate links" if "links" in steps else "")
                + f" → {folder}")
         if "tracks" in steps:
-            _track(config, dataset, tracking, folder, report)
+            _track(config, dataset, tracking, folder, report, with_ctc=time_range is None)
         written.append(folder)
     return written
 
 
-def _track(config: Config, dataset: Dataset, tracking: Tracking, folder: Path, report: Callable[[str], None]
-           ) -> None:
-    """Links the positions into tracks and writes tracks.aut, tracks.csv and ctc/ (Cell Tracking Challenge)."""
+def in_time_range(dataset: Dataset, time_range: TimeRange) -> Dataset | None:
+    """The dataset with only its time points in the range (None if it has none there). Time windows still
+    reach the frames outside, so a shard's time points are predicted exactly as in a run over all of them."""
+    first, last = time_range
+    time_points = [t for t in dataset.time_points if (first is None or t >= first) and (last is None or t <= last)]
+    return dataclasses.replace(dataset, time_points=time_points) if time_points else None
+
+
+def format_time_range(time_range: TimeRange) -> str:
+    first, last = time_range
+    return f"{'' if first is None else first}:{'' if last is None else last}"
+
+
+SHARD_PREFIX = "shard_"
+
+
+def shard_folder(predictions: Path, time_points: list[int]) -> Path:
+    """`shard_A-B` in the dataset's predictions folder: A and B are the first and last time point predicted."""
+    return predictions / f"{SHARD_PREFIX}{time_points[0]}-{time_points[-1]}"
+
+
+def _track(config: Config, dataset: Dataset, tracking: Tracking, folder: Path, report: Callable[[str], None], *,
+           with_ctc: bool) -> None:
+    """Links the positions into tracks and writes them (see `write_tracks`)."""
     from octrack.linking import link_tracks
 
     result = link_tracks(tracking, image_shape_zyx=dataset.images.shape_zyx,
                          candidate_factor=config.get(SECTION, "link_candidate_factor"))
-    save_tracking(result.tracking, folder / "tracks.aut")
-    save_tracking(result.tracking, folder / "tracks.csv")
-    save_tracking(result.tracking, folder / "ctc", image_shape_zyx=dataset.images.shape_zyx,
-                  radius_um=CTC_RADIUS_UM)
-    report(f"  tracks: {result.describe()} → {folder / 'tracks.aut'}, tracks.csv, ctc/")
+    written = write_tracks(result.tracking, folder, dataset.images.shape_zyx if with_ctc else None)
+    report(f"  tracks: {result.describe()} → {written}")
 
 
-def predict_dataset(config: Config, dataset: Dataset, steps: list[str], models: Models | None = None,
+def write_tracks(tracking: Tracking, folder: Path, image_shape_zyx: tuple[int, int, int] | None) -> str:
+    """Writes tracks.aut, tracks.csv and, given the image shape, ctc/ (Cell Tracking Challenge); returns what."""
+    save_tracking(tracking, folder / "tracks.aut")
+    save_tracking(tracking, folder / "tracks.csv")
+    if image_shape_zyx is None:
+        return f"{folder / 'tracks.aut'}, tracks.csv"
+    save_tracking(tracking, folder / "ctc", image_shape_zyx=image_shape_zyx, radius_um=CTC_RADIUS_UM)
+    return f"{folder / 'tracks.aut'}, tracks.csv, ctc/"
+
+
+def predict_dataset(config: Config, dataset: Dataset, steps: list[str], folder: Path, models: Models | None = None,
                     report: Callable[[str], None] = print) -> Tracking:
     """The positions of a dataset (detected, or from its positions_file_N / tracking_file_N, or from an
-    earlier run's positions.aut), with `division_probability` and `division_penalty` per position and the
-    candidate links with `link_probability` and `link_penalty`, as the steps ask. Each step resumes from its
-    progress file in the dataset's predictions folder."""
+    earlier run's positions.aut in `folder`), with `division_probability` and `division_penalty` per position
+    and the candidate links with `link_probability` and `link_penalty`, as the steps ask. Each step resumes
+    from its progress file in `folder`."""
     models = models or Models(config)
-    folder = predictions_folder(config, dataset)
     tracking = dataset_positions(dataset, steps, models, folder, report)
     if "divisions" in steps:
         predict_divisions(dataset, tracking, models.get("divide"), folder)
@@ -246,12 +292,11 @@ def predict_positions(dataset: Dataset, detector: Detector, folder: Path) -> Tra
     voxel_size = _voxel_size(dataset, detector.voxel_size)
     progress = _Progress(folder / PROGRESS_FILES["positions"], fingerprint(detector.fingerprint(), voxel_size),
                          dataset)
-    reader = FrameReader(dataset)
+    reader, factor = model_frames(dataset, voxel_size, detector.voxel_size)
     before, after = detector.settings["time_window"]
     todo = [t for t in dataset.time_points if t not in progress.done]
     for time_point in tqdm(todo, desc=f"positions, dataset {dataset.config.number}", unit="time point"):
-        frames = [frame.data for frame in reader.frames(time_point, before, after)]
-        progress.add(time_point, detect_in_frames(detector, frames, voxel_size))
+        progress.add(time_point, detect_in_frames(detector, reader.arrays(time_point, before, after), factor))
     tracking = Tracking(voxel_size)
     for time_point in dataset.time_points:
         for z, y, x, value in progress.done[time_point]:
@@ -268,10 +313,10 @@ def _voxel_size(dataset: Dataset, model_voxel_size: VoxelSize) -> VoxelSize:
     return model_voxel_size
 
 
-def detect_in_frames(detector: Detector, frames: list[np.ndarray], voxel_size: VoxelSize) -> np.ndarray:
-    """Peaks (z, y, x, value) in the pixels of `frames`, found at the model's voxel size."""
+def detect_in_frames(detector: Detector, frames: list[np.ndarray], factor: np.ndarray) -> np.ndarray:
+    """Peaks (z, y, x, value) in frames at the model's voxel size, in the pixels of the images (`factor` per axis
+    maps those to the frames' pixels; see `model_frames`)."""
     model_voxel = np.array(detector.voxel_size.zyx_um())
-    frames, factor = at_model_voxel_size(frames, voxel_size, detector.voxel_size)
     patch_zyx = tuple(reversed(detector.settings["patch_shape_xyz"]))
     centres = detect.predict_centres(detector.model, frames, tuple(detector.settings["tile_multiple_zyx"]),
                                      detect.edge_margin(patch_zyx, frames[0].shape))
@@ -280,20 +325,18 @@ def detect_in_frames(detector: Detector, frames: list[np.ndarray], voxel_size: V
     return peaks
 
 
-def at_model_voxel_size(frames: list[np.ndarray], voxel_size: VoxelSize, model_voxel_size: VoxelSize
-                        ) -> tuple[list[np.ndarray], np.ndarray]:
-    """The frames rescaled to the model's voxel size (as they are where it matches within 2 %), and per axis
-    (z, y, x) the factor that maps their pixel coordinates to those of the rescaled frames."""
-    from scipy import ndimage
-
+def model_frames(dataset: Dataset, voxel_size: VoxelSize, model_voxel_size: VoxelSize
+                 ) -> tuple[FrameReader, np.ndarray]:
+    """A reader of the dataset's frames at the model's voxel size (rescaled as they are read, left as they are
+    where it matches within 2 %), and per axis (z, y, x) the factor that maps pixel coordinates of the images
+    to those of its frames."""
+    shape = np.array(dataset.images.shape_zyx)
     zoom = np.array(voxel_size.zyx_um()) / np.array(model_voxel_size.zyx_um())
-    zoom[np.asarray(frames[0].shape) == 1] = 1.0
+    zoom[shape == 1] = 1.0
     if np.allclose(zoom, 1.0, rtol=0.02):
-        return frames, np.ones(3)
-    original_shape = np.array(frames[0].shape)
-    frames = [ndimage.zoom(frame, zoom, order=1) for frame in frames]
-    zoomed_shape = np.array(frames[0].shape)  # ndimage.zoom maps the first and last voxels onto each other
-    return frames, np.where(zoomed_shape > 1, (zoomed_shape - 1) / np.maximum(original_shape - 1, 1), 1.0)
+        return FrameReader(dataset), np.ones(3)
+    zoomed = np.round(shape * zoom)  # the shape ndimage.zoom gives; it maps the first and last voxels onto each other
+    return FrameReader(dataset, tuple(zoom)), np.where(zoomed > 1, (zoomed - 1) / np.maximum(shape - 1, 1), 1.0)
 
 
 def _image_zyx(tracking: Tracking, positions: list[Position], depth: int) -> np.ndarray:
@@ -311,15 +354,14 @@ def predict_divisions(dataset: Dataset, tracking: Tracking, classifier: Classifi
     voxel_size = _voxel_size(dataset, classifier.voxel_size)
     progress = _Progress(folder / PROGRESS_FILES["divisions"], fingerprint(
         classifier.fingerprint(), voxel_size, _positions_fingerprint(tracking)), dataset)
-    reader = FrameReader(dataset)
+    reader, factor = model_frames(dataset, voxel_size, classifier.voxel_size)
     before, after = classifier.settings["time_window"]
     depth = dataset.images.shape_zyx[0]
     todo = [t for t in tracking.time_points() if t not in progress.done]
     for time_point in tqdm(todo, desc=f"divisions, dataset {dataset.config.number}", unit="time point"):
-        frames = [frame.data for frame in reader.frames(time_point, before, after)]
-        frames, factor = at_model_voxel_size(frames, voxel_size, classifier.voxel_size)
         centres = _image_zyx(tracking, tracking.positions_at(time_point), depth) * factor
-        raw = divide.division_probabilities(classifier.model, frames, centres, classifier.patch_zyx)
+        raw = divide.division_probabilities(classifier.model, reader.arrays(time_point, before, after), centres,
+                                            classifier.patch_zyx)
         progress.add(time_point, classifier.calibration(raw))
     for time_point in tracking.time_points():
         for position, probability in zip(tracking.positions_at(time_point), progress.done[time_point]):
@@ -334,7 +376,7 @@ def predict_links(dataset: Dataset, tracking: Tracking, classifier: Classifier, 
     factor = factor or classifier.settings["link_candidate_factor"]
     progress = _Progress(folder / PROGRESS_FILES["links"], fingerprint(
         classifier.fingerprint(), voxel_size, _positions_fingerprint(tracking), factor), dataset)
-    reader = FrameReader(dataset)
+    reader, scale = model_frames(dataset, voxel_size, classifier.voxel_size)
     before, after = classifier.settings["time_window"]
     depth = dataset.images.shape_zyx[0]
     time_points = [t for t in tracking.time_points() if tracking.positions_at(t + 1)]
@@ -346,10 +388,9 @@ def predict_links(dataset: Dataset, tracking: Tracking, classifier: Classifier, 
             [(p, Position(x, y, z, time_point)) for p, (z, y, x) in zip(sources, source_zyx)],
             [(p, Position(x, y, z, time_point + 1)) for p, (z, y, x) in zip(targets, target_zyx)],
             voxel_size, factor)
-        frames = [frame.data for frame in reader.frames(time_point, before, after)]
-        frames, scale = at_model_voxel_size(frames, voxel_size, classifier.voxel_size)
-        raw = link.link_probabilities(classifier.model, frames, candidates, np.concatenate([source_zyx, target_zyx])
-                                      * scale, voxel_size, classifier.patch_zyx)
+        raw = link.link_probabilities(classifier.model, reader.arrays(time_point, before, after), candidates,
+                                      np.concatenate([source_zyx, target_zyx]) * scale, voxel_size,
+                                      classifier.patch_zyx)
         progress.add(time_point, np.column_stack([candidates.pairs, classifier.calibration(raw)]))
     for time_point in time_points:
         sources, targets = tracking.positions_at(time_point), tracking.positions_at(time_point + 1)

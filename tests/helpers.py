@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -41,3 +42,35 @@ def octrack(capsys: pytest.CaptureFixture, *arguments: str) -> str:
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return captured.out
+
+
+def write_noise_movie(folder: Path, size_xyz: tuple[int, int, int], time_points: int, seed: int = 0) -> Path:
+    """uint16 TIFFs of noise, one per time point (nuclei_tNNN.tif), for memory and speed checks on large frames."""
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    random = np.random.default_rng(seed)
+    x, y, z = size_xyz
+    for time_point in range(time_points):
+        frame = random.integers(100, 1000, size=(z, y, x), dtype=np.uint16)
+        tifffile.imwrite(folder / f"nuclei_t{time_point:03}.tif", frame)
+    return folder
+
+
+def write_tiny_detection_model(folder: Path, *, time_window: tuple[int, int] = (1, 1), patch_depth: int = 16,
+                               levels: int = 2, filters: int = 2) -> Path:
+    """An untrained detection model folder, fast to run; its output sits far below the peak threshold, so that
+    decoding finds (almost) no peaks in noise."""
+    from octrack.model_folder import save_model_folder
+    from octrack.networks import detect
+    from octrack.networks.blocks import pool_plan, tile_multiple
+
+    model = detect.build_model(sum(time_window) + 1, patch_depth, levels, filters)
+    kernel, _ = model.get_layer("centres").get_weights()
+    model.get_layer("centres").set_weights([kernel, np.full(1, -6.0, dtype=np.float32)])
+    save_model_folder(folder, model, {
+        "network": detect.NAME, "time_window": list(time_window), "patch_shape_xyz": [64, 64, patch_depth],
+        "voxel_size_um_xyz": [0.32, 0.32, 2.0], "unet_levels": levels, "unet_filters": filters,
+        "tile_multiple_zyx": list(tile_multiple(pool_plan(patch_depth, levels))), "min_distance_um": 3.0,
+        "peak_threshold": 0.5})
+    return folder
