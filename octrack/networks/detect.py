@@ -167,6 +167,7 @@ def detection_loss(y_true, y_pred):
     """
     from keras import ops
 
+    y_true = ops.convert_to_tensor(y_true, "float32")
     target, mask = y_true[..., 0:1], y_true[..., 1:2]
     squared_error = ops.square(ops.cast(y_pred, "float32") - target)
     foreground = ops.cast(target > FOREGROUND_LEVEL, "float32") * mask
