@@ -49,6 +49,15 @@ def start(command: list[str], log: Path, **environment: str) -> subprocess.Popen
                                 stdout=output, stderr=subprocess.STDOUT)
 
 
+def finish(processes: list[subprocess.Popen]) -> list[int]:
+    """Their exit codes; any still running after 10 minutes (a hang: a minute is usual) is killed."""
+    try:
+        return [process.wait(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+
+
 @needs_tensorflow
 def test_mirrored_training_on_two_devices_matches_one_device_and_resumes(movie_2d, tmp_path):
     single = tiny_ini(movie_2d)
@@ -58,7 +67,7 @@ def test_mirrored_training_on_two_devices_matches_one_device_and_resumes(movie_2
                      f"dense {tmp_path / 'dense_mirrored'} mirrored", f"train-detect -q --config {single}",
                      f"train-detect -q --config {mirrored}", f"train-detect -q --config {resumed}",
                      f"train-detect -q --config {resumed} --epochs 2"], tmp_path / "two_devices.log")
-    assert process.wait(timeout=300) == 0, (tmp_path / "two_devices.log").read_text()[-5000:]
+    assert finish([process]) == [0], (tmp_path / "two_devices.log").read_text()[-5000:]
 
     # Without batch normalisation (per replica on TensorFlow) two replicas match one device up to rounding.
     for a, b in zip(history(tmp_path / "dense_none" / "training_dense"),
@@ -105,14 +114,9 @@ def test_two_worker_processes_train_together_and_only_the_chief_writes(capsys, m
     workers = [start(["-m", "octrack", "train-detect", "--config", str(ini)], log,
                      TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
                for index, log in enumerate(logs)]
-    try:
-        for worker in workers:
-            worker.wait(timeout=300)
-    finally:
-        for worker in workers:
-            worker.kill()
+    codes = finish(workers)
     outputs = [log.read_text() for log in logs]
-    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert "multi_worker: 2 replicas of 2" in outputs[0] and "the chief writes" in outputs[1]
     settings = json.loads((movie_2d / "training_output" / "model_detect" / "settings.json").read_text())
     assert settings["training"]["distribution"] == "multi_worker" and settings["training"]["replicas"] == 2
