@@ -81,6 +81,7 @@ def _common_options(default: object) -> argparse.ArgumentParser:
 def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("tensorflow").setLevel(level if verbose else logging.WARNING)  # its notes on devices
     logging.captureWarnings(True)
 
 

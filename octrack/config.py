@@ -184,6 +184,11 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "Number format of the network's computations: float32, or mixed_bfloat16 / mixed_float16 (weights "
         "and outputs stay float32; faster where the hardware computes in 16 bits, e.g. CPUs with AVX512_BF16 "
         "and most GPUs)."),
+    Key("distribution", choice("none", "mirrored", "multi_worker"), "none", _TRAINING,
+        "Training on several devices: none; mirrored = every GPU of this machine; multi_worker = several "
+        "machines (each worker reads the standard TF_CONFIG environment variable). batch_size stays the batch "
+        "of a whole step, split evenly among the devices; learning_rate is used as it is (scale it with "
+        "batch_size). Needs the tensorflow backend (mirrored: or jax)."),
     Key("patience", whole_number(0), 10, _TRAINING,
         "Stop after this many epochs without a better validation loss; 0 = never stop early."),
     Key("time_window_before", whole_number(0), 1, _TRAINING,

@@ -2,7 +2,8 @@
 
 A network supplies a `NetworkTraining` (its model, loss, batches and final report); this module does the
 rest: `keras.Model.fit`, a checkpoint after every epoch, exact resume, the best model by validation loss,
-early stopping, CSV and TensorBoard logs, a plot of the curves, and the model folder.
+early stopping, CSV and TensorBoard logs, a plot of the curves, and the model folder; on several devices
+or machines where the ini's `distribution` asks for it (octrack/distribution.py).
 
 Exact resume: batch number k of the whole run is a pure function of (seed, k), so a resumed run draws the
 same batches as an uninterrupted one; weights and optimizer state come from the checkpoint. The
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 
 import keras
 
+from octrack.distribution import Placement, place
 from octrack.errors import UserError
 from octrack.files import atomic_path, write_text_atomic
 from octrack.model_folder import load_keras_model, save_model_folder
@@ -51,6 +53,7 @@ class TrainOptions:
     output_folder: Path
     max_minutes: float | None = None
     mixed_precision: str = "float32"
+    distribution: str = "none"
 
 
 class NetworkTraining(Protocol):
@@ -135,28 +138,43 @@ def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = Fa
     if state.checkpoint and state.steps_per_epoch != steps:
         raise UserError(f"{folders.state}: steps_per_epoch changed from {state.steps_per_epoch} to {steps}; "
                         f"run again with --restart, or set steps_per_epoch = {state.steps_per_epoch}")
+    placement = place(options.distribution)
+    placement.check_batch_size(options.batch_size)
     state.settings, state.steps_per_epoch, state.seed = settings, steps, options.seed
-    model = _starting_model(network, options, folders, state, report)
-    if state.stopped_early_at_target == options.epochs:
-        report(f"{network.name}: training stopped early at epoch {state.epoch} (patience {options.patience}); "
-               f"ask for more with --epochs, or start over with --restart")
-    elif state.epoch < options.epochs:
-        state.stopped_early_at_target = None
-        report(f"training {network.name}: epochs {state.epoch + 1}–{options.epochs}, {steps} steps of "
-               f"{options.batch_size} samples each")
-        model.fit(network.training_batches(options.batch_size, options.seed, state.epoch * steps),
-                  validation_data=network.validation_batches(options.batch_size),
-                  epochs=options.epochs, initial_epoch=state.epoch, steps_per_epoch=steps, shuffle=False,
-                  callbacks=_callbacks(network, options, folders, state),
-                  verbose=1 if sys.stdout.isatty() else 2)
-    else:
-        report(f"{network.name}: already trained for {state.epoch} epochs (ask for more with --epochs)")
+    with placement.scope(), placement.writable_folder(options.output_folder) as writable:
+        model = _starting_model(network, options, folders, state, report)
+        if state.stopped_early_at_target == options.epochs:
+            report(f"{network.name}: training stopped early at epoch {state.epoch} (patience {options.patience}); "
+                   f"ask for more with --epochs, or start over with --restart")
+        elif state.epoch < options.epochs:
+            state.stopped_early_at_target = None
+            report(f"training {network.name}: epochs {state.epoch + 1}–{options.epochs}, {steps} steps of "
+                   f"{options.batch_size} samples each{_on_replicas(placement, options.batch_size)}")
+            model.fit(network.training_batches(options.batch_size, options.seed, state.epoch * steps),
+                      validation_data=network.validation_batches(options.batch_size),
+                      epochs=options.epochs, initial_epoch=state.epoch, steps_per_epoch=steps, shuffle=False,
+                      callbacks=_callbacks(network, options, TrainingFolders(writable, network.name), state,
+                                           placement),
+                      verbose=1 if sys.stdout.isatty() else 2)
+        else:
+            report(f"{network.name}: already trained for {state.epoch} epochs (ask for more with --epochs)")
+    if not placement.is_chief:
+        report(f"{network.name}: this worker's part is done; the chief writes {folders.model}")
+        return TrainResult(folders.model, state, {})
     best = load_keras_model(folders.best, "the best model of this training; run with --restart")
     final = network.final_report(best)
     save_model_folder(folders.model, best, {**settings, **final.get("settings", {}),
                                             "training": {"best_epoch": state.best_epoch, "epochs": state.epoch,
-                                                         "validation_loss": state.best_validation_loss}})
+                                                         "validation_loss": state.best_validation_loss,
+                                                         "distribution": placement.distribution,
+                                                         "replicas": placement.replicas}})
     return TrainResult(folders.model, state, final.get("scores", {}))
+
+
+def _on_replicas(placement: Placement, batch_size: int) -> str:
+    if placement.distribution == "none":
+        return ""
+    return f" ({placement.distribution}: {placement.replicas} replicas of {batch_size // placement.replicas})"
 
 
 def _load_state(folders: TrainingFolders) -> TrainState:
@@ -218,8 +236,8 @@ def _load_pretrained(model: Any, folder: Path, report: Callable[[str], None]) ->
 
 
 def _callbacks(network: NetworkTraining, options: TrainOptions, folders: TrainingFolders,
-               state: TrainState) -> list[Any]:
-    callbacks = [EpochCheckpoint(network, options, folders, state)]
+               state: TrainState, placement: Placement) -> list[Any]:
+    callbacks = [EpochCheckpoint(network, options, folders, state, placement)]
     tensorboard = _tensorboard(folders.training / "tensorboard")
     if tensorboard is not None:
         callbacks.append(tensorboard)
@@ -234,12 +252,16 @@ def _tensorboard(folder: Path) -> Any:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: checkpoint, state, best model, CSV log, curves; early stopping by patience."""
+    """After every epoch: checkpoint, state, best model, CSV log, curves; early stopping by patience.
+
+    Every worker of a multi-worker run does the same, each in its own folder (only the chief's is the
+    output folder), so that all stop at the same epoch."""
 
     def __init__(self, network: NetworkTraining, options: TrainOptions, folders: TrainingFolders,
-                 state: TrainState):
+                 state: TrainState, placement: Placement):
         super().__init__()
         self.network, self.options, self.folders, self.state = network, options, folders, state
+        self.placement = placement
         self.started = time.monotonic()
         self.epoch_started = self.started
 
@@ -271,7 +293,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
         self._save_checkpoint()
         write_history(self.folders.training, state.history)
-        if self._next_epoch_would_overrun():
+        if self.placement.any_worker(self._next_epoch_would_overrun()):
             log.info(f"stopping after epoch {state.epoch}: the next would end after max_training_minutes = "
                      f"{self.options.max_minutes:g}")
             self.model.stop_training = True
@@ -354,7 +376,8 @@ def train_options(config: Any, section: str, epochs: int | None) -> TrainOptions
         seed=config.get(section, "seed"), steps_per_epoch=config.get(section, "steps_per_epoch"),
         pretrained_model_path=config.resolve(pretrained) if pretrained else None,
         output_folder=config.output_folder(section), max_minutes=config.get(section, "max_training_minutes"),
-        mixed_precision=config.get(section, "mixed_precision"))
+        mixed_precision=config.get(section, "mixed_precision"),
+        distribution=config.get(section, "distribution"))
 
 
 def networks_in_config(config: Any, report: Callable[[str], None] = print) -> list[str]:

@@ -17,6 +17,8 @@ if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ]; then
     echo "installing octrack and its dependencies into $VENV (the first time takes a few minutes)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[torch]" \
+        || echo "PyTorch's CPU build was not found (see setup.cfg): the tests on the torch backend will be skipped" >&2
     touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

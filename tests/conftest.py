@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic time lapses (3D and 2D), each test getting its own copy."""
+"""Shared fixtures: tiny synthetic time lapses (3D and 2D), each test getting its own copy; the Keras backend
+in the report header."""
 
 from __future__ import annotations
 
@@ -33,3 +34,9 @@ def movie_3d(_synthetic_3d: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def movie_2d(_synthetic_2d: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(_synthetic_2d, tmp_path / "movie2d"))
+
+
+def pytest_report_header() -> str:
+    import keras
+
+    return f"keras backend: {keras.backend.backend()}"

@@ -56,19 +56,28 @@ def test_maxima_on_the_outermost_column_are_nuclei_outside_the_image():
     assert len(peaks) == 1 and peaks[0, 2] == pytest.approx(20, abs=0.2)
 
 
+def batch_loss(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The loss of a batch: the same value for every sample of it."""
+    per_sample = np.asarray(detection_loss(y_true, y_pred))
+    assert per_sample.shape == (len(y_true),) and np.all(per_sample == per_sample[0])
+    return float(per_sample[0])
+
+
 def test_loss_ignores_masked_voxels_and_balances_foreground():
     target = render_target(np.array([[0, 8, 8]]), (1, 16, 16), (1, 2, 2))
     mask = np.ones_like(target)
     perfect = target[np.newaxis, ..., np.newaxis]
     y_true = np.stack([target, mask], axis=-1)[np.newaxis]
-    assert float(detection_loss(y_true, perfect)) == pytest.approx(0.0, abs=1e-7)
+    assert batch_loss(y_true, perfect) == pytest.approx(0.0, abs=1e-7)
     wrong_outside = perfect.copy()
     wrong_outside[0, 0, :, :4] = 1.0  # errors only where the mask is 0
     y_true_masked = y_true.copy()
     y_true_masked[0, 0, :, :4, 1] = 0
-    assert float(detection_loss(y_true_masked, wrong_outside)) == pytest.approx(0.0, abs=1e-7)
+    assert batch_loss(y_true_masked, wrong_outside) == pytest.approx(0.0, abs=1e-7)
     missed = np.zeros_like(perfect)  # missing the one nucleus costs as much as the whole background could
-    assert float(detection_loss(y_true, missed)) > 0.05
+    assert batch_loss(y_true, missed) > 0.05
+    both = batch_loss(np.concatenate([y_true, y_true]), np.concatenate([perfect, missed]))
+    assert 0 < both < batch_loss(y_true, missed)  # weighted over the whole batch's voxels
 
 
 def test_annotated_box_drops_a_band_only_where_the_crop_edge_is_inside_the_image():

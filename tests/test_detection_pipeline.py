@@ -40,7 +40,8 @@ def test_pipeline_end_to_end(capsys, request, movie_name, patch):
     training = movie / "training_output" / "training_detect"
     assert len(list(csv.DictReader(open(training / "log.csv")))) == 2
     assert (training / "curves.png").stat().st_size > 0
-    assert any((training / "tensorboard").rglob("*tfevents*"))
+    if keras.backend.backend() == "tensorflow":  # the only backend whose TensorBoard callback writes logs
+        assert any((training / "tensorboard").rglob("*tfevents*"))
 
     out = octrack(capsys, "predict", "--config", ini)  # no divide or link model: positions, then tracks
     assert "no divisions step" in out and "no links step" in out and "tracks:" in out

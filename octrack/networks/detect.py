@@ -164,16 +164,20 @@ def detection_loss(y_true, y_pred):
 
     `y_true` holds the target (channel 0) and the mask (channel 1): 0 where the voxel is not annotated
     (outside the annotated box, rotated in from outside the crop, or in the band at the patch edges).
+    The batch's loss is returned once per sample, so that Keras averages it over the batch, and over the
+    replicas of a distributed step, as it does a built-in loss (Keras divides a loss among replicas only
+    when it has a batch axis).
     """
     from keras import ops
 
+    y_true = ops.convert_to_tensor(y_true, "float32")
     target, mask = y_true[..., 0:1], y_true[..., 1:2]
     squared_error = ops.square(ops.cast(y_pred, "float32") - target)
     foreground = ops.cast(target > FOREGROUND_LEVEL, "float32") * mask
     background = mask - foreground
     foreground_loss = ops.sum(squared_error * foreground) / (ops.sum(foreground) + 1.0)
     background_loss = ops.sum(squared_error * background) / (ops.sum(background) + 1.0)
-    return 0.5 * (foreground_loss + background_loss)
+    return 0.5 * (foreground_loss + background_loss) * ops.ones_like(target[:, 0, 0, 0, 0])
 
 
 # Decoding
