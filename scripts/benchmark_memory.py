@@ -2,14 +2,14 @@
 """Peak memory of `octrack predict --steps positions` on large frames: does prediction stay within the time
 window, whatever the length of the movie?
 
-Writes a movie of uint16 noise (default 3 time points of 2048 × 2048 × 64, 512 MiB each) and a tiny untrained
-detection model (time window 1 + 1 + 1; by default no pooling and 1 filter, its output below the peak
-threshold: fast, and its activations per tile small; a default-size network adds its own, a fixed amount
-set by the tile size of octrack.tiling, not by the frame's), then runs
-predict in a fresh process and prints that process's peak resident memory (max RSS) and the peak of the
-memory that numpy and Python allocated (tracemalloc: the arrays, not TensorFlow's own buffers), next to
-the same for a process that only loads the model and runs it once on a small frame (the fixed cost of the
-framework). The figures are in MiB and in float32 frames (4 bytes per voxel of one time point).
+Writes a movie of uint16 noise (default 5 time points of 2048 × 2048 × 64, 512 MiB each: more than one time
+window) and a tiny untrained detection model (time window 1 + 1 + 1; by default no pooling and 1 filter, its
+output below the peak threshold: fast, with small activations per tile; a default-size network adds its own,
+a fixed amount set by the tile size of octrack.tiling, not by the frame's). Then it runs predict in a fresh
+process and prints that process's peak resident memory (max RSS) and the peak of what numpy and Python
+allocated (tracemalloc: the arrays, not TensorFlow's own buffers), next to the same for a process that only
+loads the model and runs it once on a small frame (the fixed cost of the framework). The figures are in MiB
+and in float32 frames (4 bytes per voxel of one time point).
 
     nice -n 19 env PYTHONPATH=$PWD /work/main/.venv/bin/python scripts/benchmark_memory.py [--size 2048 2048 64]
 
@@ -77,7 +77,7 @@ def measure(ini: Path, mode: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, nargs=3, default=(2048, 2048, 64), metavar=("X", "Y", "Z"))
-    parser.add_argument("--time-points", type=int, default=3)
+    parser.add_argument("--time-points", type=int, default=5)
     parser.add_argument("--levels", type=int, default=0, help="poolings of the tiny model's U-Net")
     parser.add_argument("--filters", type=int, default=1, help="filters of its first level")
     parser.add_argument("--output", type=Path, help="folder for the movie and model (default: a temporary one)")

@@ -56,6 +56,23 @@ def test_maxima_on_the_outermost_column_are_nuclei_outside_the_image():
     assert len(peaks) == 1 and peaks[0, 2] == pytest.approx(20, abs=0.2)
 
 
+def test_peaks_found_in_slabs_of_planes_are_those_of_the_whole_volume(monkeypatch):
+    """Slabs of 1 to 5 planes (the filter sees each slab with its neighbouring planes) give the peaks of one
+    slab for the whole volume, also with plateaus: the output quantised, peaks on a slab boundary included."""
+    from scipy import ndimage
+
+    from octrack.networks import detect
+
+    random = np.random.default_rng(0)
+    smooth = ndimage.gaussian_filter(random.random((9, 30, 30)), (1, 2, 2))
+    quantised = (np.round(smooth * 40) / 40).astype(np.float32)
+    whole = find_peaks(quantised, float(np.median(quantised)), (1, 3, 3))
+    assert len(whole) > 10
+    for planes in range(1, 6):
+        monkeypatch.setattr(detect, "MAXIMA_SLAB_VOXELS", planes * 30 * 30)
+        np.testing.assert_array_equal(find_peaks(quantised, float(np.median(quantised)), (1, 3, 3)), whole)
+
+
 def batch_loss(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """The loss of a batch: the same value for every sample of it."""
     per_sample = np.asarray(detection_loss(y_true, y_pred))
