@@ -323,7 +323,7 @@ def stage_predict_detect(work: Path, quick: bool) -> dict[str, Any]:
     seconds = []
     for _ in range(2):
         started = time.perf_counter()
-        detect_in_frames(detector, frames, voxel)
+        detect_in_frames(detector, frames, np.ones(3))
         seconds.append(time.perf_counter() - started)
     centres, nuclei = nucleus_map(voxel)
     started = time.perf_counter()
