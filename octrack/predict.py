@@ -317,9 +317,8 @@ def detect_in_frames(detector: Detector, frames: list[np.ndarray], factor: np.nd
     """Peaks (z, y, x, value) in frames at the model's voxel size, in the pixels of the images (`factor` per axis
     maps those to the frames' pixels; see `model_frames`)."""
     model_voxel = np.array(detector.voxel_size.zyx_um())
-    patch_zyx = tuple(reversed(detector.settings["patch_shape_xyz"]))
     centres = detect.predict_centres(detector.model, frames, tuple(detector.settings["tile_multiple_zyx"]),
-                                     detect.edge_margin(patch_zyx, frames[0].shape))
+                                     tuple(reversed(detector.settings["patch_shape_xyz"])))
     peaks = detect.find_peaks(centres, detector.threshold, tuple(detector.min_distance_um / model_voxel))
     peaks[:, :3] /= factor
     return peaks

@@ -15,8 +15,8 @@ reports its own peak resident memory. The stages run octrack's own code on synth
   counted from the model's layers (Conv3D, Conv3DTranspose, Dense: 2 · kernel voxels · Cin · Cout per output
   voxel of the forward pass, per input voxel for a transposed convolution; other layers are not counted),
   times 3 for a training step (forward, plus gradients of inputs and of weights). Input wait: 1 − (seconds
-  per step of `fit` on one batch held in memory) / (seconds per step of the real training), as in
-  scripts/benchmark_detection.py.
+  per step of `fit` on one batch held in memory) / (seconds per step of the real training), the
+  measure scripts/benchmark_detection.py uses too (`seconds_per_step_in_memory`).
 - predict_detect: `octrack.predict.detect_in_frames` on one 512 × 512 × 32 time point (random frames of the
   time window) with the default detection network (untrained; its output layer's bias set so that no voxel
   passes the threshold), then `find_peaks` on a target map with a nucleus every ~7 µm, as a trained

@@ -22,6 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchmark import seconds_per_step_in_memory  # noqa: E402
 
 BREAST_CANCER_INI = """\
 [DEFAULTS]
@@ -124,36 +127,6 @@ def write_synthetic(folder: Path, minutes: float) -> tuple[Path, Path, float, st
     return ini, held_out.ground_truth_aut, 5.0, "um"
 
 
-def seconds_per_step_without_data_work(model_folder: Path, batch_shape: tuple[int, ...], steps: int = 30) -> float:
-    """Seconds per step of `fit` on one batch held in memory: the same training loop with no data to make.
-
-    The share of training time spent on data is 1 - this / (seconds per step of the real training)."""
-    import keras
-    import numpy as np
-
-    from octrack.networks.detect import detection_loss
-
-    class OneBatch(keras.utils.PyDataset):
-        def __init__(self, count: int):
-            super().__init__()
-            self.count = count
-            self.x = np.random.default_rng(0).random(batch_shape, dtype=np.float32)
-            self.y = np.stack([np.zeros(batch_shape[:-1], np.float32), np.ones(batch_shape[:-1], np.float32)], -1)
-
-        def __len__(self) -> int:
-            return self.count
-
-        def __getitem__(self, index: int) -> tuple:
-            return self.x, self.y
-
-    model = keras.saving.load_model(model_folder / "model.keras", compile=False)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=detection_loss)
-    model.fit(OneBatch(5), epochs=1, verbose=0)  # compiles
-    started = time.perf_counter()
-    model.fit(OneBatch(steps), epochs=1, verbose=0)
-    return (time.perf_counter() - started) / steps
-
-
 def uncertain_as_certain(tracking):
     """`tracking` with every uncertain annotation made certain (changed in place): the strictest scoring."""
     from octrack.tracking.model import UNCERTAIN
@@ -169,7 +142,8 @@ def run(name: str, minutes: float, output: Path) -> dict:
     from octrack.evaluate import score_detections
     from octrack.predict import run_predict
     from octrack.tracking import load_tracking
-    from octrack.training import run_training
+    from octrack.prepare import cache_path
+    from octrack.training import _trainers, run_training
 
     writer = {"breast-cancer": write_breast_cancer, "synthetic": write_synthetic}[name]
     ini, ground_truth, distance, unit = writer(output / name, minutes)
@@ -192,9 +166,9 @@ def run(name: str, minutes: float, output: Path) -> dict:
     timed = history[1:] or history  # the first epoch includes compiling
     train_seconds = sum(row["train_seconds"] for row in timed)
     seconds_per_step = train_seconds / (steps * len(timed))
-    x, y, z = config.get("train_detect", "patch_shape")
-    window = 1 + config.get("train_detect", "time_window_before") + config.get("train_detect", "time_window_after")
-    compute = seconds_per_step_without_data_work(result.model_folder, (batch, z, y, x, window))
+    network = _trainers()["detect"](config, cache_path(config, "detect"))
+    compute = seconds_per_step_in_memory(network, result.model_folder, batch,
+                                         config.get("train_detect", "learning_rate"), steps=30)
     summary = {
         "data": name, "f1": round(scores.f1, 4), "precision": round(scores.precision, 4),
         "recall": round(scores.recall, 4), "match_distance": f"{distance:g} {unit}",

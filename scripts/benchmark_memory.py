@@ -59,7 +59,7 @@ else:
     detector = load_detector(Config(sys.argv[1]))
     window = sum(detector.settings["time_window"]) + 1
     detect.predict_centres(detector.model, [np.zeros((16, 64, 64), np.float32)] * window,
-                           tuple(detector.settings["tile_multiple_zyx"]))
+                           tuple(detector.settings["tile_multiple_zyx"]), (1, 1, 1))
 print(json.dumps({"max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "traced_peak_mib": tracemalloc.get_traced_memory()[1] / 2 ** 20}))
 """

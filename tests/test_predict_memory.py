@@ -37,7 +37,7 @@ def test_predicting_positions_holds_a_time_window_not_the_movie(tmp_path: Path, 
     config = Config(tmp_path / "organoid_tracker.ini")
     dataset, = open_datasets(config, "predict")
     detector = load_detector(config)
-    detect.predict_centres(detector.model, [np.zeros((4, 16, 16), np.float32)] * 3, (1, 1, 1))  # Keras warms up
+    detect.predict_centres(detector.model, [np.zeros((4, 16, 16), np.float32)] * 3, (1, 1, 1), (1, 1, 1))  # warm-up
     tracemalloc.start()
     try:
         predict_positions(dataset, detector, tmp_path / "predictions")

@@ -182,16 +182,17 @@ def detection_loss(y_true, y_pred):
 
 # Decoding
 def predict_centres(model, frames: list[np.ndarray], multiple_zyx: tuple[int, int, int],
-                    margin_zyx: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+                    patch_zyx: tuple[int, int, int]) -> np.ndarray:
     """The network's output (z, y, x) for a whole volume, in overlapping tiles that fit memory.
 
     Tiles overlap by four times the network's pooling factor per axis (32 px for three levels), about the
-    reach of its receptive field, and only each tile's inner part is kept. `margin_zyx` voxels of zeros are
-    added beyond the volume's edges (see `edge_margin`).
+    reach of its receptive field, and only each tile's inner part is kept. Zeros are added beyond the
+    volume's edges as far as training patches (`patch_zyx`) taught the network to see them (`edge_margin`).
     """
     from octrack.tiling import plan_tiles, predict_tiled
 
     shape = frames[0].shape
+    margin_zyx = edge_margin(patch_zyx, shape)
     overlap = tuple(4 * multiple if multiple > 1 else 2 * (size > 1) for multiple, size in zip(multiple_zyx, shape))
     covered = tuple(size + 2 * margin for size, margin in zip(shape, margin_zyx))
     plan = plan_tiles(covered, multiple_zyx, overlap_zyx=overlap)

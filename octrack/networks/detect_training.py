@@ -211,7 +211,7 @@ def validation_report(model: Any, crops: list[Crop], patch_zyx: tuple[int, int, 
     counts = {threshold: np.zeros(3, dtype=int) for threshold in thresholds}
     for crop in crops:
         frames = [crop.image[..., channel].astype(np.float32) for channel in range(crop.image.shape[-1])]
-        centres = detect.predict_centres(model, frames, multiple, detect.edge_margin(patch_zyx, frames[0].shape))
+        centres = detect.predict_centres(model, frames, multiple, patch_zyx)
         min_distance_px = tuple(min_distance_um / crop.voxel_size_zyx_um)
         for threshold in thresholds:
             peaks = detect.find_peaks(centres, threshold, min_distance_px)
