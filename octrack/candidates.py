@@ -11,18 +11,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from octrack.tracking.model import Position, Tracking, VoxelSize
+from octrack.tracking.model import Position, Tracking, coordinates_um
 
 DEFAULT_FACTOR = 2.0
 DEFAULT_MAX_PARTNERS = 5
-
-
-def coordinates_um(positions: list[Position], voxel_size: VoxelSize | None) -> np.ndarray:
-    """(n, 3) x, y, z in µm (in pixels where the voxel size is unknown)."""
-    xyz = np.array([(p.x, p.y, p.z) for p in positions], dtype=np.float64).reshape(-1, 3)
-    if voxel_size is None:
-        return xyz
-    return xyz * np.array([voxel_size.x_um, voxel_size.y_um, voxel_size.z_um])
 
 
 def candidate_pairs(sources_um: np.ndarray, targets_um: np.ndarray, factor: float = DEFAULT_FACTOR,

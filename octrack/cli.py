@@ -6,7 +6,6 @@ Exit codes: 0 success, 2 a user's mistake (one line on stderr), 1 an internal er
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -100,7 +99,7 @@ def _add_init(command: argparse.ArgumentParser) -> None:
 
 
 def _run_init(arguments: argparse.Namespace) -> None:
-    from octrack.init_config import write_initial_config
+    from octrack.stages.init import write_initial_config
     _say(write_initial_config(Path(arguments.images), Path(arguments.tracking) if arguments.tracking else None,
                               Path(arguments.output), force=arguments.force))
 
@@ -133,23 +132,8 @@ def _add_stats(command: argparse.ArgumentParser) -> None:
 
 
 def _run_stats(arguments: argparse.Namespace) -> None:
-    from octrack.tracking import load_tracking, tracking_stats
-    from octrack.tracking.io import format_stats
-    if arguments.path:
-        sources = {arguments.path: Path(arguments.path)}
-    else:
-        from octrack.config import Config
-        config = Config(arguments.config)
-        sources = {f"{dataset.where('tracking_file')}": dataset.tracking_file
-                   for dataset in config.datasets("prepare") if dataset.tracking_file is not None}
-        if not sources:
-            raise UserError(f"{config.path} [prepare]: no tracking_file_N to report on; give a PATH instead")
-    stats = {name: tracking_stats(load_tracking(path)) for name, path in sources.items()}
-    if arguments.json:
-        print(json.dumps(next(iter(stats.values())) if len(stats) == 1 else stats, indent=2))
-        return
-    for name, values in stats.items():
-        print(f"{name}\n{format_stats(values)}")
+    from octrack.stages.tracking_files import stats
+    print(stats(Path(arguments.path) if arguments.path else None, Path(arguments.config), as_json=arguments.json))
 
 
 # convert
@@ -166,14 +150,12 @@ def _add_convert(command: argparse.ArgumentParser) -> None:
 
 
 def _run_convert(arguments: argparse.Namespace) -> None:
-    from octrack.tracking import VoxelSize, load_tracking, save_tracking
-    voxel_size = VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None
-    tracking = load_tracking(Path(arguments.input), voxel_size)
-    shape_zyx = tuple(reversed(arguments.shape)) if arguments.shape else None
-    save_tracking(tracking, Path(arguments.output), image_shape_zyx=shape_zyx,
-                  radius_um=arguments.radius_um, radius_px=arguments.radius_px)
-    _say(f"wrote {arguments.output}: {len(tracking)} positions, {tracking.link_count()} links, "
-         f"{len(tracking.divisions())} divisions")
+    from octrack.stages.tracking_files import convert
+    from octrack.tracking import VoxelSize
+    _say(convert(Path(arguments.input), Path(arguments.output),
+                 voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
+                 image_shape_zyx=tuple(reversed(arguments.shape)) if arguments.shape else None,
+                 radius_um=arguments.radius_um, radius_px=arguments.radius_px))
 
 
 # track
@@ -189,7 +171,7 @@ def _add_track(command: argparse.ArgumentParser) -> None:
 
 
 def _run_track(arguments: argparse.Namespace) -> None:
-    from octrack.linking import track_file
+    from octrack.stages.track import track_file
     from octrack.tracking import VoxelSize
     result = track_file(Path(arguments.positions), Path(arguments.output) if arguments.output else None,
                         voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
@@ -204,7 +186,7 @@ def _add_prepare(command: argparse.ArgumentParser) -> None:
 
 def _run_prepare(arguments: argparse.Namespace) -> None:
     from octrack.config import Config
-    from octrack.prepare import prepare
+    from octrack.stages.prepare import prepare
     prepare(Config(arguments.config), rebuild=arguments.rebuild, report=_say)
 
 
@@ -217,12 +199,9 @@ def _add_train(command: argparse.ArgumentParser) -> None:
 def _trainer(network: str | None) -> Callable[[argparse.Namespace], None]:
     def run(arguments: argparse.Namespace) -> None:
         from octrack.config import Config
-        from octrack.training import networks_in_config, run_training
-        if arguments.epochs is not None and arguments.epochs < 1:
-            raise UserError(f"--epochs {arguments.epochs}: must be a whole number >= 1")
-        config = Config(arguments.config)
-        names = [network] if network else networks_in_config(config, report=_say)
-        run_training(config, names, epochs=arguments.epochs, restart=arguments.restart, report=_say)
+        from octrack.stages.train import run_training
+        run_training(Config(arguments.config), [network] if network else None, epochs=arguments.epochs,
+                     restart=arguments.restart, report=_say)
     return run
 
 
@@ -239,8 +218,8 @@ def _add_predict(command: argparse.ArgumentParser) -> None:
 
 def _run_predict(arguments: argparse.Namespace) -> None:
     from octrack.config import Config
-    from octrack.evaluate import parse_time_range
-    from octrack.predict import run_predict
+    from octrack.stages.common import parse_time_range
+    from octrack.stages.predict import run_predict
     steps = None if arguments.steps is None else [step.strip() for step in arguments.steps.split(",") if step.strip()]
     time_range = None if arguments.time_points is None else parse_time_range(arguments.time_points)
     run_predict(Config(arguments.config), steps, report=_say, time_range=time_range)
@@ -253,7 +232,7 @@ def _add_merge(command: argparse.ArgumentParser) -> None:
 
 def _run_merge(arguments: argparse.Namespace) -> None:
     from octrack.config import Config
-    from octrack.merge import run_merge
+    from octrack.stages.merge import run_merge
     run_merge(Config(arguments.config), report=_say)
 
 
@@ -288,18 +267,15 @@ def _add_evaluate(command: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(arguments: argparse.Namespace) -> None:
-    from octrack.evaluate import evaluate_files, format_report, plot_time_point
+    from octrack.stages.evaluate import PlotRequest, evaluate_command
     from octrack.tracking import VoxelSize
-    scores = evaluate_files(Path(arguments.ground_truth), Path(arguments.predicted),
-                            max_distance_um=arguments.max_distance_um, max_distance_px=arguments.max_distance_px,
-                            voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
-                            time_range=arguments.time_points, restrict_to_annotated_box=arguments.annotated_box,
-                            traccuracy=arguments.traccuracy)
-    if arguments.plot:
-        time_point = plot_time_point(scores.detection, Path(arguments.plot), time_point=arguments.plot_time_point,
-                                     images=arguments.images, pattern=arguments.pattern)
-        log.info(f"wrote {arguments.plot} (time point {time_point})")
-    print(json.dumps(scores.to_json(), indent=2) if arguments.json else format_report(scores))
+    plot = PlotRequest(Path(arguments.plot), arguments.plot_time_point, arguments.images,
+                       arguments.pattern) if arguments.plot else None
+    print(evaluate_command(Path(arguments.ground_truth), Path(arguments.predicted),
+                           max_distance_um=arguments.max_distance_um, max_distance_px=arguments.max_distance_px,
+                           voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
+                           time_range=arguments.time_points, restrict_to_annotated_box=arguments.annotated_box,
+                           traccuracy=arguments.traccuracy, plot=plot, as_json=arguments.json))
 
 
 _COMMANDS = [

@@ -1,8 +1,13 @@
 """organoid_tracker.ini → typed, validated settings.
 
 Every key is declared once, in `KEYS` (global keys) or `DATASET_KEYS` (numbered `key_N` keys), with its
-parser, default and meaning; `organoid_tracker.ini.example` documents the same keys and a test keeps the
-two in step. A key is looked up in the command's own section first, then in `[DEFAULTS]`.
+parser, default, meaning and the sections that read it; `organoid_tracker.ini.example` documents the same
+keys and a test keeps the two in step. A key is looked up in the command's own section first, then in
+`[DEFAULTS]`; a key set in a section that does not read it gives a warning.
+
+The rest of octrack reads the ini through one typed object per section (`PrepareSection`, `TrainSection`
+and its subclasses for each network, `PredictSection`), built by `Config.section_of`. Sizes written x, y, z
+in the ini (as OrganoidTracker writes them) are (z, y, x) in those objects, as everywhere inside octrack.
 """
 
 from __future__ import annotations
@@ -13,20 +18,22 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from octrack.augment import AugmentSettings
 from octrack.errors import UserError
+from octrack.time_window import TimeWindow
 
 log = logging.getLogger(__name__)
 
 DEFAULTS = "DEFAULTS"
-COMMAND_SECTIONS = ("prepare", "train_detect", "train_divide", "train_link", "predict")
+TRAIN_SECTIONS = ("train_detect", "train_divide", "train_link")
+COMMAND_SECTIONS = ("prepare", *TRAIN_SECTIONS, "predict")
 SECTIONS = (DEFAULTS, *COMMAND_SECTIONS)
 DATASET_SECTIONS = ("prepare", "predict")
 STOP = "<stop>"
-NETWORKS = ("detect", "divide", "link")
 
 
 class InvalidValue(ValueError):
@@ -158,7 +165,6 @@ class Key:
         return dict(self.section_defaults).get(section, self.default)
 
 
-TRAIN_SECTIONS = ("train_detect", "train_divide", "train_link")
 # Where each key is read (a key set elsewhere is ignored, with a warning): [DEFAULTS] always counts.
 _EVERYWHERE = SECTIONS
 _TRAINING = (DEFAULTS, *TRAIN_SECTIONS)
@@ -167,6 +173,7 @@ _CACHE = (DEFAULTS, "prepare")
 _DECODING = (DEFAULTS, "train_detect", "predict")
 _PREDICT = (DEFAULTS, "predict")
 _CLASSIFIERS = (DEFAULTS, "train_divide", "train_link")
+_DETECT = (DEFAULTS, "train_detect")
 
 KEYS: dict[str, Key] = {key.name: key for key in [
     Key("epochs", whole_number(1), 50, _TRAINING, "Passes over the training data."),
@@ -203,18 +210,19 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "Where prepare writes its HDF5 cache; empty = <output_folder>/cache."),
     Key("pretrained_model_path", optional(path_value), None, _TRAINING,
         "A model folder to start training from instead of random weights; empty = none."),
-    Key("unet_levels", whole_number(1), 3, _TRAINING, "Detection U-Net: number of poolings."),
-    Key("unet_filters", whole_number(1), 16, _TRAINING,
+    Key("unet_levels", whole_number(1), 3, _DETECT, "Detection U-Net: number of poolings."),
+    Key("unet_filters", whole_number(1), 16, _DETECT,
         "Detection U-Net: filters of the first level (doubled at every level)."),
-    Key("target_sigma_um", number(above=0), 1.5, _TRAINING,
+    Key("target_sigma_um", number(above=0), 1.5, _DETECT,
         "Detection target: standard deviation in µm of the Gaussian dot at each nucleus centre (1.5 suits "
         "nuclei of 6–10 µm; about a fifth of a nucleus diameter)."),
     Key("min_distance_um", number(above=0), 3.0, _DECODING,
-        "Detection: two nucleus centres closer than this (µm) count as one."),
+        "Detection: two nucleus centres closer than this (µm) count as one; predict uses the detection "
+        "model's value unless set in [predict].", (("predict", None),)),
     Key("peak_threshold", optional(number(above=0, below=1)), None, _DECODING,
         "Detection: lowest peak height that counts as a nucleus; empty = the value that gave the best F1 "
         "on the validation data, stored in the model folder."),
-    Key("match_distance_um", number(above=0), 5.0, _TRAINING,
+    Key("match_distance_um", number(above=0), 5.0, _DETECT,
         "Largest distance (µm) at which a detection matches an annotated nucleus when scoring."),
     Key("augment_flip", boolean, True, _TRAINING, "Augmentation: random flips in x and y."),
     Key("augment_rotate", boolean, True, _TRAINING, "Augmentation: rotation in xy by any angle."),
@@ -236,7 +244,7 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("link_candidate_factor", number(minimum=1), 2.0, (DEFAULTS, "train_link", "predict"),
         "Candidate links of a position: the positions of the next time point within this factor times the "
         "nearest one's distance (at most 5, searched both ways); predict uses the link model's value unless "
-        "set in [predict]."),
+        "set in [predict].", (("predict", None),)),
     Key("divide_model_folder", optional(path_value), None, _PREDICT,
         "Division model used by predict; empty = <output_folder>/model_divide."),
     Key("link_model_folder", optional(path_value), None, _PREDICT,
@@ -358,6 +366,16 @@ class Config:
         """Every global key with its value for this section."""
         return {key: self.get(section, key) for key in KEYS}
 
+    def section_of(self, kind: type[SectionT], section: str) -> SectionT:
+        """The typed object of a section: every field of `kind` read as the key of its name (section first,
+        then [DEFAULTS], else the default), or as its `derived` reader says."""
+        values = {}
+        for spec in fields(kind):
+            read = spec.metadata.get("derived")
+            values[spec.name] = section if spec.name == "name" else read(self, section) if read \
+                else self.get(section, spec.name)
+        return kind(**values)
+
     def resolve(self, path: str | None) -> Path | None:
         if path is None:
             return None
@@ -460,3 +478,122 @@ def _unknown_key_problem(key: str, section: str) -> str | None:
 def _suggest(word: str, candidates: Any) -> str:
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""
+
+
+# Typed sections: what the rest of octrack reads instead of keys by name.
+SectionT = TypeVar("SectionT")
+
+
+def derived(read: Callable[[Config, str], Any]) -> Any:
+    """A section field read from several keys, or converted: `read(config, section)` gives its value."""
+    return field(metadata={"derived": read})
+
+
+def _resolved(key: str) -> Any:
+    return derived(lambda config, section: config.resolve(config.get(section, key)))
+
+
+def _time_window(config: Config, section: str) -> TimeWindow:
+    return TimeWindow(config.get(section, "time_window_before"), config.get(section, "time_window_after"))
+
+
+def _patch_shape_zyx(config: Config, section: str) -> tuple[int, int, int]:
+    x, y, z = config.get(section, "patch_shape")
+    return z, y, x
+
+
+def _augment(config: Config, section: str) -> AugmentSettings:
+    """The augmentation keys as AugmentSettings: each part on by default, at the strength AugmentSettings sets."""
+    intensity, noise = config.get(section, "augment_intensity"), config.get(section, "augment_noise")
+    defaults = AugmentSettings()
+    return AugmentSettings(
+        flip=config.get(section, "augment_flip"), rotate=config.get(section, "augment_rotate"),
+        scale=config.get(section, "augment_scale"),
+        brightness=defaults.brightness if intensity else 0.0,
+        contrast=defaults.contrast if intensity else (1.0, 1.0),
+        gamma=defaults.gamma if intensity else (1.0, 1.0),
+        gaussian_noise=defaults.gaussian_noise if noise else 0.0,
+        poisson_noise=defaults.poisson_noise if noise else 0.0,
+        depth_dimming=defaults.depth_dimming if config.get(section, "augment_depth_dimming") else 0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrepareSection:
+    """[prepare]: where the cache goes and how time points are held out for validation."""
+
+    name: str
+    config_file: Path = derived(lambda config, section: config.path)
+    validation_fraction: float
+    seed: int
+    output_folder: Path = _resolved("output_folder")
+    cache_folder: Path = derived(lambda config, section: config.cache_folder(section))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSection:
+    """The keys of a [train_NAME] section that every network reads; each network's own keys in a subclass."""
+
+    name: str
+    config_file: Path = derived(lambda config, section: config.path)
+    epochs: int
+    steps_per_epoch: int | None
+    batch_size: int
+    max_training_minutes: float | None
+    learning_rate: float
+    mixed_precision: str
+    distribution: str
+    patience: int
+    seed: int
+    patch_shape: tuple[int, int, int] = derived(_patch_shape_zyx)  # (z, y, x)
+    time_window: TimeWindow = derived(_time_window)
+    output_folder: Path = _resolved("output_folder")
+    pretrained_model_path: Path | None = _resolved("pretrained_model_path")
+    augment: AugmentSettings = derived(_augment)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectSection(TrainSection):
+    """[train_detect]."""
+
+    unet_levels: int
+    unet_filters: int
+    target_sigma_um: float
+    min_distance_um: float
+    peak_threshold: float | None
+    match_distance_um: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifierSection(TrainSection):
+    """[train_divide], and the part of [train_link] that the two classifier networks share."""
+
+    encoder_levels: int
+    encoder_filters: int
+    division_multiplier: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkSection(ClassifierSection):
+    """[train_link]."""
+
+    link_candidate_factor: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictSection:
+    """[predict]: the model folders, and decoding values that replace a model's own where set (None: the
+    model's)."""
+
+    name: str
+    config_file: Path = derived(lambda config, section: config.path)
+    min_distance_um: float | None
+    peak_threshold: float | None
+    link_candidate_factor: float | None
+    output_folder: Path = _resolved("output_folder")
+    detect_model_folder: Path | None = _resolved("detect_model_folder")
+    divide_model_folder: Path | None = _resolved("divide_model_folder")
+    link_model_folder: Path | None = _resolved("link_model_folder")
+
+    def model_folder(self, network: str) -> Path:
+        """`<network>_model_folder`, by default <output_folder>/model_<network>."""
+        return getattr(self, f"{network}_model_folder") or self.output_folder / f"model_{network}"

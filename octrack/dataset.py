@@ -17,6 +17,7 @@ import numpy as np
 from octrack.config import Config, DatasetConfig
 from octrack.errors import UserError
 from octrack.images import ImageSource, open_images
+from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,17 @@ class Dataset:
         """One frame, float32 (z, y, x), with the configured channels summed."""
         return self.images.read(time_point, self.config.image_channels)
 
-    def window(self, time_point: int, before: int, after: int) -> list[int]:
-        """Time points of the window around `time_point`: the movie's own frames, also beyond min_time_point and
+    def window_time_points(self, time_point: int, window: TimeWindow) -> list[int]:
+        """The frames of the time window around `time_point`: the movie's own, also beyond min_time_point and
         max_time_point, so that a time point has the same window in training as in prediction. Where the movie
         has no such frame (at its ends, or a missing file) the nearest existing one stands in, on a tie the one
         nearer to `time_point`."""
         existing = self.images.time_points
-        return [_nearest(existing, t, time_point) for t in range(time_point - before, time_point + after + 1)]
+        return [_nearest(existing, t, time_point) for t in window.time_points(time_point)]
+
+    def annotated_time_points(self) -> list[int]:
+        """The time points with annotated positions inside the image."""
+        return [t for t in self.time_points if self.annotated_positions(t)]
 
     def annotated_positions(self, time_point: int) -> list[Position]:
         """The annotated positions of a time point in image pixels: with the tracking's image offset of that

@@ -1,45 +1,164 @@
-"""The model folder: `model.keras` and `settings.json`, everything prediction needs and nothing it must guess."""
+"""The model folder: `model.keras` and `settings.json`, everything prediction needs and nothing it must guess.
+
+`settings.json` is written and read only here, through `ModelSettings` (each network adds its own fields in
+a subclass). Its file format stays what it always was: sizes written x, y, z as OrganoidTracker writes them
+(`patch_shape_xyz`, `voxel_size_um_xyz`), the time window as [frames before, frames after]; inside octrack
+the same values are (z, y, x) and typed. Keys this version does not know are kept as they were.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from octrack import __version__
 from octrack.errors import UserError
 from octrack.files import atomic_path, write_text_atomic
+from octrack.time_window import TimeWindow
+from octrack.tracking.model import VoxelSize
 
 MODEL_FILE = "model.keras"
 SETTINGS_FILE = "settings.json"
+SettingsT = TypeVar("SettingsT", bound="ModelSettings")
 
 
-def save_model_folder(folder: Path, model: Any, settings: dict[str, Any]) -> None:
+def stored(name: str | None = None, *, write: Callable[[Any], Any] | None = None,
+           read: Callable[[Any], Any] | None = None, default: Any = dataclasses.MISSING,
+           omitted_when_none: bool = False) -> Any:
+    """A settings field stored in settings.json under `name` (default: the field's), converted by `write` and
+    `read`; `omitted_when_none` leaves a None value out of the file (a value only some models have)."""
+    metadata = {"json": name, "write": write, "read": read, "omitted_when_none": omitted_when_none}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _xyz(values: tuple[float, ...]) -> list[float]:
+    return list(reversed(values))
+
+
+def _zyx_ints(values: list[float]) -> tuple[int, ...]:
+    return tuple(int(value) for value in reversed(values))
+
+
+def _voxel_size_xyz(voxel_size: VoxelSize) -> list[float]:
+    return [float(voxel_size.x_um), float(voxel_size.y_um), float(voxel_size.z_um)]
+
+
+def _voxel_size(values: list[float]) -> VoxelSize:
+    return VoxelSize(*(float(value) for value in values))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRecord:
+    """How the model of a folder was trained: its epoch, the run's length, and where it ran."""
+
+    best_epoch: int
+    epochs: int
+    validation_loss: float
+    distribution: str = "none"
+    replicas: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_json(values: dict[str, Any]) -> TrainingRecord:
+        return TrainingRecord(**values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSettings:
+    """What every network's settings.json holds; each network adds its own fields in a subclass."""
+
+    NETWORK: ClassVar[str] = ""  # the network whose folders these settings describe
+
+    network: str = stored()
+    time_window: TimeWindow = stored(write=TimeWindow.to_json, read=TimeWindow.from_json)
+    patch_shape: tuple[int, int, int] = stored("patch_shape_xyz", write=_xyz, read=_zyx_ints)  # (z, y, x)
+    voxel_size: VoxelSize = stored("voxel_size_um_xyz", write=_voxel_size_xyz, read=_voxel_size)  # trained at
+    mixed_precision: str = stored(default="float32")
+    normalization: dict[str, Any] = stored(default={})
+    augmentation: dict[str, Any] = stored(default={})
+    validation_scores: dict[str, Any] | None = stored(default=None, omitted_when_none=True)
+    training: TrainingRecord | None = stored(write=TrainingRecord.to_json, read=TrainingRecord.from_json,
+                                             default=None, omitted_when_none=True)
+    octrack_version: str | None = stored(default=None, omitted_when_none=True)
+    unknown: dict[str, Any] = field(default_factory=dict)  # keys of settings.json this version does not know
+
+    def to_json(self) -> dict[str, Any]:
+        """settings.json's content (before the version is added on saving)."""
+        values: dict[str, Any] = {}
+        for spec in fields(self):
+            if "json" not in spec.metadata:
+                continue
+            value = getattr(self, spec.name)
+            if value is None and spec.metadata["omitted_when_none"]:
+                continue
+            write = spec.metadata["write"]
+            values[spec.metadata["json"] or spec.name] = write(value) if write and value is not None else value
+        return _plain({**values, **self.unknown})
+
+    @classmethod
+    def from_json(cls: type[SettingsT], values: dict[str, Any], where: Path) -> SettingsT:
+        """The settings of a settings.json (`where`, for messages)."""
+        arguments, known = {}, set()
+        for spec in fields(cls):
+            if "json" not in spec.metadata:
+                continue
+            name = spec.metadata["json"] or spec.name
+            known.add(name)
+            if name not in values:
+                if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                    raise UserError(f"{where}: no `{name}`; this is not a complete {cls.__name__} model folder, "
+                                    f"train the model again")
+                continue
+            read, value = spec.metadata["read"], values[name]
+            try:
+                arguments[spec.name] = read(value) if read and value is not None else value
+            except (TypeError, ValueError, KeyError) as error:
+                raise UserError(f"{where}: `{name}` = {value!r} is not valid ({error}); train the model again") \
+                    from None
+        return cls(**arguments, unknown={key: value for key, value in values.items() if key not in known})
+
+    def replace(self: SettingsT, **changes: Any) -> SettingsT:
+        return dataclasses.replace(self, **changes)
+
+
+def save_model_folder(folder: Path, model: Any, settings: ModelSettings) -> None:
     """Writes the model, then its settings (each atomically); settings name the octrack version."""
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / MODEL_FILE) as temporary:
         model.save(temporary)
     write_text_atomic(folder / SETTINGS_FILE,
-                      json.dumps({**settings, "octrack_version": __version__}, indent=2, default=_plain))
+                      json.dumps(settings.replace(octrack_version=__version__).to_json(), indent=2))
 
 
-def load_settings(folder: Path, network: str) -> dict[str, Any]:
+def load_settings(folder: Path, kind: type[SettingsT]) -> SettingsT:
+    """The settings of a model folder, which must be of `kind`'s network."""
+    network = kind.NETWORK
     path = folder / SETTINGS_FILE
     if not path.exists():
         raise UserError(f"{folder}: not a model folder (no {SETTINGS_FILE}); train one with "
                         f"`octrack train-{network}` or point {network}_model_folder at one")
     try:
-        settings = json.loads(path.read_text())
+        values = json.loads(path.read_text())
     except ValueError as error:
         raise UserError(f"{path}: unreadable ({error}); train the model again") from None
-    if settings.get("network") != network:
-        raise UserError(f"{path}: a {settings.get('network')} model, but a {network} model is needed here")
-    return settings
+    if not isinstance(values, dict) or values.get("network") != network:
+        found = values.get("network") if isinstance(values, dict) else None
+        raise UserError(f"{path}: a {found} model, but a {network} model is needed here")
+    return kind.from_json(values, path)
 
 
-def load_model_folder(folder: Path, network: str) -> tuple[Any, dict[str, Any]]:
-    settings = load_settings(folder, network)
-    return load_keras_model(folder / MODEL_FILE, f"the model of a {network} model folder; train it again"), settings
+def load_model_folder(folder: Path, kind: type[SettingsT]) -> tuple[Any, SettingsT]:
+    settings = load_settings(folder, kind)
+    model = load_keras_model(folder / MODEL_FILE, f"the model of a {settings.network} model folder; train it again")
+    return model, settings
 
 
 def load_keras_model(path: Path, what: str, *, custom_objects: dict[str, Any] | None = None,
@@ -57,7 +176,5 @@ def load_keras_model(path: Path, what: str, *, custom_objects: dict[str, Any] | 
 
 
 def _plain(value: Any) -> Any:
-    """JSON for numpy numbers and tuples inside settings."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {value!r}")
+    """JSON-ready values: numpy numbers and arrays as Python numbers and lists, tuples as lists."""
+    return json.loads(json.dumps(value, default=lambda item: item.tolist() if hasattr(item, "tolist") else str(item)))

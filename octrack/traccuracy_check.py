@@ -7,7 +7,8 @@ import warnings
 from typing import Any
 
 from octrack.errors import UserError
-from octrack.evaluate import DIVISION_TOLERANCE, Matching
+from octrack.matching import Matching
+from octrack.scoring import DIVISION_TOLERANCE
 from octrack.tracking.model import Position, Tracking
 
 

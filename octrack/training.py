@@ -1,12 +1,12 @@
-"""The one trainer shared by the three networks.
+"""The engine: the one trainer of every network. It knows no network.
 
-A network supplies a `NetworkTraining` (its model, loss, batches and final report); this module does the
-rest: `keras.Model.fit`, a checkpoint after every epoch, exact resume, the best model by validation loss,
-early stopping, CSV and TensorBoard logs, a plot of the curves, and the model folder; on several devices
-or machines where the ini's `distribution` asks for it (octrack/distribution.py).
+A network supplies a `NetworkTraining` (its model, loss, batches, settings and final report); this module does
+the rest: `keras.Model.fit`, a checkpoint after every epoch, exact resume, the best model by validation loss,
+early stopping, a time budget, CSV and TensorBoard logs, a plot of the curves, and the model folder; on
+several devices or machines where the ini's `distribution` asks for it (octrack/distribution.py).
 
-Exact resume: batch number k of the whole run is a pure function of (seed, k), so a resumed run draws the
-same batches as an uninterrupted one; weights and optimizer state come from the checkpoint. The
+Exact resume: batch number k of the whole run is a pure function of (seed, k) (`SeededBatches`), so a resumed
+run draws the same batches as an uninterrupted one; weights and optimizer state come from the checkpoint. The
 checkpoint is written under a new name and only then named in `state.json` (written atomically), so a
 crash at any moment leaves a state file that points at a complete checkpoint.
 """
@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import keras
+import numpy as np
 
 from octrack.distribution import Placement, place
 from octrack.errors import UserError
 from octrack.files import atomic_path, write_text_atomic
-from octrack.model_folder import load_keras_model, save_model_folder
+from octrack.model_folder import ModelSettings, TrainingRecord, load_keras_model, save_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,36 @@ class TrainOptions:
     distribution: str = "none"
 
 
+class SeededBatches(keras.utils.PyDataset):
+    """An endless stream of training batches: batch i is `make_batch` with a random generator seeded by
+    (seed, first_step + i) alone, so the batches do not depend on the worker thread that makes them, nor on
+    where a run was resumed."""
+
+    def __init__(self, seed: int, first_step: int, workers: int = DATA_WORKERS):
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
+        self.seed, self.first_step = seed, first_step
+
+    @property
+    def num_batches(self) -> None:
+        return None
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        return self.make_batch(np.random.default_rng([self.seed, self.first_step + index]))
+
+    def make_batch(self, rng: np.random.Generator) -> tuple[Any, Any]:
+        """(inputs, targets) of one batch, every random choice from `rng`."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FinalReport:
+    """What a network reports on its best model: scores to print, and its settings completed by what the
+    validation data decided (e.g. a peak threshold, a calibration)."""
+
+    scores: dict[str, Any]
+    settings: ModelSettings
+
+
 class NetworkTraining(Protocol):
     """What a network tells the trainer."""
 
@@ -65,8 +96,7 @@ class NetworkTraining(Protocol):
 
     def loss(self) -> Callable: ...
 
-    def training_batches(self, batch_size: int, seed: int, first_step: int) -> Any:
-        """An infinite keras PyDataset whose batch i is a pure function of (seed, first_step + i)."""
+    def training_batches(self, batch_size: int, seed: int, first_step: int) -> SeededBatches: ...
 
     def validation_batches(self, batch_size: int) -> Any:
         """A finite keras PyDataset, the same every epoch."""
@@ -74,11 +104,11 @@ class NetworkTraining(Protocol):
     def samples_per_pass(self) -> int:
         """Training samples in one pass over the training data (sets the default steps per epoch)."""
 
-    def settings(self) -> dict[str, Any]:
-        """Everything prediction needs, for settings.json; also compared on resume."""
+    def settings(self) -> ModelSettings:
+        """Everything prediction needs; also compared on resume."""
 
-    def final_report(self, model: Any) -> dict[str, Any]:
-        """Scores on the validation data; may add decoding settings (e.g. a calibrated threshold)."""
+    def final_report(self, model: Any) -> FinalReport:
+        """Scores on the validation data, and the settings with what they decided."""
 
 
 @dataclass
@@ -89,7 +119,7 @@ class TrainState:
     epochs_without_improvement: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # the model's settings as JSON, compared on resume
     steps_per_epoch: int = 0
     seed: int = 0
     stopped_early_at_target: int | None = None  # the `epochs` of the run that early stopping ended
@@ -129,8 +159,8 @@ def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = Fa
           report: Callable[[str], None] = print) -> TrainResult:
     folders = TrainingFolders(options.output_folder, network.name)
     state = TrainState() if restart else _load_state(folders)
-    settings = json.loads(json.dumps({**network.settings(), "mixed_precision": options.mixed_precision}))
-    # (through JSON, as state.json will hold them: tuples become lists)
+    model_settings = network.settings().replace(mixed_precision=options.mixed_precision)
+    settings = model_settings.to_json()
     if state.checkpoint and state.settings != settings:
         raise UserError(f"{folders.state}: the ini changed since this training started ({_changed(state.settings, settings)}); "
                         f"run again with --restart to start over, or undo the change to resume")
@@ -163,12 +193,12 @@ def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = Fa
         return TrainResult(folders.model, state, {})
     best = load_keras_model(folders.best, "the best model of this training; run with --restart")
     final = network.final_report(best)
-    save_model_folder(folders.model, best, {**settings, **final.get("settings", {}),
-                                            "training": {"best_epoch": state.best_epoch, "epochs": state.epoch,
-                                                         "validation_loss": state.best_validation_loss,
-                                                         "distribution": placement.distribution,
-                                                         "replicas": placement.replicas}})
-    return TrainResult(folders.model, state, final.get("scores", {}))
+    record = TrainingRecord(best_epoch=state.best_epoch, epochs=state.epoch,
+                            validation_loss=state.best_validation_loss, distribution=placement.distribution,
+                            replicas=placement.replicas)
+    save_model_folder(folders.model, best, final.settings.replace(mixed_precision=options.mixed_precision,
+                                                                  training=record))
+    return TrainResult(folders.model, state, final.scores)
 
 
 def _on_replicas(placement: Placement, batch_size: int) -> str:
@@ -348,76 +378,3 @@ def plot_curves(path: Path, history: list[dict[str, float]]) -> None:
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
-
-
-def augment_settings(config: Any, section: str) -> Any:
-    """The augmentation keys of a training section as AugmentSettings (each part on by default)."""
-    from octrack.augment import AugmentSettings
-
-    intensity = config.get(section, "augment_intensity")
-    noise = config.get(section, "augment_noise")
-    defaults = AugmentSettings()
-    return AugmentSettings(
-        flip=config.get(section, "augment_flip"), rotate=config.get(section, "augment_rotate"),
-        scale=config.get(section, "augment_scale"),
-        brightness=defaults.brightness if intensity else 0.0,
-        contrast=defaults.contrast if intensity else (1.0, 1.0),
-        gamma=defaults.gamma if intensity else (1.0, 1.0),
-        gaussian_noise=defaults.gaussian_noise if noise else 0.0,
-        poisson_noise=defaults.poisson_noise if noise else 0.0,
-        depth_dimming=defaults.depth_dimming if config.get(section, "augment_depth_dimming") else 0.0)
-
-
-def train_options(config: Any, section: str, epochs: int | None) -> TrainOptions:
-    pretrained = config.get(section, "pretrained_model_path")
-    return TrainOptions(
-        epochs=epochs or config.get(section, "epochs"), batch_size=config.get(section, "batch_size"),
-        learning_rate=config.get(section, "learning_rate"), patience=config.get(section, "patience"),
-        seed=config.get(section, "seed"), steps_per_epoch=config.get(section, "steps_per_epoch"),
-        pretrained_model_path=config.resolve(pretrained) if pretrained else None,
-        output_folder=config.output_folder(section), max_minutes=config.get(section, "max_training_minutes"),
-        mixed_precision=config.get(section, "mixed_precision"),
-        distribution=config.get(section, "distribution"))
-
-
-def networks_in_config(config: Any, report: Callable[[str], None] = print) -> list[str]:
-    """The networks whose [train_NAME] section the ini has (detection where it names none), less those this
-    version cannot train yet, which are named in a notice."""
-    from octrack.config import NETWORKS
-
-    named = [name for name in NETWORKS if config.has_section(f"train_{name}")] or ["detect"]
-    for name in named:
-        if name not in _trainers():
-            report(f"[train_{name}]: training the {name} network is not available in this version; skipped")
-    return [name for name in named if name in _trainers()] or ["detect"]
-
-
-def run_training(config: Any, names: list[str], *, epochs: int | None = None, restart: bool = False,
-                 report: Callable[[str], None] = print) -> list[TrainResult]:
-    """Brings the cache up to date, then trains each named network."""
-    from octrack.dataset import require_voxel_size
-    from octrack.prepare import cache_path, prepare
-
-    trainers = _trainers()
-    missing = [name for name in names if name not in trainers]
-    if missing:
-        raise UserError(f"training the {missing[0]} network is not available in this version; remove "
-                        f"[train_{missing[0]}] from {config.path} or train the detection network alone")
-    datasets, _ = prepare(config, report=report, networks=names)
-    for dataset in datasets:
-        require_voxel_size(dataset)  # targets and distances are in µm
-    results = []
-    for name in names:
-        network = trainers[name](config, cache_path(config, name))
-        result = train(network, train_options(config, f"train_{name}", epochs), restart=restart, report=report)
-        report(result.describe())
-        results.append(result)
-    return results
-
-
-def _trainers() -> dict[str, Callable[[Any, Path], NetworkTraining]]:
-    """The networks this version can train, by name (imported here: their modules import this one)."""
-    from octrack.networks.detect_training import DetectTraining
-    from octrack.networks.classify_training import DivideTraining, LinkTraining
-
-    return {"detect": DetectTraining, "divide": DivideTraining, "link": LinkTraining}

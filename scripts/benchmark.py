@@ -8,16 +8,16 @@ Every stage runs in a fresh Python process (this script with --stage), so that s
 reports its own peak resident memory. The stages run octrack's own code on synthetic data made on the fly:
 - matmul: a float32 numpy matrix product (2048 × 2048 @ 2048 × 2048, best of a few): the dense-compute
   ceiling that training is compared with.
-- prepare: `octrack.prepare.prepare` of the three caches from a synthetic movie (`octrack.synth.generate`);
+- prepare: `octrack.stages.prepare.prepare` of the three caches from a synthetic movie (`octrack.synth.generate`);
   MB/s = megabytes of the movie's TIFF files / seconds of preparing all three caches from scratch.
-- train_detect, train_divide, train_link: `octrack.training.run_training` with the ini defaults of each
+- train_detect, train_divide, train_link: `octrack.stages.train.run_training` with the ini defaults of each
   network. Samples/s after warm-up: the epochs after the first (which compiles). GFLOP per training sample:
   counted from the model's layers (Conv3D, Conv3DTranspose, Dense: 2 · kernel voxels · Cin · Cout per output
   voxel of the forward pass, per input voxel for a transposed convolution; other layers are not counted),
   times 3 for a training step (forward, plus gradients of inputs and of weights). Input wait: 1 − (seconds
   per step of `fit` on one batch held in memory) / (seconds per step of the real training), the
   measure scripts/benchmark_detection.py uses too (`seconds_per_step_in_memory`).
-- predict_detect: `octrack.predict.detect_in_frames` on one 512 × 512 × 32 time point (random frames of the
+- predict_detect: `octrack.networks.detect.detect_in_frames` on one 512 × 512 × 32 time point (random frames of the
   time window) with the default detection network (untrained; its output layer's bias set so that no voxel
   passes the threshold), then `find_peaks` on a target map with a nucleus every ~7 µm, as a trained
   network's output would hold. Seconds of the second time point (the first compiles).
@@ -201,7 +201,7 @@ steps_per_epoch = {link_steps}
 
 def stage_prepare(work: Path, quick: bool, precision: str) -> dict[str, Any]:
     from octrack.config import Config
-    from octrack.prepare import prepare
+    from octrack.stages.prepare import prepare
     from octrack.synth import IMAGES_PATTERN, generate
 
     movie = generate(work / "movie", seed=1, **movie_settings(quick))
@@ -222,18 +222,19 @@ def stage_prepare(work: Path, quick: bool, precision: str) -> dict[str, Any]:
 
 def stage_train(network_name: str, work: Path, quick: bool) -> dict[str, Any]:
     from octrack.config import Config
-    from octrack.prepare import cache_path
-    from octrack.training import _trainers, run_training
+    from octrack.networks import NETWORKS
+    from octrack.stages.prepare import cache_path, read_section
+    from octrack.stages.train import run_training
 
     config = Config(work / "organoid_tracker.ini")
     epochs, steps = training_steps(quick)[network_name]
     result = run_training(config, [network_name], epochs=epochs, restart=True, report=lambda text: None)[0]
-    batch = config.get(f"train_{network_name}", "batch_size")
+    section = NETWORKS[network_name].read_section(config)
+    batch = section.batch_size
     timed = result.state.history[1:]
     seconds_per_step = sum(row["train_seconds"] for row in timed) / (steps * len(timed))
-    network = _trainers()[network_name](config, cache_path(config, network_name))
-    in_memory = seconds_per_step_in_memory(network, result.model_folder, batch, config.get(
-        f"train_{network_name}", "learning_rate"), steps=steps)
+    network = NETWORKS[network_name].training(section, cache_path(read_section(config), network_name))
+    in_memory = seconds_per_step_in_memory(network, result.model_folder, batch, section.learning_rate, steps=steps)
     gflop = TRAINING_FLOPS_PER_FORWARD * forward_flops(*_model_and_sample_shape(network)) / 1e9
     samples_per_s = batch / seconds_per_step
     return {"batch_size": batch, "patch_zyx": list(network.patch_zyx), "samples_per_s": samples_per_s,
@@ -248,7 +249,7 @@ def _model_and_sample_shape(network: Any) -> tuple[Any, Any]:
     one training patch."""
     model = network.build_model()
     if network.name == "detect":
-        return model, (*network.patch_zyx, network.window)
+        return model, (*network.patch_zyx, network.section.time_window.size)
     return model, None
 
 
@@ -284,15 +285,15 @@ def seconds_per_step_in_memory(network: Any, model_folder: Path, batch_size: int
 def default_network(name: str) -> Any:
     """The model a user gets from the ini defaults (untrained) for input of the synthetic movie's depth."""
     from octrack.config import KEYS
-    from octrack.networks import detect, divide, link
+    from octrack.networks import NETWORKS, detect_model, divide, link
 
     def default(key: str) -> Any:
-        return KEYS[key].default_for(f"train_{name}")
+        return KEYS[key].default_for(NETWORKS[name].SECTION)
 
     window = 1 + default("time_window_before") + default("time_window_after")
     x, y, z = default("patch_shape")
-    if name == detect.NAME:
-        return detect.build_model(window, z, default("unet_levels"), default("unet_filters"))
+    if name == detect_model.NAME:
+        return detect_model.build_model(window, z, default("unet_levels"), default("unet_filters"))
     builder = divide.build_model if name == divide.NAME else link.build_model
     return builder((z, y, x), window, default("encoder_levels"), default("encoder_filters"))
 
@@ -305,29 +306,31 @@ def time_point_frames(window: int, seed: int = 0) -> list[np.ndarray]:
 def stage_predict_detect(work: Path, quick: bool) -> dict[str, Any]:
     from octrack.config import KEYS
     from octrack.networks import detect
-    from octrack.networks.blocks import pool_plan, tile_multiple
-    from octrack.predict import Detector, detect_in_frames
+    from octrack.networks.detect_model import DetectSettings, unet_tile_multiple
+    from octrack.peaks import find_peaks
     from octrack.synth import DEFAULT_VOXEL_SIZE
     from octrack.tiling import DEFAULT_MAX_TILE_VOXELS
+    from octrack.time_window import TimeWindow
 
     model = default_network(detect.NAME)
     model.get_layer("centres").bias.assign(np.full((1,), -20.0, np.float32))
     voxel = DEFAULT_VOXEL_SIZE
     levels = KEYS["unet_levels"].default_for(detect.SECTION)
-    patch_xyz = KEYS["patch_shape"].default_for(detect.SECTION)
-    settings = {"voxel_size_um_xyz": [voxel.x_um, voxel.y_um, voxel.z_um], "patch_shape_xyz": list(patch_xyz),
-                "tile_multiple_zyx": list(tile_multiple(pool_plan(patch_xyz[2], levels)))}
+    x, y, z = KEYS["patch_shape"].default_for(detect.SECTION)
     min_distance = KEYS["min_distance_um"].default_for(detect.SECTION)
-    detector = Detector(model, settings, 0.5, min_distance, work / "untrained.keras")
+    settings = DetectSettings(network=detect.NAME, time_window=TimeWindow(1, 1), patch_shape=(z, y, x),
+                              voxel_size=voxel, unet_levels=levels, unet_filters=1,
+                              tile_multiple_zyx=unet_tile_multiple(z, levels), min_distance_um=min_distance)
+    detector = detect.Detector(model, settings, 0.5, min_distance, work / "untrained.keras")
     frames = time_point_frames(model.input_shape[-1])
     seconds = []
     for _ in range(2):
         started = time.perf_counter()
-        detect_in_frames(detector, frames, np.ones(3))
+        detect.detect_in_frames(detector, frames, np.ones(3))
         seconds.append(time.perf_counter() - started)
     centres, nuclei = nucleus_map(voxel)
     started = time.perf_counter()
-    peaks = detect.find_peaks(centres, 0.5, tuple(min_distance / np.array(voxel.zyx_um())))
+    peaks = find_peaks(centres, 0.5, tuple(min_distance / np.array(voxel.zyx_um())))
     peak_seconds = time.perf_counter() - started
     return {"shape_zyx": list(PREDICT_SHAPE_ZYX), "first_seconds": seconds[0], "network_seconds": seconds[1],
             "peak_seconds": peak_seconds, "peaks": len(peaks), "nuclei": nuclei,
@@ -337,14 +340,14 @@ def stage_predict_detect(work: Path, quick: bool) -> dict[str, Any]:
 
 def nucleus_map(voxel: Any) -> tuple[np.ndarray, int]:
     """A map like a trained network's output: a Gaussian peak (σ 1.5 µm) at nuclei ~7 µm apart."""
-    from octrack.networks import detect
+    from octrack.networks.detect_model import render_target
 
     random = np.random.default_rng(1)
     extent_um = np.array(PREDICT_SHAPE_ZYX) * np.array(voxel.zyx_um())
     count = int(math.prod(extent_um) / 7.0 ** 3)
     points = random.uniform(0, 1, (count, 3)) * (np.array(PREDICT_SHAPE_ZYX) - 1)
     sigma = tuple(1.5 / np.array(voxel.zyx_um()))
-    return detect.render_target(points, PREDICT_SHAPE_ZYX, sigma), count
+    return render_target(points, PREDICT_SHAPE_ZYX, sigma), count
 
 
 def stage_predict_classifiers(work: Path, quick: bool) -> dict[str, Any]:

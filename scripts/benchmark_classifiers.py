@@ -109,7 +109,9 @@ def write_synthetic(folder: Path, minutes: float) -> Path:
 def run(name: str, minutes: float, output: Path, link_rotations: bool) -> dict:
     from octrack.calibration import ReliabilityBin, format_reliability
     from octrack.config import Config
-    from octrack.training import run_training
+    from octrack.model_folder import load_settings
+    from octrack.networks import NETWORKS
+    from octrack.stages.train import run_training
 
     folder = output / name
     ini = (write_breast_cancer(folder, minutes, link_rotations) if name == "breast-cancer"
@@ -119,10 +121,9 @@ def run(name: str, minutes: float, output: Path, link_rotations: bool) -> dict:
     summary: dict = {"data": name, "minutes": round((time.perf_counter() - started) / 60, 1),
                      "link_rotations": link_rotations or name == "synthetic"}
     for result in results:
-        settings = json.loads((result.model_folder / "settings.json").read_text())
-        scores = settings["validation_scores"]
+        network = result.model_folder.name.removeprefix("model_")
+        scores = load_settings(result.model_folder, NETWORKS[network].SETTINGS).validation_scores
         before, after = scores["before_calibration"], scores["after_calibration"]
-        network = settings["network"]
         summary[network] = {
             "average_precision": round(after["average_precision"], 4), "roc_auc": round(after["roc_auc"], 4),
             "precision": round(after["precision"], 4), "recall": round(after["recall"], 4),

@@ -139,11 +139,12 @@ def uncertain_as_certain(tracking):
 def run(name: str, minutes: float, output: Path) -> dict:
     from octrack.config import Config
     from octrack.dataset import open_datasets
-    from octrack.evaluate import score_detections
-    from octrack.predict import run_predict
+    from octrack.networks import detect
+    from octrack.scoring import score_detections
+    from octrack.stages.predict import run_predict
+    from octrack.stages.prepare import cache_path, read_section
+    from octrack.stages.train import run_training
     from octrack.tracking import load_tracking
-    from octrack.prepare import cache_path
-    from octrack.training import _trainers, run_training
 
     writer = {"breast-cancer": write_breast_cancer, "synthetic": write_synthetic}[name]
     ini, ground_truth, distance, unit = writer(output / name, minutes)
@@ -162,13 +163,13 @@ def run(name: str, minutes: float, output: Path) -> dict:
 
     history = result.state.history
     steps = result.state.steps_per_epoch
-    batch = config.get("train_detect", "batch_size")
+    section = detect.read_section(config)
+    batch = section.batch_size
     timed = history[1:] or history  # the first epoch includes compiling
     train_seconds = sum(row["train_seconds"] for row in timed)
     seconds_per_step = train_seconds / (steps * len(timed))
-    network = _trainers()["detect"](config, cache_path(config, "detect"))
-    compute = seconds_per_step_in_memory(network, result.model_folder, batch,
-                                         config.get("train_detect", "learning_rate"), steps=30)
+    network = detect.training(section, cache_path(read_section(config), detect.NAME))
+    compute = seconds_per_step_in_memory(network, result.model_folder, batch, section.learning_rate, steps=30)
     summary = {
         "data": name, "f1": round(scores.f1, 4), "precision": round(scores.precision, 4),
         "recall": round(scores.recall, 4), "match_distance": f"{distance:g} {unit}",

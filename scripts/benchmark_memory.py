@@ -55,11 +55,12 @@ if sys.argv[2] == "predict":
 else:
     from octrack.config import Config
     from octrack.networks import detect
-    from octrack.predict import load_detector
-    detector = load_detector(Config(sys.argv[1]))
-    window = sum(detector.settings["time_window"]) + 1
-    detect.predict_centres(detector.model, [np.zeros((16, 64, 64), np.float32)] * window,
-                           tuple(detector.settings["tile_multiple_zyx"]), (1, 1, 1))
+    from octrack.networks.detect_model import predict_centres
+    from octrack.stages.predict import read_section
+    predict = read_section(Config(sys.argv[1]))
+    detector = detect.load(predict.model_folder(detect.NAME), predict)
+    predict_centres(detector.model, [np.zeros((16, 64, 64), np.float32)] * detector.settings.time_window.size,
+                    detector.settings.tile_multiple_zyx, (1, 1, 1))
 print(json.dumps({"max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "traced_peak_mib": tracemalloc.get_traced_memory()[1] / 2 ** 20}))
 """

@@ -72,9 +72,9 @@ def write_synthetic(folder: Path, detect_minutes: float, classifier_minutes: flo
 def run(name: str, detect_minutes: float, classifier_minutes: float, output: Path) -> dict:
     from octrack.config import Config
     from octrack.dataset import open_datasets
-    from octrack.evaluate import evaluate_files
-    from octrack.predict import run_predict
-    from octrack.training import run_training
+    from octrack.stages.evaluate import evaluate_files
+    from octrack.stages.predict import run_predict
+    from octrack.stages.train import run_training
 
     writer = {"breast-cancer": write_breast_cancer, "synthetic": write_synthetic}[name]
     ini, ground_truth, scoring = writer(output / name, detect_minutes, classifier_minutes)

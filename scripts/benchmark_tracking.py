@@ -6,7 +6,7 @@ positions without links, twice:
 - the true positions;
 - perturbed positions (seed 0): 5% dropped, 5% false ones added (uniform in the box around that time
   point's true positions), and every position jittered by Gaussian noise of 0.5 µm on each axis.
-Scores: `octrack.evaluate.score_tracking` on the detection matching within 2.5 µm: link and division
+Scores: `octrack.scoring.score_tracking` on the detection matching within 2.5 µm: link and division
 precision, recall and F1 (a division counts within ±1 time point).
 
 LapTrack 0.17.1 (pip install laptrack==0.17.1; the `benchmark` extra) works in µm with squared Euclidean
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from octrack.evaluate import TrackingScores, score_detections, score_tracking
+from octrack.scoring import TrackingScores, score_detections, score_tracking
 from octrack.linking import link_tracks
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
 from octrack.tracking.model import from_positions

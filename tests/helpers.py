@@ -62,15 +62,15 @@ def write_tiny_detection_model(folder: Path, *, time_window: tuple[int, int] = (
     """An untrained detection model folder, fast to run; its output sits far below the peak threshold, so that
     decoding finds (almost) no peaks in noise."""
     from octrack.model_folder import save_model_folder
-    from octrack.networks import detect
-    from octrack.networks.blocks import pool_plan, tile_multiple
+    from octrack.networks.detect_model import DetectSettings, build_model, unet_tile_multiple
+    from octrack.time_window import TimeWindow
+    from octrack.tracking import VoxelSize
 
-    model = detect.build_model(sum(time_window) + 1, patch_depth, levels, filters)
+    model = build_model(sum(time_window) + 1, patch_depth, levels, filters)
     kernel, _ = model.get_layer("centres").get_weights()
     model.get_layer("centres").set_weights([kernel, np.full(1, -6.0, dtype=np.float32)])
-    save_model_folder(folder, model, {
-        "network": detect.NAME, "time_window": list(time_window), "patch_shape_xyz": [64, 64, patch_depth],
-        "voxel_size_um_xyz": [0.32, 0.32, 2.0], "unet_levels": levels, "unet_filters": filters,
-        "tile_multiple_zyx": list(tile_multiple(pool_plan(patch_depth, levels))), "min_distance_um": 3.0,
-        "peak_threshold": 0.5})
+    save_model_folder(folder, model, DetectSettings(
+        network="detect", time_window=TimeWindow(*time_window), patch_shape=(patch_depth, 64, 64),
+        voxel_size=VoxelSize(0.32, 0.32, 2.0), unet_levels=levels, unet_filters=filters,
+        tile_multiple_zyx=unet_tile_multiple(patch_depth, levels), min_distance_um=3.0, peak_threshold=0.5))
     return folder

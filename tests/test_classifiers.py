@@ -4,7 +4,6 @@ predict's metadata and links.csv, and bad inputs."""
 from __future__ import annotations
 
 import csv
-import json
 import math
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ from octrack.cli import main
 from octrack.networks import divide, link
 from octrack.synth import generate
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
+from octrack.model_folder import load_settings
 from octrack.training import EpochCheckpoint
 from tests.helpers import octrack, set_keys
 
@@ -168,13 +168,12 @@ def test_train_both_and_predict_divisions_and_links(capsys, request, movie_name,
     out = octrack(capsys, "train", "--config", ini)
     assert "mothers drawn ×10" in out and "links next to a division drawn ×10" in out
     assert "average precision" in out and "ece after calibration" in out and "0.9–1.0" in out
-    for network in ("divide", "link"):
-        settings = json.loads((movie / "training_output" / f"model_{network}" / "settings.json").read_text())
-        assert settings["network"] == network and settings["calibration"]["method"] == "platt"
-        assert {"before_calibration", "after_calibration", "reliability_after"} <= set(settings["validation_scores"])
-        assert settings["patch_shape_xyz"][2] == (8 if movie_name == "dividing_3d" else 1)
-    assert json.loads((movie / "training_output" / "model_link" / "settings.json").read_text())[
-        "link_candidate_factor"] == 2
+    for network, kind in (("divide", divide.DivideSettings), ("link", link.LinkSettings)):
+        settings = load_settings(movie / "training_output" / f"model_{network}", kind)
+        assert settings.network == network and settings.calibration is not None
+        assert {"before_calibration", "after_calibration", "reliability_after"} <= set(settings.validation_scores)
+        assert settings.patch_shape[0] == (8 if movie_name == "dividing_3d" else 1)
+    assert load_settings(movie / "training_output" / "model_link", link.LinkSettings).link_candidate_factor == 2
     assert "0 entries built" in octrack(capsys, "prepare", "--config", ini)  # reused: nothing changed
 
     octrack(capsys, "predict", "--config", ini, "--steps", "positions,divisions,links")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from octrack.config import DATASET_KEYS, KEYS, Config
-from octrack.init_config import render_example
+from octrack.config import (DATASET_KEYS, KEYS, ClassifierSection, Config, DetectSection, LinkSection,
+                            PredictSection, PrepareSection)
+from octrack.stages.init import render_example
+from octrack.time_window import TimeWindow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +73,7 @@ def test_dataset_key_in_training_section_warns(tmp_path):
 
 def test_example_documents_every_key_with_its_default():
     example = (ROOT / "organoid_tracker.ini.example").read_text()
-    assert example == render_example(), "run: python -c 'from octrack.init_config import render_example; " \
+    assert example == render_example(), "run: python -c 'from octrack.stages.init import render_example; " \
                                         "open(\"organoid_tracker.ini.example\", \"w\").write(render_example())'"
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
     parser.read_string(example)
@@ -99,3 +101,36 @@ def test_key_in_a_section_that_does_not_read_it_warns(tmp_path):
     config = Config(write_ini(tmp_path, "[prepare]\npatch_shape = 32, 32, 8\n[predict]\nepochs = 3\n"))
     assert any("[prepare] patch_shape: read from [DEFAULTS], [train_detect]" in w for w in config.warnings)
     assert any("[predict] epochs: read from" in w for w in config.warnings)
+
+
+@pytest.mark.parametrize("name, kind", [("prepare", PrepareSection), ("train_detect", DetectSection),
+                                        ("train_divide", ClassifierSection), ("train_link", LinkSection),
+                                        ("predict", PredictSection)])
+def test_each_typed_section_reads_exactly_the_keys_declared_for_it(tmp_path, monkeypatch, name, kind):
+    """The typed object of a section is built from the keys that KEYS says the section reads: no more (a key
+    read where it is declared not to be read would not warn), no fewer (a declared key would do nothing)."""
+    config = Config(write_ini(tmp_path, "[DEFAULTS]\n"))
+    read = set()
+    original = Config.get
+
+    def recording(self, section, key):
+        read.add(key)
+        return original(self, section, key)
+
+    monkeypatch.setattr(Config, "get", recording)
+    config.section_of(kind, name)
+    assert read == {key.name for key in KEYS.values() if name in key.sections}
+
+
+def test_typed_sections_convert_at_the_surface(tmp_path):
+    config = Config(write_ini(tmp_path, "[DEFAULTS]\noutput_folder = out\n[train_detect]\npatch_shape = 96, 80, 1\n"
+                                        "time_window_before = 0\naugment_noise = false\n[predict]\n"
+                                        "detect_model_folder = models/d\n"))
+    detect = config.section_of(DetectSection, "train_detect")
+    assert detect.patch_shape == (1, 80, 96)  # written x, y, z; (z, y, x) inside
+    assert detect.time_window == TimeWindow(0, 1) and detect.augment.gaussian_noise == 0
+    assert detect.output_folder == tmp_path / "out" and detect.config_file == config.path
+    predict = config.section_of(PredictSection, "predict")
+    assert predict.model_folder("detect") == tmp_path / "models" / "d"
+    assert predict.model_folder("link") == tmp_path / "out" / "model_link"
+    assert predict.min_distance_um is None and predict.link_candidate_factor is None  # the model's

@@ -13,6 +13,7 @@ import tifffile
 from octrack.config import Config
 from octrack.dataset import Dataset, open_dataset
 from octrack.errors import UserError
+from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking, save_tracking
 
 
@@ -38,17 +39,17 @@ def test_window_reaches_beyond_max_time_point(tmp_path: Path) -> None:
     """Training at max_time_point sees the next frame of the movie, as prediction of the whole movie would."""
     dataset = _dataset(tmp_path, list(range(6)), min_time_point=1, max_time_point=3)
     assert dataset.time_points == [1, 2, 3]
-    assert dataset.window(3, 1, 1) == [2, 3, 4]
-    assert dataset.window(1, 2, 0) == [0, 0, 1]  # the movie starts at 0: its first frame repeats
-    assert dataset.window(3, 0, 3) == [3, 4, 5, 5]
+    assert dataset.window_time_points(3, TimeWindow(1, 1)) == [2, 3, 4]
+    assert dataset.window_time_points(1, TimeWindow(2, 0)) == [0, 0, 1]  # the movie starts at 0: its first frame repeats
+    assert dataset.window_time_points(3, TimeWindow(0, 3)) == [3, 4, 5, 5]
 
 
 def test_window_over_a_gap_uses_the_nearest_frame(tmp_path: Path) -> None:
     dataset = _dataset(tmp_path, [0, 1, 2, 4, 5, 8])
-    assert dataset.window(5, 1, 1) == [4, 5, 5]  # 6 is missing: 5 is nearest
-    assert dataset.window(5, 0, 2) == [5, 5, 8]  # 7 is missing: 8 is nearest
-    assert dataset.window(4, 1, 1) == [4, 4, 5]  # 3 is as near to 2 as to 4: …
-    assert dataset.window(2, 0, 1) == [2, 2]  # … the one nearer to the centre stands in
+    assert dataset.window_time_points(5, TimeWindow(1, 1)) == [4, 5, 5]  # 6 is missing: 5 is nearest
+    assert dataset.window_time_points(5, TimeWindow(0, 2)) == [5, 5, 8]  # 7 is missing: 8 is nearest
+    assert dataset.window_time_points(4, TimeWindow(1, 1)) == [4, 4, 5]  # 3 is as near to 2 as to 4: …
+    assert dataset.window_time_points(2, TimeWindow(0, 1)) == [2, 2]  # … the one nearer to the centre stands in
 
 
 # Gaps in pattern folders

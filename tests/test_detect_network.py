@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from octrack.networks.blocks import pool_plan, tile_multiple
-from octrack.networks.detect import crop_box, detection_loss, find_peaks, render_target, uncertain_zone
+from octrack.networks.detect import crop_box
+from octrack.networks.detect_model import detection_loss, render_target, uncertain_zone
+from octrack.peaks import find_peaks
 from octrack.augment import AugmentSettings
 from octrack.networks.detect_training import Crop, TrainingPatches, annotated_box
 from octrack.tiling import plan_tiles, predict_tiled
@@ -61,7 +63,7 @@ def test_peaks_found_in_slabs_of_planes_are_those_of_the_whole_volume(monkeypatc
     slab for the whole volume, also with plateaus: the output quantised, peaks on a slab boundary included."""
     from scipy import ndimage
 
-    from octrack.networks import detect
+    from octrack import peaks
 
     random = np.random.default_rng(0)
     smooth = ndimage.gaussian_filter(random.random((9, 30, 30)), (1, 2, 2))
@@ -69,7 +71,7 @@ def test_peaks_found_in_slabs_of_planes_are_those_of_the_whole_volume(monkeypatc
     whole = find_peaks(quantised, float(np.median(quantised)), (1, 3, 3))
     assert len(whole) > 10
     for planes in range(1, 6):
-        monkeypatch.setattr(detect, "MAXIMA_SLAB_VOXELS", planes * 30 * 30)
+        monkeypatch.setattr(peaks, "MAXIMA_SLAB_VOXELS", planes * 30 * 30)
         np.testing.assert_array_equal(find_peaks(quantised, float(np.median(quantised)), (1, 3, 3)), whole)
 
 

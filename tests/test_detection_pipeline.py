@@ -12,8 +12,10 @@ import pytest
 import tifffile
 
 from octrack.cli import main
+from octrack.model_folder import load_settings
+from octrack.networks.detect_model import DetectSettings
 from octrack.training import EpochCheckpoint
-from octrack.tracking import load_tracking, save_tracking
+from octrack.tracking import VoxelSize, load_tracking, save_tracking
 from tests.helpers import octrack, set_keys
 
 TINY = {"steps_per_epoch": 3, "batch_size": 2, "unet_levels": 2, "unet_filters": 4, "patience": 0}
@@ -32,11 +34,10 @@ def test_pipeline_end_to_end(capsys, request, movie_name, patch):
     out = octrack(capsys, "train-detect", "--config", ini)
     assert "best epoch" in out and "validation f1" in out
     model_folder = movie / "training_output" / "model_detect"
-    settings = json.loads((model_folder / "settings.json").read_text())
-    for key in ("network", "time_window", "patch_shape_xyz", "voxel_size_um_xyz", "normalization",
-                "target_sigma_um", "peak_threshold", "min_distance_um", "octrack_version"):
-        assert key in settings
-    assert settings["voxel_size_um_xyz"] == [0.32, 0.32, 2.0]
+    settings = load_settings(model_folder, DetectSettings)
+    assert settings.normalization and settings.target_sigma_um and settings.octrack_version
+    assert settings.peak_threshold is not None and settings.min_distance_um
+    assert settings.voxel_size == VoxelSize(0.32, 0.32, 2.0)
     training = movie / "training_output" / "training_detect"
     assert len(list(csv.DictReader(open(training / "log.csv")))) == 2
     assert (training / "curves.png").stat().st_size > 0
@@ -98,17 +99,6 @@ def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(capsys, m
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_more_epochs_continue_and_restart_starts_over(capsys, movie_3d):
-    ini = tiny_config(movie_3d, "32, 32, 8", epochs=1)
-    octrack(capsys, "train-detect", "--config", ini)
-    out = octrack(capsys, "train-detect", "--config", ini, "--epochs", "2")
-    assert "epochs 2–2" in out
-    assert [row["epoch"] for row in history(movie_3d)] == ["1", "2"]
-    assert "already trained for 2 epochs" in octrack(capsys, "train-detect", "--config", ini, "--epochs", "2")
-    octrack(capsys, "train-detect", "--config", ini, "--restart")
-    assert [row["epoch"] for row in history(movie_3d)] == ["1"]
-
-
 def test_pretrained_model_is_trained_further(capsys, movie_3d):
     ini = tiny_config(movie_3d, "32, 32, 8", epochs=1)
     octrack(capsys, "train-detect", "--config", ini)
@@ -117,14 +107,6 @@ def test_pretrained_model_is_trained_further(capsys, movie_3d):
     out = octrack(capsys, "train-detect", "--config", ini)
     assert "starting from the weights of" in out
     assert (movie_3d / "second_run" / "model_detect" / "model.keras").exists()
-
-
-def test_changed_ini_does_not_resume_silently(capsys, movie_3d):
-    ini = tiny_config(movie_3d, "32, 32, 8", epochs=1)
-    octrack(capsys, "train-detect", "--config", ini)
-    set_keys(movie_3d / "organoid_tracker.ini", "train_detect", unet_filters=8)
-    assert main(["train-detect", "--config", ini, "--epochs", "2"]) == 2
-    assert "--restart" in capsys.readouterr().err
 
 
 def test_detection_target_needs_a_voxel_size(capsys, movie_2d):
@@ -147,7 +129,7 @@ def test_predict_without_a_model(capsys, movie_3d):
 
 
 def test_interrupted_predict_resumes(capsys, movie_3d, monkeypatch):
-    import octrack.predict as predict_module
+    import octrack.networks.detect as predict_module
 
     ini = tiny_config(movie_3d, "32, 32, 8", epochs=1)
     octrack(capsys, "train-detect", "--config", ini)
@@ -181,23 +163,6 @@ def test_interrupted_predict_resumes(capsys, movie_3d, monkeypatch):
     assert (folder / "positions.csv").read_text() == uninterrupted
 
 
-def test_early_stopping_ends_the_run_and_stays_ended(capsys, movie_3d, monkeypatch):
-    """With patience 1 and a validation loss that never improves after epoch 1, training stops at epoch 2;
-    running it again does not train further unless more epochs are asked for."""
-    ini = tiny_config(movie_3d, "32, 32, 8", epochs=5)
-    set_keys(movie_3d / "organoid_tracker.ini", "train_detect", patience=1)
-    original = EpochCheckpoint.on_epoch_end
-
-    def worse_after_the_first(self, epoch, logs=None):
-        original(self, epoch, {**(logs or {}), "val_loss": 1.0 + epoch})
-
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", worse_after_the_first)
-    octrack(capsys, "train-detect", "--config", ini)
-    assert [row["epoch"] for row in history(movie_3d)] == ["1", "2"]
-    assert "stopped early at epoch 2" in octrack(capsys, "train-detect", "--config", ini)
-    assert [row["epoch"] for row in history(movie_3d)] == ["1", "2"]
-
-
 def test_mixed_bfloat16_computes_in_bfloat16_keeps_float32_outputs_and_resumes(capsys, movie_2d):
     ini = tiny_config(movie_2d, "48, 48, 1", epochs=1)
     set_keys(Path(ini), "train_detect", mixed_precision="mixed_bfloat16")
@@ -209,7 +174,7 @@ def test_mixed_bfloat16_computes_in_bfloat16_keeps_float32_outputs_and_resumes(c
     assert model.output.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
     assert len(history(movie_2d)) == 2
-    settings = json.loads((movie_2d / "training_output" / "model_detect" / "settings.json").read_text())
-    assert settings["mixed_precision"] == "mixed_bfloat16"
+    settings = load_settings(movie_2d / "training_output" / "model_detect", DetectSettings)
+    assert settings.mixed_precision == "mixed_bfloat16"
     out = octrack(capsys, "predict", "--config", ini)  # the bfloat16 model predicts as it is
     assert "positions in" in out and (movie_2d / "training_output" / "predictions" / "1" / "positions.aut").exists()

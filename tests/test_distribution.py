@@ -19,6 +19,8 @@ import pytest
 from octrack.cli import main
 from octrack.distribution import Placement, place
 from octrack.errors import UserError
+from octrack.model_folder import load_settings
+from octrack.networks.detect_model import DetectSettings
 from tests.helpers import octrack, set_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,8 +82,8 @@ def test_mirrored_training_on_two_devices_matches_one_device_and_resumes(movie_2
 
     # The detection network: the same batches give about the same losses (each replica normalises its half).
     model = mirrored.parent / "training_output" / "model_detect"
-    training = json.loads((model / "settings.json").read_text())["training"]
-    assert (training["distribution"], training["replicas"]) == ("mirrored", 2)
+    training = load_settings(model, DetectSettings).training
+    assert (training.distribution, training.replicas) == ("mirrored", 2)
     one_device, two_replicas = (history(ini.parent / "training_output" / "training_detect")
                                 for ini in (single, mirrored))
     for a, b in zip(one_device, two_replicas):
@@ -118,8 +120,8 @@ def test_two_worker_processes_train_together_and_only_the_chief_writes(capsys, m
     outputs = [log.read_text() for log in logs]
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert "multi_worker: 2 replicas of 2" in outputs[0] and "the chief writes" in outputs[1]
-    settings = json.loads((movie_2d / "training_output" / "model_detect" / "settings.json").read_text())
-    assert settings["training"]["distribution"] == "multi_worker" and settings["training"]["replicas"] == 2
+    training = load_settings(movie_2d / "training_output" / "model_detect", DetectSettings).training
+    assert training.distribution == "multi_worker" and training.replicas == 2
     assert len(history(movie_2d / "training_output" / "training_detect")) == 2
 
 

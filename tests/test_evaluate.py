@@ -12,7 +12,9 @@ from scipy.optimize import linear_sum_assignment
 
 from octrack.cli import main
 from octrack.errors import UserError
-from octrack.evaluate import match_time_point, parse_time_range, score_detections, score_tracking
+from octrack.matching import match_time_point
+from octrack.scoring import score_detections, score_tracking
+from octrack.stages.common import parse_time_range
 from octrack.tracking import Position, Tracking, VoxelSize, save_tracking
 from octrack.tracking.model import from_positions
 

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from octrack import intensity, tiling
+from octrack import intensity, peaks, tiling
 from octrack.config import Config
 from octrack.dataset import open_datasets
+from octrack.frames import model_frames
 from octrack.networks import detect
-from octrack.predict import load_detector, model_frames, predict_positions
-from octrack.tracking import VoxelSize
+from octrack.networks.detect_model import predict_centres
+from octrack.stages.predict import read_section, run_step
+from octrack.time_window import TimeWindow
+from octrack.tracking import Tracking, VoxelSize
 from tests.helpers import write_noise_movie, write_tiny_detection_model
 
 SIZE_XYZ = (512, 512, 16)
@@ -27,7 +30,7 @@ def test_predicting_positions_holds_a_time_window_not_the_movie(tmp_path: Path, 
     never near the movie's 5 frames. The fixed-size buffers (tiles, the maximum filter's slabs, the sample
     for the percentiles) are made small here, so that the frames dominate as they do for large images."""
     monkeypatch.setattr(tiling, "plan_tiles", functools.partial(tiling.plan_tiles, max_voxels=1 << 17))
-    monkeypatch.setattr(detect, "MAXIMA_SLAB_VOXELS", 1 << 16)
+    monkeypatch.setattr(peaks, "MAXIMA_SLAB_VOXELS", 1 << 16)
     monkeypatch.setattr(intensity, "_MAX_VOXELS_FOR_PERCENTILES", 1 << 16)
     write_noise_movie(tmp_path / "images", SIZE_XYZ, TIME_POINTS)
     write_tiny_detection_model(tmp_path / "model", levels=0, filters=1)
@@ -36,11 +39,12 @@ def test_predicting_positions_holds_a_time_window_not_the_movie(tmp_path: Path, 
         "pixel_size_x_um_1 = 0.32\npixel_size_y_um_1 = 0.32\npixel_size_z_um_1 = 2\ndetect_model_folder = model\n")
     config = Config(tmp_path / "organoid_tracker.ini")
     dataset, = open_datasets(config, "predict")
-    detector = load_detector(config)
-    detect.predict_centres(detector.model, [np.zeros((4, 16, 16), np.float32)] * 3, (1, 1, 1), (1, 1, 1))  # warm-up
+    predict = read_section(config)
+    detector = detect.load(predict.model_folder("detect"), predict)
+    predict_centres(detector.model, [np.zeros((4, 16, 16), np.float32)] * 3, (1, 1, 1), (1, 1, 1))  # warm-up
     tracemalloc.start()
     try:
-        predict_positions(dataset, detector, tmp_path / "predictions")
+        run_step("positions", detector, dataset, Tracking(dataset.voxel_size), tmp_path / "predictions")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -57,7 +61,7 @@ def test_frames_rescaled_to_the_model_voxel_size_as_they_are_read(tmp_path: Path
         "pixel_size_x_um_1 = 0.16\npixel_size_y_um_1 = 0.16\npixel_size_z_um_1 = 2\n")
     dataset, = open_datasets(Config(tmp_path / "organoid_tracker.ini"), "predict")
     reader, factor = model_frames(dataset, dataset.voxel_size, VoxelSize(0.32, 0.32, 2.0))
-    frames = reader.arrays(0, 1, 1)
+    frames = reader.arrays(0, TimeWindow(1, 1))
     assert [frame.shape for frame in frames] == [(5, 15, 20)] * 3 and frames[0] is frames[1]
     np.testing.assert_allclose(factor, [1.0, 14 / 29, 19 / 40])
     same, ones = model_frames(dataset, dataset.voxel_size, VoxelSize(0.161, 0.16, 2.0))

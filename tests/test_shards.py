@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from octrack.cli import main
-from octrack.merge import Shard, join
+from octrack.stages.merge import Shard, join
 from octrack.synth import generate
 from octrack.tracking import Position, Tracking, load_tracking
 from tests.helpers import octrack, set_keys

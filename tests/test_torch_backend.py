@@ -17,7 +17,8 @@ import keras
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["tests/test_detect_network.py", "tests/test_detection_pipeline.py", "tests/test_classifiers.py"]
+MODULES = ["tests/test_detect_network.py", "tests/test_detection_pipeline.py", "tests/test_classifiers.py",
+           "tests/test_training.py"]
 
 
 @pytest.mark.skipif(keras.backend.backend() == "torch", reason="this run already uses the torch backend")

@@ -11,7 +11,7 @@ import tifffile
 from scipy import ndimage
 
 from octrack.cli import main
-from octrack.evaluate import score_detections, score_tracking
+from octrack.scoring import score_detections, score_tracking
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking, save_tracking
 from octrack.tracking.model import from_positions
 

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS
-from octrack.errors import UserError
 from octrack.linking.confidence import link_confidence
 from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostSettings, MotionModel,
                                    compute_costs, initial_motion, refined_motion)
 from octrack.linking.graph import CandidateGraph, build_graph
 from octrack.linking.solver import Solution, solve
-from octrack.tracking.io import load_tracking, save_tracking
-from octrack.tracking.model import Tracking, VoxelSize
+from octrack.tracking.model import Tracking
 
 LINK_CONFIDENCE = "link_confidence"
 REVIEW_BELOW = 0.99
@@ -56,7 +53,7 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
     positions where they carry one, else from geometry. `image_shape_zyx` (pixels) makes appearing and
     disappearing cheaper near the image border; without it only the first and last time points are."""
     settings = settings or CostSettings()
-    link_probabilities = _has_link_probabilities(tracking)
+    link_probabilities = has_link_probabilities(tracking)
     graph = build_graph(tracking, use_tracking_links=link_probabilities, factor=candidate_factor,
                         max_partners=candidate_max_partners)
     link_probability = np.array([  # a link without a probability among links with one: no information, 0.5
@@ -84,27 +81,7 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
     return result
 
 
-def track_file(positions_path: Path, output: Path | None = None, *, voxel_size: VoxelSize | None = None,
-               image_shape_zyx: tuple[int, int, int] | None = None) -> str:
-    """`octrack track`: links the positions of a tracking file and writes the tracks (format by extension;
-    default `<name>-tracks.aut` next to it); returns a summary."""
-    if voxel_size is not None and not all(0 < size < float("inf") for size in voxel_size.zyx_um()):
-        raise UserError(f"--voxel-size {voxel_size.x_um:g} {voxel_size.y_um:g} {voxel_size.z_um:g}: every size must "
-                        f"be a positive number of µm")
-    tracking = load_tracking(positions_path, voxel_size)
-    if not len(tracking):
-        raise UserError(f"{positions_path}: holds no positions; give a file with positions to link")
-    if tracking.voxel_size is None and not _has_link_probabilities(tracking) and \
-            len({p.z for p in tracking.positions()}) > 1:
-        raise UserError(f"{positions_path}: the voxel size is unknown, and distances in 3D need it; give "
-                        f"--voxel-size X Y Z (µm)")
-    output = output or positions_path.with_name(f"{positions_path.stem}-tracks.aut")
-    result = link_tracks(tracking, image_shape_zyx=image_shape_zyx)
-    save_tracking(result.tracking, output, image_shape_zyx=image_shape_zyx)
-    return f"wrote {output}: {result.describe()}"
-
-
-def _has_link_probabilities(tracking: Tracking) -> bool:
+def has_link_probabilities(tracking: Tracking) -> bool:
     return any(LINK_PROBABILITY in tracking.link_data(a, b) for a, b in tracking.links())
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS, candidate_pairs, coordinates_um
-from octrack.tracking.model import Position, Tracking
+from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS, candidate_pairs
+from octrack.tracking.model import Position, Tracking, coordinates_um
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,6 @@ same code builds a network for 3D+time and for 2D+time (Z = 1, where kernels are
 
 from __future__ import annotations
 
-import keras
-
 
 def pool_plan(patch_depth: int, levels: int) -> list[tuple[int, int, int]]:
     """Pool sizes (z, y, x) for each level: always 2 in y and x; 2 in z while at least 4 slices remain."""
@@ -29,6 +27,8 @@ def depths_per_level(patch_depth: int, plan: list[tuple[int, int, int]]) -> list
 
 def conv_block(x, filters: int, depth: int, name: str):
     """Two 3 × 3 × 3 convolutions (1 × 3 × 3 where there is a single slice), batch norm, ReLU."""
+    import keras
+
     kernel = (3 if depth > 1 else 1, 3, 3)
     for index in (1, 2):
         x = keras.layers.Conv3D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv{index}")(x)

@@ -1,8 +1,5 @@
-"""Training the detection network: batches of augmented patches from the cache, and the final report.
-
-Batch k of a run is drawn with a random generator seeded by (seed, k) alone, so a resumed run draws the
-same batches as an uninterrupted one, whichever worker thread makes them.
-"""
+"""Training the detection network: batches of augmented patches from the cache, and the final report (the
+validation scores and the peak threshold with the best F1)."""
 
 from __future__ import annotations
 
@@ -17,14 +14,17 @@ import keras
 import numpy as np
 
 from octrack.augment import AugmentSettings, augment_intensity, sample_geometry
+from octrack.config import DetectSection
 from octrack.errors import UserError
-from octrack.evaluate import DetectionScores, match_time_point, without_uncertain_matches
 from octrack.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
-from octrack.networks import detect
-from octrack.networks.blocks import pool_plan, tile_multiple
+from octrack.matching import match_time_point, without_uncertain_matches
+from octrack.networks.detect_model import (NAME, DetectSettings, build_model, detection_loss, predict_centres,
+                                           render_target, uncertain_zone, unet_tile_multiple)
 from octrack.patches import cut_region
+from octrack.peaks import find_peaks
+from octrack.scoring import DetectionScores
 from octrack.tracking import Position, VoxelSize
-from octrack.training import DATA_WORKERS, augment_settings
+from octrack.training import DATA_WORKERS, FinalReport, SeededBatches
 
 log = logging.getLogger(__name__)
 NEAR_NUCLEUS_SHARE = 0.7  # share of patches centred near an annotated nucleus; the rest anywhere in a crop
@@ -96,23 +96,17 @@ def annotated_box(offset: np.ndarray, crop_shape: np.ndarray, frame_shape: np.nd
     return low, np.maximum(high, low + 1)
 
 
-class TrainingPatches(keras.utils.PyDataset):
-    """An endless stream of augmented patches; batch i is made from the seed and `first_step + i` alone."""
+class TrainingPatches(SeededBatches):
+    """An endless stream of augmented patches, drawn across all crops in proportion to their volume."""
 
     def __init__(self, crops: list[Crop], patch_zyx: tuple[int, int, int], batch_size: int, seed: int,
                  first_step: int, augment: AugmentSettings, workers: int = DATA_WORKERS):
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
-        self.crops, self.patch_zyx, self.batch_size = crops, patch_zyx, batch_size
-        self.seed, self.first_step, self.augment = seed, first_step, augment
+        super().__init__(seed, first_step, workers)
+        self.crops, self.patch_zyx, self.batch_size, self.augment = crops, patch_zyx, batch_size, augment
         volumes = np.array([np.prod(crop.image.shape[:3]) for crop in crops], dtype=np.float64)
         self.crop_weights = volumes / volumes.sum()
 
-    @property
-    def num_batches(self) -> None:
-        return None
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.first_step + index])
+    def make_batch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         samples = [self._sample(rng) for _ in range(self.batch_size)]
         return np.stack([x for x, _ in samples]), np.stack([y for _, y in samples])
 
@@ -125,9 +119,9 @@ class TrainingPatches(keras.utils.PyDataset):
         warped = geometry.warp_columns(region, self.patch_zyx)
         patch, mask = warped[..., :-1], warped[..., -1]
         points = geometry.warp_points(crop.positions_zyx - offset, extent, self.patch_zyx)
-        target = detect.render_target(points, self.patch_zyx, tuple(crop.sigma_px))
+        target = render_target(points, self.patch_zyx, tuple(crop.sigma_px))
         uncertain = geometry.warp_points(crop.uncertain_zyx - offset, extent, self.patch_zyx)
-        annotated = (mask > ANNOTATED) & ~detect.uncertain_zone(uncertain, target, tuple(crop.sigma_px))
+        annotated = (mask > ANNOTATED) & ~uncertain_zone(uncertain, target, tuple(crop.sigma_px))
         patch = augment_intensity(patch, rng, self.augment)
         patch *= (mask > HAS_DATA)[..., np.newaxis]
         return patch, np.stack([target, annotated.astype(np.float32)], axis=-1)
@@ -160,8 +154,8 @@ def _grid_samples(crops: list[Crop], patch_zyx: tuple[int, int, int], max_patche
     for crop, centre in centres:
         region, offset = _cut(crop, centre, patch_zyx)
         frames_and_mask = np.ascontiguousarray(region.transpose(2, 0, 1, 3))
-        target = detect.render_target(crop.positions_zyx - offset, patch_zyx, tuple(crop.sigma_px))
-        annotated = (frames_and_mask[..., -1] > ANNOTATED) & ~detect.uncertain_zone(
+        target = render_target(crop.positions_zyx - offset, patch_zyx, tuple(crop.sigma_px))
+        annotated = (frames_and_mask[..., -1] > ANNOTATED) & ~uncertain_zone(
             crop.uncertain_zyx - offset, target, tuple(crop.sigma_px))
         samples.append((frames_and_mask[..., :-1], np.stack([target, annotated.astype(np.float32)], axis=-1)))
     return samples
@@ -206,15 +200,15 @@ def validation_report(model: Any, crops: list[Crop], patch_zyx: tuple[int, int, 
                       min_distance_um: float, match_distance_um: float, fixed_threshold: float | None
                       ) -> dict[str, Any]:
     """Scores at each candidate threshold over all validation crops; keeps the best (or the fixed one)."""
-    multiple = tile_multiple(pool_plan(patch_zyx[0], levels))
+    multiple = unet_tile_multiple(patch_zyx[0], levels)
     thresholds = [fixed_threshold] if fixed_threshold is not None else list(THRESHOLDS)
     counts = {threshold: np.zeros(3, dtype=int) for threshold in thresholds}
     for crop in crops:
         frames = [crop.image[..., channel].astype(np.float32) for channel in range(crop.image.shape[-1])]
-        centres = detect.predict_centres(model, frames, multiple, patch_zyx)
+        centres = predict_centres(model, frames, multiple, patch_zyx)
         min_distance_px = tuple(min_distance_um / crop.voxel_size_zyx_um)
         for threshold in thresholds:
-            peaks = detect.find_peaks(centres, threshold, min_distance_px)
+            peaks = find_peaks(centres, threshold, min_distance_px)
             counts[threshold] += _match_counts(crop, peaks, match_distance_um)
     scores = {threshold: DetectionScores(*map(int, counts[threshold]), match_distance_um, "um")
               for threshold in thresholds}
@@ -241,51 +235,44 @@ def _match_counts(crop: Crop, peaks: np.ndarray, distance_um: float) -> np.ndarr
 
 
 class DetectTraining:
-    """The detection network as the shared trainer sees it."""
+    """The detection network as the engine sees it."""
 
-    name = detect.NAME
+    name = NAME
 
-    def __init__(self, config: Any, cache_path: Path):
-        section = detect.SECTION
-        self.values = {key: config.get(section, key) for key in (
-            "patch_shape", "time_window_before", "time_window_after", "unet_levels", "unet_filters",
-            "target_sigma_um", "min_distance_um", "peak_threshold", "match_distance_um")}
-        self.augment = augment_settings(config, section)
-        crops = load_crops(cache_path, self.values["target_sigma_um"])
+    def __init__(self, section: DetectSection, cache_path: Path):
+        self.section = section
+        crops = load_crops(cache_path, section.target_sigma_um)
         self.training_crops = [crop for crop in crops if crop.split == "train"]
         self.validation_crops = [crop for crop in crops if crop.split == "validation"]
         if not self.training_crops:
-            raise UserError(f"{config.path} [prepare]: no training time points (all are use_for_N = validation); "
-                            f"set use_for_N = train or both for at least one dataset")
+            raise UserError(f"{section.config_file} [prepare]: no training time points (all are use_for_N = "
+                            f"validation); set use_for_N = train or both for at least one dataset")
         if not self.validation_crops:
-            log.warning(f"{config.path} [prepare]: no validation time points (raise validation_fraction or set "
-                        f"use_for_N = validation for a dataset): the best model is chosen and scored on the "
+            log.warning(f"{section.config_file} [prepare]: no validation time points (raise validation_fraction or "
+                        f"set use_for_N = validation for a dataset): the best model is chosen and scored on the "
                         f"training data, which overstates how well it does")
             self.validation_crops = self.training_crops
-        self.patch_zyx = self._patch_shape(config, crops)
+        self.patch_zyx = self._patch_shape(crops)
 
-    def _patch_shape(self, config: Any, crops: list[Crop]) -> tuple[int, int, int]:
-        """patch_shape (x, y, z) as (z, y, x), no deeper than the deepest crop (so 2D data get 2D patches)."""
-        x, y, z = self.values["patch_shape"]
+    def _patch_shape(self, crops: list[Crop]) -> tuple[int, int, int]:
+        """The section's patch shape, no deeper than the deepest crop (so 2D data get 2D patches)."""
+        z, y, x = self.section.patch_shape
         depth = max(crop.image.shape[0] for crop in crops)
         if z > depth:
-            log.info(f"{config.path} [{detect.SECTION}] patch_shape: z = {z} but the images have {depth} "
-                     f"slice(s); using patches of {x}, {y}, {depth}")
+            log.info(f"{self.section.config_file} [{self.section.name}] patch_shape: z = {z} but the images have "
+                     f"{depth} slice(s); using patches of {x}, {y}, {depth}")
         return min(z, depth), y, x
 
-    @property
-    def window(self) -> int:
-        return self.values["time_window_before"] + 1 + self.values["time_window_after"]
-
     def build_model(self) -> Any:
-        return detect.build_model(self.window, self.patch_zyx[0], self.values["unet_levels"],
-                                  self.values["unet_filters"])
+        return build_model(self.section.time_window.size, self.patch_zyx[0], self.section.unet_levels,
+                           self.section.unet_filters)
 
     def loss(self) -> Any:
-        return detect.detection_loss
+        return detection_loss
 
     def training_batches(self, batch_size: int, seed: int, first_step: int) -> TrainingPatches:
-        return TrainingPatches(self.training_crops, self.patch_zyx, batch_size, seed, first_step, self.augment)
+        return TrainingPatches(self.training_crops, self.patch_zyx, batch_size, seed, first_step,
+                               self.section.augment)
 
     def validation_batches(self, batch_size: int) -> ValidationPatches:
         return ValidationPatches(self.validation_crops, self.patch_zyx, batch_size)
@@ -296,27 +283,23 @@ class DetectTraining:
                              zip(crop.annotated_low, crop.annotated_high, self.patch_zyx))
                    for crop in self.training_crops)
 
-    def settings(self) -> dict[str, Any]:
-        voxel = self.training_crops[0].voxel_size_zyx_um
-        return {
-            "network": detect.NAME,
-            "time_window": [self.values["time_window_before"], self.values["time_window_after"]],
-            "patch_shape_xyz": list(reversed(self.patch_zyx)),
-            "voxel_size_um_xyz": [float(voxel[2]), float(voxel[1]), float(voxel[0])],
-            "normalization": {"method": "percentiles of each whole frame", "low_percentile": LOW_PERCENTILE,
-                              "high_percentile": HIGH_PERCENTILE},
-            "unet_levels": self.values["unet_levels"], "unet_filters": self.values["unet_filters"],
-            "tile_multiple_zyx": list(tile_multiple(pool_plan(self.patch_zyx[0], self.values["unet_levels"]))),
-            "target_sigma_um": self.values["target_sigma_um"],
-            "min_distance_um": self.values["min_distance_um"],
-            "peak_threshold": self.values["peak_threshold"],
-            "augmentation": asdict(self.augment),
-        }
+    def settings(self) -> DetectSettings:
+        z_um, y_um, x_um = (float(value) for value in self.training_crops[0].voxel_size_zyx_um)
+        section = self.section
+        return DetectSettings(
+            network=NAME, time_window=section.time_window, patch_shape=self.patch_zyx,
+            voxel_size=VoxelSize(x_um, y_um, z_um), mixed_precision=section.mixed_precision,
+            normalization={"method": "percentiles of each whole frame", "low_percentile": LOW_PERCENTILE,
+                           "high_percentile": HIGH_PERCENTILE},
+            augmentation=asdict(section.augment), unet_levels=section.unet_levels,
+            unet_filters=section.unet_filters,
+            tile_multiple_zyx=unet_tile_multiple(self.patch_zyx[0], section.unet_levels),
+            target_sigma_um=section.target_sigma_um, min_distance_um=section.min_distance_um,
+            peak_threshold=section.peak_threshold)
 
-    def final_report(self, model: Any) -> dict[str, Any]:
-        scores = validation_report(model, self.validation_crops, self.patch_zyx, self.values["unet_levels"],
-                                   self.values["min_distance_um"], self.values["match_distance_um"],
-                                   self.values["peak_threshold"])
-        shown = {f"validation {key}": value for key, value in scores.items()}
-        return {"scores": shown, "settings": {"peak_threshold": scores["threshold"],
-                                              "validation_scores": scores}}
+    def final_report(self, model: Any) -> FinalReport:
+        section = self.section
+        scores = validation_report(model, self.validation_crops, self.patch_zyx, section.unet_levels,
+                                   section.min_distance_um, section.match_distance_um, section.peak_threshold)
+        return FinalReport({f"validation {key}": value for key, value in scores.items()},
+                           self.settings().replace(peak_threshold=scores["threshold"], validation_scores=scores))

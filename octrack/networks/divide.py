@@ -1,6 +1,9 @@
 """The division network: the frames around a nucleus over a time window (default t−1, t, t+1) → the
 probability that it divides, i.e. that t is its last time point before two daughters.
 
+The network module that the stages use (see networks/base.py for what it provides); what it shares with the
+link network is in classifier.py and classifier_training.py.
+
 Samples: every annotated position of a time point whose next time point is annotated too (else whether it
 divides is unknown). A mother is positive. Hard negatives, the cases that look most like a division: the
 mother's positions at the `HARD_NEGATIVE_SPAN` time points before (it rounds up) and the daughters' first
@@ -18,18 +21,51 @@ import numpy as np
 
 from octrack.augment import augment_intensity, sample_geometry
 from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
+from octrack.config import ClassifierSection, Config, PredictSection
 from octrack.dataset import Dataset
-from octrack.frames import FrameReader
-from octrack.networks.classify import (CropSettings, cut_crops, describe_oversampling,
-                                       oversampling_weights, read_cache, warp_crop)
+from octrack.frames import FrameReader, ModelFrames
+from octrack.model_folder import MODEL_FILE, load_model_folder
+from octrack.networks.base import NetworkCache
+from octrack.networks.classifier import (Classifier, ClassifierCrops, ClassifierSettings, crops_of, cut_crops,
+                                         describe_oversampling, oversampling_weights, predict_probabilities,
+                                         probability_data, read_cache, warp_crop)
 from octrack.tracking import Position, Tracking
 
 NAME = "divide"
 SECTION = "train_divide"
+STEP = "divisions"
+FALLBACK = "geometry"  # what the tracker uses to find divisions without a division model
 OTHER, HARD_NEGATIVE, MOTHER = 0, 1, 2
 KIND_NAMES = {OTHER: "other negatives", HARD_NEGATIVE: "hard negatives", MOTHER: "mothers"}
 HARD_NEGATIVE_SPAN = 3
 HARD_NEGATIVE_WEIGHT = 3.0  # hard negatives are drawn this many times as often as other negatives
+
+
+@dataclass(frozen=True, kw_only=True)
+class DivideSettings(ClassifierSettings):
+    """settings.json of a division model folder."""
+
+    NETWORK = NAME
+
+
+SETTINGS = DivideSettings
+
+
+def read_section(config: Config) -> ClassifierSection:
+    return config.section_of(ClassifierSection, SECTION)
+
+
+def cache(section: ClassifierSection, datasets: list[Dataset]) -> NetworkCache:
+    crops = crops_of(section, datasets)
+    return NetworkCache(lambda dataset, split, reader: cache_entries(dataset, split, crops, reader),
+                        crops.attributes(), lambda path: summary(path, section.division_multiplier))
+
+
+def training(section: ClassifierSection, cache_path: Path) -> Any:
+    from octrack.networks.classifier_training import ClassifierTraining
+
+    return ClassifierTraining(NAME, section, load_samples(cache_path, section.division_multiplier, section.augment),
+                              build_model, DivideSettings)
 
 
 def division_kinds(tracking: Tracking, span: int = HARD_NEGATIVE_SPAN) -> dict[Position, int]:
@@ -56,7 +92,7 @@ def sample_time_points(dataset: Dataset) -> list[int]:
     return [t for t in dataset.time_points if dataset.annotations_in_image(t) and tracking.positions_at(t + 1)]
 
 
-def cache_entries(dataset: Dataset, split: dict[int, str], settings: CropSettings,
+def cache_entries(dataset: Dataset, split: dict[int, str], crops: ClassifierCrops,
                   reader: FrameReader) -> list[CacheEntry]:
     """One entry per time point with samples: the crops of its positions, their labels and kinds."""
     kinds = division_kinds(dataset.tracking)
@@ -66,44 +102,43 @@ def cache_entries(dataset: Dataset, split: dict[int, str], settings: CropSetting
         annotations = dataset.annotations_in_image(time_point)
         centres = np.array([(image.z, image.y, image.x) for _, image in annotations], dtype=np.float32)
         sample_kinds = np.array([kinds.get(annotated, OTHER) for annotated, _ in annotations], dtype=np.uint8)
-        window = dataset.window(time_point, settings.time_window_before, settings.time_window_after)
-        sources = file_fingerprint(dataset.images.source_files(window))
+        frames = dataset.window_time_points(time_point, crops.time_window)
+        sources = file_fingerprint(dataset.images.source_files(frames))
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
-            fingerprint=fingerprint(NAME, sources, window, dataset.config.image_channels,
+            fingerprint=fingerprint(NAME, sources, frames, dataset.config.image_channels,
                                     dataset.config.images_axes, voxel, centres.tolist(), sample_kinds.tolist(),
-                                    settings),
-            build=_builder(dataset, time_point, centres, sample_kinds, settings, reader),
+                                    crops),
+            build=_builder(dataset, time_point, centres, sample_kinds, crops, reader),
             attributes={"split": split[time_point]}))
     return entries
 
 
-def _builder(dataset: Dataset, time_point: int, centres: np.ndarray, kinds: np.ndarray, settings: CropSettings,
+def _builder(dataset: Dataset, time_point: int, centres: np.ndarray, kinds: np.ndarray, crops: ClassifierCrops,
              reader: FrameReader):
     def build(group: h5py.Group) -> None:
-        frames = reader.frames(time_point, settings.time_window_before, settings.time_window_after)
-        crops = cut_crops([frame.data for frame in frames], centres, settings.extent_zyx)
-        write_array(group, "crops", crops.astype(np.float16), chunks=(1, *crops.shape[1:]))
+        frames = reader.frames(time_point, crops.time_window)
+        regions = cut_crops([frame.data for frame in frames], centres, crops.extent)
+        write_array(group, "crops", regions.astype(np.float16), chunks=(1, *regions.shape[1:]))
         write_array(group, "positions_zyx", centres, chunks=None)
         write_array(group, "kinds", kinds, chunks=None)
         write_array(group, "labels", (kinds == MOTHER).astype(np.uint8), chunks=None)
         voxel = dataset.voxel_size
         group.attrs.update({
             "dataset": dataset.config.number, "time_point": time_point,
-            "window_time_points": dataset.window(time_point, settings.time_window_before,
-                                                 settings.time_window_after),
+            "window_time_points": dataset.window_time_points(time_point, crops.time_window),
             "normalization_low": [frame.low for frame in frames],
             "normalization_high": [frame.high for frame in frames],
             "voxel_size_zyx_um": voxel.zyx_um() if voxel else [np.nan] * 3})
     return build
 
 
-# Training
+# Training samples
 @dataclass
 class DivisionSamples:
     """The cached crops of one split, with their labels, kinds and drawing weights."""
 
-    crops: np.ndarray  # float16 (n, z, y, x, window), the cached extent
+    crops: np.ndarray  # float16 (n, z, y, x, frames), the cached extent
     labels: np.ndarray
     kinds: np.ndarray
     weights: np.ndarray
@@ -134,7 +169,7 @@ def load_samples(cache_path: Path, multiplier: float, augment: Any) -> tuple[dic
     patch = tuple(int(value) for value in attributes["patch_zyx"])
     splits = {}
     for split, parts in groups.items():
-        extent_shape = (0, *attributes["extent_zyx"], attributes["window"])
+        extent_shape = (0, *attributes["extent_zyx"], attributes["frames"])
         crops = np.concatenate([crops for crops, _ in parts]) if parts else np.zeros(extent_shape, np.float16)
         kinds = np.concatenate([kinds for _, kinds in parts]) if parts else np.zeros(0, np.uint8)
         splits[split] = DivisionSamples(crops, (kinds == MOTHER).astype(np.uint8), kinds,
@@ -142,14 +177,14 @@ def load_samples(cache_path: Path, multiplier: float, augment: Any) -> tuple[dic
     return splits, attributes
 
 
-def build_model(patch_zyx: tuple[int, int, int], window: int, levels: int, filters: int) -> Any:
+def build_model(patch_zyx: tuple[int, int, int], frames: int, levels: int, filters: int) -> Any:
     """Frames of the time window stacked as channels → encoder → P(divides)."""
     import keras
 
-    from octrack.networks.classify import encoder, probability_head
+    from octrack.networks.classifier import encoder, probability_head
 
-    inputs = keras.Input(shape=(*patch_zyx, window), name="frames")
-    features = encoder((*patch_zyx, window), levels, filters)(inputs)
+    inputs = keras.Input(shape=(*patch_zyx, frames), name="frames")
+    features = encoder((*patch_zyx, frames), levels, filters)(inputs)
     return keras.Model(inputs, probability_head(features, 4 * filters), name="divide_classifier")
 
 
@@ -174,10 +209,31 @@ def summary(cache_path: Path, multiplier: float) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Divider(Classifier):
+    """A division model folder, as the predict stage runs it: a calibrated P(divides) for every position."""
+
+    def time_points(self, tracking: Tracking, dataset: Dataset) -> list[int]:
+        return tracking.time_points()
+
+    def predict(self, frames: ModelFrames, tracking: Tracking, time_point: int) -> np.ndarray:
+        centres = frames.image_zyx(tracking, tracking.positions_at(time_point)) * frames.factor_zyx
+        raw = division_probabilities(self.model, frames.around(time_point), centres, self.settings.patch_shape)
+        return self.calibration(raw)
+
+    def apply(self, tracking: Tracking, time_point: int, rows: list[float]) -> None:
+        """Sets `division_probability` (calibrated) and `division_penalty` on every position of the time point."""
+        for position, probability in zip(tracking.positions_at(time_point), rows):
+            tracking.position_data(position).update(probability_data("division", probability))
+
+
+def load(folder: Path, predict: PredictSection) -> Divider:
+    model, settings = load_model_folder(folder, DivideSettings)
+    return Divider(model, settings, folder / MODEL_FILE)
+
+
 def division_probabilities(model: Any, frames: list[np.ndarray], centres_zyx: np.ndarray,
                            patch_zyx: tuple[int, int, int]) -> np.ndarray:
     """The model's uncalibrated P(divides) of each position (image pixels) of a time point, given the frames
     of its time window (normalised, at the model's voxel size)."""
-    from octrack.networks.classify import predict_probabilities
-
     return predict_probabilities(model, cut_crops(frames, centres_zyx, patch_zyx))

@@ -1,5 +1,8 @@
 """The link network: a position A at t and a position B at t+1 → the probability that they are the same cell.
 
+The network module that the stages use (see networks/base.py for what it provides); what it shares with the
+division network is in classifier.py and classifier_training.py.
+
 Samples: the candidate links of every annotated time point whose next time point is annotated too, by the
 one rule of `octrack.candidates` (the pairs that prediction will score and the tracker will choose among),
 found among the annotated positions inside the image, in image pixels as prediction sees them. Label: the
@@ -24,19 +27,59 @@ import numpy as np
 from octrack.augment import augment_intensity, sample_geometry
 from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
 from octrack.candidates import DEFAULT_MAX_PARTNERS, candidate_links
+from octrack.config import Config, LinkSection, PredictSection
 from octrack.dataset import Dataset
-from octrack.frames import FrameReader
-from octrack.networks.classify import (CropSettings, cut_crops, describe_oversampling,
-                                       oversampling_weights, read_cache, warp_crop)
+from octrack.frames import FrameReader, ModelFrames
+from octrack.model_folder import MODEL_FILE, load_model_folder, stored
+from octrack.networks.base import NetworkCache
+from octrack.networks.classifier import (Classifier, ClassifierCrops, ClassifierSettings, crops_of, cut_crops,
+                                         describe_oversampling, oversampling_weights, predict_probabilities,
+                                         probability_data, read_cache, warp_crop)
 from octrack.tracking import Position, Tracking, VoxelSize
 
 NAME = "link"
 SECTION = "train_link"
+STEP = "links"
+FALLBACK = "displacement"  # what the tracker links by without a link model
 PLAIN, AMBIGUOUS, NEXT_TO_DIVISION = 0, 1, 2
 KIND_NAMES = {PLAIN: "plain", AMBIGUOUS: "of ambiguous length", NEXT_TO_DIVISION: "next to a division"}
 AMBIGUITY_RATIO = 1.5  # a candidate is ambiguous when another of its source or target is at most this much longer
 AMBIGUOUS_WEIGHT = 2.0
 DISPLACEMENT_SCALE_UM = 10.0  # the displacement enters the network in units of this
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkSettings(ClassifierSettings):
+    """settings.json of a link model folder: with the candidate rule it was trained on."""
+
+    NETWORK = NAME
+    link_candidate_factor: float = stored()
+    max_partners: int = stored(default=DEFAULT_MAX_PARTNERS)
+    displacement_scale_um: float = stored(default=DISPLACEMENT_SCALE_UM)
+
+
+SETTINGS = LinkSettings
+
+
+def read_section(config: Config) -> LinkSection:
+    return config.section_of(LinkSection, SECTION)
+
+
+def cache(section: LinkSection, datasets: list[Dataset]) -> NetworkCache:
+    crops = crops_of(section, datasets)
+    factor = section.link_candidate_factor
+    return NetworkCache(lambda dataset, split, reader: cache_entries(dataset, split, crops, reader, factor),
+                        {**crops.attributes(), "link_candidate_factor": factor},
+                        lambda path: summary(path, section.division_multiplier))
+
+
+def training(section: LinkSection, cache_path: Path) -> Any:
+    from octrack.networks.classifier_training import ClassifierTraining
+
+    samples = load_samples(cache_path, section.division_multiplier, section.augment)
+    own = {"link_candidate_factor": float(samples[1]["link_candidate_factor"]), "max_partners": DEFAULT_MAX_PARTNERS,
+           "displacement_scale_um": DISPLACEMENT_SCALE_UM}
+    return ClassifierTraining(NAME, section, samples, build_model, LinkSettings, own)
 
 
 @dataclass(frozen=True)
@@ -53,14 +96,14 @@ def find_candidates(sources: list[tuple[Position, Position]], targets: list[tupl
                     voxel_size: VoxelSize | None, factor: float) -> Candidates:
     """Candidate links between (position, its image pixels) pairs of t and of t+1, by the rule of
     `candidate_links` applied to the image pixels: the positions as prediction finds them."""
-    window = Tracking(voxel_size)
+    both = Tracking(voxel_size)
     index_of = {}
     for number, (_, image) in enumerate(sources):
-        index_of[window.add_position(image)] = number
+        index_of[both.add_position(image)] = number
     for number, (_, image) in enumerate(targets):
-        index_of[window.add_position(image)] = number
+        index_of[both.add_position(image)] = number
     time_point = sources[0][1].t if sources else 0
-    links = candidate_links(window, time_point, factor, DEFAULT_MAX_PARTNERS) if sources and targets else []
+    links = candidate_links(both, time_point, factor, DEFAULT_MAX_PARTNERS) if sources and targets else []
     pairs = np.array([(index_of[a], index_of[b]) for a, b in links], dtype=np.int64).reshape(-1, 2)
     displacement = np.array([(b.z - a.z, b.y - a.y, b.x - a.x) for a, b in links], dtype=np.float32).reshape(-1, 3)
     return Candidates([position for position, _ in sources], [position for position, _ in targets], pairs,
@@ -99,7 +142,7 @@ def training_candidates(dataset: Dataset, time_point: int, factor: float) -> Can
                            dataset.voxel_size, factor)
 
 
-def cache_entries(dataset: Dataset, split: dict[int, str], settings: CropSettings, reader: FrameReader,
+def cache_entries(dataset: Dataset, split: dict[int, str], crops: ClassifierCrops, reader: FrameReader,
                   factor: float) -> list[CacheEntry]:
     """One entry per time point with candidates: the crops of its positions and of the next time point's,
     the candidate pairs, their labels, kinds and displacements."""
@@ -111,26 +154,26 @@ def cache_entries(dataset: Dataset, split: dict[int, str], settings: CropSetting
         kinds = link_kinds(dataset.tracking, candidates, dataset.voxel_size)
         centres = np.array([(image.z, image.y, image.x) for _, image in dataset.annotations_in_image(time_point)
                             + dataset.annotations_in_image(time_point + 1)], dtype=np.float32)
-        window = dataset.window(time_point, settings.time_window_before, settings.time_window_after)
-        sources = file_fingerprint(dataset.images.source_files(window))
+        frames = dataset.window_time_points(time_point, crops.time_window)
+        sources = file_fingerprint(dataset.images.source_files(frames))
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
-            fingerprint=fingerprint(NAME, sources, window, dataset.config.image_channels, dataset.config.images_axes,
+            fingerprint=fingerprint(NAME, sources, frames, dataset.config.image_channels, dataset.config.images_axes,
                                     voxel, centres.tolist(), candidates.pairs.tolist(), labels.tolist(),
-                                    kinds.tolist(), settings, factor),
-            build=_builder(dataset, time_point, centres, candidates, labels, kinds, settings, reader),
+                                    kinds.tolist(), crops, factor),
+            build=_builder(dataset, time_point, centres, candidates, labels, kinds, crops, reader),
             attributes={"split": split[time_point]}))
     return entries
 
 
 def _builder(dataset: Dataset, time_point: int, centres: np.ndarray, candidates: Candidates, labels: np.ndarray,
-             kinds: np.ndarray, settings: CropSettings, reader: FrameReader):
+             kinds: np.ndarray, crops: ClassifierCrops, reader: FrameReader):
     def build(group: h5py.Group) -> None:
-        frames = reader.frames(time_point, settings.time_window_before, settings.time_window_after)
-        crops = cut_crops([frame.data for frame in frames], centres, settings.extent_zyx)
+        frames = reader.frames(time_point, crops.time_window)
+        regions = cut_crops([frame.data for frame in frames], centres, crops.extent)
         pairs = candidates.pairs + np.array([0, len(candidates.sources)])  # targets follow the sources
         voxel = np.array(dataset.voxel_size.zyx_um() if dataset.voxel_size else [np.nan] * 3)
-        write_array(group, "crops", crops.astype(np.float16), chunks=(1, *crops.shape[1:]))
+        write_array(group, "crops", regions.astype(np.float16), chunks=(1, *regions.shape[1:]))
         write_array(group, "positions_zyx", centres, chunks=None)
         write_array(group, "pairs", pairs.astype(np.int32), chunks=None)
         write_array(group, "labels", labels, chunks=None)
@@ -139,8 +182,7 @@ def _builder(dataset: Dataset, time_point: int, centres: np.ndarray, candidates:
         write_array(group, "displacement_um", candidates.displacement_px * voxel.astype(np.float32), chunks=None)
         group.attrs.update({
             "dataset": dataset.config.number, "time_point": time_point, "sources": len(candidates.sources),
-            "window_time_points": dataset.window(time_point, settings.time_window_before,
-                                                 settings.time_window_after),
+            "window_time_points": dataset.window_time_points(time_point, crops.time_window),
             "normalization_low": [frame.low for frame in frames],
             "normalization_high": [frame.high for frame in frames],
             "voxel_size_zyx_um": voxel})
@@ -154,12 +196,12 @@ def displacement_features(displacement_um: np.ndarray) -> np.ndarray:
     return np.concatenate([vectors, length], axis=1) / np.float32(DISPLACEMENT_SCALE_UM)
 
 
-# Training
+# Training samples
 @dataclass
 class LinkSamples:
     """The cached crops of one split and the candidate pairs that index them."""
 
-    crops: np.ndarray  # float16 (m, z, y, x, window)
+    crops: np.ndarray  # float16 (m, z, y, x, frames)
     pairs: np.ndarray  # (n, 2) into crops
     displacement_px: np.ndarray  # (n, 3)
     voxel_zyx_um: np.ndarray  # (n, 3)
@@ -173,7 +215,7 @@ class LinkSamples:
         return len(self.labels)
 
     def batch(self, indices: np.ndarray, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-        window = self.crops.shape[-1]
+        frames = self.crops.shape[-1]
         first, second, displacements = [], [], []
         for index in indices:
             geometry = sample_geometry(rng, self.augment) if rng is not None else None
@@ -183,10 +225,10 @@ class LinkSamples:
                 patch = augment_intensity(patch, rng, self.augment)
             vector = self.displacement_px[index] if geometry is None else geometry.warp_vectors(
                 self.displacement_px[index])[0]
-            first.append(patch[..., :window])
-            second.append(patch[..., window:])
+            first.append(patch[..., :frames])
+            second.append(patch[..., frames:])
             displacements.append(vector * self.voxel_zyx_um[index])
-        shape = (0, *self.patch_zyx, window)
+        shape = (0, *self.patch_zyx, frames)
         return {"crop_a": np.stack(first) if first else np.zeros(shape, np.float32),
                 "crop_b": np.stack(second) if second else np.zeros(shape, np.float32),
                 "displacement": displacement_features(np.array(displacements).reshape(-1, 3))}
@@ -209,7 +251,7 @@ def load_samples(cache_path: Path, multiplier: float, augment: Any) -> tuple[dic
     for split, parts in groups.items():
         offsets = np.cumsum([0] + [len(part["crops"]) for part in parts])
         crops = (np.concatenate([part["crops"] for part in parts]) if parts
-                 else np.zeros((0, *attributes["extent_zyx"], attributes["window"]), np.float16))
+                 else np.zeros((0, *attributes["extent_zyx"], attributes["frames"]), np.float16))
 
         def joined(name: str, width: int) -> np.ndarray:
             return np.concatenate([part[name] for part in parts]) if parts else np.zeros((0, width))
@@ -223,16 +265,16 @@ def load_samples(cache_path: Path, multiplier: float, augment: Any) -> tuple[dic
     return splits, attributes
 
 
-def build_model(patch_zyx: tuple[int, int, int], window: int, levels: int, filters: int) -> Any:
+def build_model(patch_zyx: tuple[int, int, int], frames: int, levels: int, filters: int) -> Any:
     """Crops A and B through one shared encoder, joined with the displacement → P(same cell)."""
     import keras
 
-    from octrack.networks.classify import encoder, probability_head
+    from octrack.networks.classifier import encoder, probability_head
 
-    crop_a = keras.Input(shape=(*patch_zyx, window), name="crop_a")
-    crop_b = keras.Input(shape=(*patch_zyx, window), name="crop_b")
+    crop_a = keras.Input(shape=(*patch_zyx, frames), name="crop_a")
+    crop_b = keras.Input(shape=(*patch_zyx, frames), name="crop_b")
     displacement = keras.Input(shape=(4,), name="displacement")
-    shared = encoder((*patch_zyx, window), levels, filters)
+    shared = encoder((*patch_zyx, frames), levels, filters)
     motion = keras.layers.Dense(4 * filters, activation="relu", name="motion")(displacement)
     joined = keras.layers.Concatenate(name="joined")([shared(crop_a), shared(crop_b), motion])
     return keras.Model([crop_a, crop_b, displacement], probability_head(joined, 4 * filters), name="link_classifier")
@@ -261,12 +303,50 @@ def summary(cache_path: Path, multiplier: float) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Linker(Classifier):
+    """A link model folder, as the predict stage runs it: the candidate links between consecutive time points
+    (the rule it was trained on, with the candidate factor of [predict] where set), each with a calibrated
+    P(same cell)."""
+
+    candidate_factor: float
+
+    def fingerprint(self) -> str:
+        return super().fingerprint(self.candidate_factor)
+
+    def time_points(self, tracking: Tracking, dataset: Dataset) -> list[int]:
+        return [t for t in tracking.time_points() if tracking.positions_at(t + 1)]
+
+    def predict(self, frames: ModelFrames, tracking: Tracking, time_point: int) -> np.ndarray:
+        sources, targets = tracking.positions_at(time_point), tracking.positions_at(time_point + 1)
+        source_zyx, target_zyx = frames.image_zyx(tracking, sources), frames.image_zyx(tracking, targets)
+        candidates = find_candidates(
+            [(p, Position(x, y, z, time_point)) for p, (z, y, x) in zip(sources, source_zyx)],
+            [(p, Position(x, y, z, time_point + 1)) for p, (z, y, x) in zip(targets, target_zyx)],
+            frames.voxel_size, self.candidate_factor)
+        raw = link_probabilities(self.model, frames.around(time_point), candidates,
+                                 np.concatenate([source_zyx, target_zyx]) * frames.factor_zyx, frames.voxel_size,
+                                 self.settings.patch_shape)
+        return np.column_stack([candidates.pairs, self.calibration(raw)])
+
+    def apply(self, tracking: Tracking, time_point: int, rows: list[list[float]]) -> None:
+        """Adds the candidate links of the time point with `link_probability` (calibrated) and `link_penalty`."""
+        sources, targets = tracking.positions_at(time_point), tracking.positions_at(time_point + 1)
+        for source, target, probability in rows:
+            tracking.add_link(sources[int(source)], targets[int(target)], **probability_data("link", probability))
+
+
+def load(folder: Path, predict: PredictSection) -> Linker:
+    model, settings = load_model_folder(folder, LinkSettings)
+    factor = predict.link_candidate_factor or settings.link_candidate_factor
+    return Linker(model, settings, folder / MODEL_FILE, float(factor))
+
+
 def link_probabilities(model: Any, frames: list[np.ndarray], candidates: Candidates, image_zyx: np.ndarray,
                        voxel_size: VoxelSize, patch_zyx: tuple[int, int, int]) -> np.ndarray:
     """The model's uncalibrated P(same cell) of each candidate, given the frames of the time window around t
-    (normalised, at the model's voxel size) and the image pixels of the sources followed by the targets."""
-    from octrack.networks.classify import predict_probabilities
-
+    (normalised, at the model's voxel size), the sources' pixels followed by the targets' (in those frames),
+    and the voxel size of the images (the candidates' displacement is in their pixels)."""
     crops = cut_crops(frames, image_zyx, patch_zyx)
     pairs = candidates.pairs + np.array([0, len(candidates.sources)])
     displacement_um = candidates.displacement_px * np.array(voxel_size.zyx_um(), dtype=np.float32)

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 UNCERTAIN = "uncertain"
 
 
@@ -209,6 +211,14 @@ def distance_um(a: Position, b: Position, voxel_size: VoxelSize | None) -> float
     scale = voxel_size or VoxelSize(1.0, 1.0, 1.0)
     return math.sqrt(((a.x - b.x) * scale.x_um) ** 2 + ((a.y - b.y) * scale.y_um) ** 2
                      + ((a.z - b.z) * scale.z_um) ** 2)
+
+
+def coordinates_um(positions: list[Position], voxel_size: VoxelSize | None) -> np.ndarray:
+    """(n, 3) x, y, z in µm (in pixels where the voxel size is unknown)."""
+    xyz = np.array([(p.x, p.y, p.z) for p in positions], dtype=np.float64).reshape(-1, 3)
+    if voxel_size is None:
+        return xyz
+    return xyz * np.array([voxel_size.x_um, voxel_size.y_um, voxel_size.z_um])
 
 
 def from_positions(positions: Iterable[Position], voxel_size: VoxelSize | None = None) -> Tracking:

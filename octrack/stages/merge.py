@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from octrack.config import Config
+from octrack.config import Config, PredictSection
 from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
-from octrack.evaluate import match_time_point
-from octrack.predict import SECTION, SHARD_PREFIX, predictions_folder, write_predictions, write_tracks
+from octrack.matching import match_time_point
+from octrack.stages.predict import SECTION, dataset_folder, read_section
 from octrack.tracking import Tracking, load_tracking
+from octrack.writers import SHARD_PREFIX, write_predictions, write_tracks
 
 JOIN_DISTANCE_UM = 1.0  # pixels where the voxel size is unknown
 _SHARD_NAME = re.compile(rf"^{SHARD_PREFIX}(\d+)-(\d+)$")
@@ -40,10 +41,11 @@ class Shard:
 def run_merge(config: Config, report: Callable[[str], None] = print) -> list[Path]:
     """Checks the shards of every [predict] dataset (all there, finished, each starting where the one before
     ends, the same steps run), then writes each dataset's joined result into its predictions folder."""
-    plans = [(dataset, shards_of(config, dataset)) for dataset in open_datasets(config, SECTION)]
+    predict = read_section(config)
+    plans = [(dataset, shards_of(predict, dataset)) for dataset in open_datasets(config, SECTION)]
     written = []
     for dataset, shards in plans:
-        folder = predictions_folder(config, dataset)
+        folder = dataset_folder(predict, dataset)
         report(f"{dataset.name}: {len(shards)} shard(s), time points "
                + ", ".join(f"{shard.first}–{shard.last}" for shard in shards))
         positions, unmatched = join([load_tracking(shard.folder / "positions.aut") for shard in shards], shards)
@@ -63,11 +65,11 @@ def run_merge(config: Config, report: Callable[[str], None] = print) -> list[Pat
     return written
 
 
-def shards_of(config: Config, dataset: Dataset) -> list[Shard]:
+def shards_of(predict: PredictSection, dataset: Dataset) -> list[Shard]:
     """The dataset's shards in time order; a UserError where they do not cover its time points as a chain
     (each shard beginning at the last time point of the one before), one is unfinished, or they ran
     different steps."""
-    folder = predictions_folder(config, dataset)
+    folder = dataset_folder(predict, dataset)
     found = [(path, _SHARD_NAME.match(path.name)) for path in sorted(folder.iterdir())] if folder.is_dir() else []
     shards = sorted((Shard(path, int(match[1]), int(match[2])) for path, match in found if match and path.is_dir()),
                     key=lambda shard: (shard.first, shard.last))

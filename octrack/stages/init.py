@@ -1,4 +1,5 @@
-"""Writing ini files: `organoid_tracker.ini.example` from the key declarations, and `octrack init`'s start file.
+"""`octrack init`: a starting ini for the user's images; and `organoid_tracker.ini.example`, from the key
+declarations.
 
 Both are rendered from `octrack.config.KEYS` / `DATASET_KEYS`, so the documentation of a key cannot
 drift from its parser and default.
@@ -39,7 +40,8 @@ def _comment(key: Key) -> str:
 def _global_keys_block() -> str:
     lines = []
     for key in KEYS.values():
-        differing = "".join(f"# Default in [{section}]: {format_value(value)}\n" for section, value in key.section_defaults)
+        differing = "".join(f"# Default in [{section}]: {format_value(value) or 'empty'}\n"
+                            for section, value in key.section_defaults)
         lines.append(f"{_comment(key)}{differing}{key.name} = {format_value(key.default)}\n")
     return "\n".join(lines)
 

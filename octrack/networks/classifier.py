@@ -1,4 +1,4 @@
-"""What the divide and link networks share: fixed crops around positions, the encoder, batches, calibration.
+"""What the divide and link networks share: fixed crops around positions, the encoder, settings, loading.
 
 A sample is the region around a position over a time window, cut from whole frames normalised exactly as
 detection and prediction normalise them (`FrameReader`). Prepare caches each region larger than the patch:
@@ -6,7 +6,8 @@ large enough for any rotation and the smallest zoom of the augmentation (`cached
 warps cached voxels and never invents any at a patch's corners; without augmentation the patch is the middle
 of the region, which is exactly the patch that prediction cuts around the same position.
 
-Training (classify_training.py) draws samples with weights, the oversampling of rare cases.
+Training (classifier_training.py) draws samples with weights, the oversampling of rare cases, and calibrates
+the network on the validation samples at the end.
 """
 
 from __future__ import annotations
@@ -21,31 +22,37 @@ import h5py
 import numpy as np
 
 from octrack.augment import AugmentSettings, Geometry
+from octrack.cache import file_fingerprint, fingerprint
+from octrack.calibration import Platt
+from octrack.config import ClassifierSection
+from octrack.dataset import Dataset
+from octrack.model_folder import ModelSettings, stored
 from octrack.patches import centre_crop, cut_region, offset_centred_on
+from octrack.time_window import TimeWindow
 
 PREDICT_BATCH = 256
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class CropSettings:
-    """The config values that shape the cached samples of a classifier network."""
+class ClassifierCrops:
+    """What shapes the cached samples of a classifier network."""
 
-    patch_zyx: tuple[int, int, int]
-    extent_zyx: tuple[int, int, int]  # the cached region around each position
-    time_window_before: int
-    time_window_after: int
+    patch_shape: tuple[int, int, int]  # (z, y, x)
+    extent: tuple[int, int, int]  # (z, y, x) of the region cached around each position
+    time_window: TimeWindow
+
+    def attributes(self) -> dict[str, Any]:
+        """The cache file's attributes that training reads back."""
+        return {"patch_zyx": self.patch_shape, "extent_zyx": self.extent, "frames": self.time_window.size}
 
 
-def crop_settings(config: Any, section: str, image_depth: int) -> CropSettings:
-    """patch_shape (x, y, z) of the section as (z, y, x), no deeper than the images (2D data: 2D patches)."""
-    from octrack.training import augment_settings
-
-    x, y, z = config.get(section, "patch_shape")
-    patch = (min(z, image_depth), y, x)
-    augment = augment_settings(config, section)
-    return CropSettings(patch, cached_extent(patch, augment), config.get(section, "time_window_before"),
-                        config.get(section, "time_window_after"))
+def crops_of(section: ClassifierSection, datasets: list[Dataset]) -> ClassifierCrops:
+    """The section's patch shape, no deeper than the deepest images (2D data: 2D patches), and the region
+    that its augmentation needs."""
+    z, y, x = section.patch_shape
+    patch = (min(z, max(dataset.images.shape_zyx[0] for dataset in datasets)), y, x)
+    return ClassifierCrops(patch, cached_extent(patch, section.augment), section.time_window)
 
 
 def cached_extent(patch_zyx: tuple[int, int, int], augment: AugmentSettings) -> tuple[int, int, int]:
@@ -85,7 +92,7 @@ def describe_oversampling(labels: np.ndarray, weights: np.ndarray) -> str:
     return f"positives {100 * natural:.1f}% of the samples, {100 * drawn:.1f}% of those drawn for training"
 
 
-# Samples and batches
+# Samples
 class SampleSet(Protocol):
     """The samples of one split, in memory, as a network module loads them from its cache."""
 
@@ -156,3 +163,42 @@ def predict_probabilities(model: Any, inputs: Any) -> np.ndarray:
     return np.asarray(model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0), dtype=np.float64).reshape(-1)
 
 
+
+
+# Settings and loading
+@dataclass(frozen=True, kw_only=True)
+class ClassifierSettings(ModelSettings):
+    """settings.json of a divide or link model folder."""
+
+    encoder_levels: int = stored()
+    encoder_filters: int = stored()
+    division_multiplier: float = stored()
+    calibration: Platt | None = stored(write=Platt.to_json, read=Platt.from_json, default=None,
+                                       omitted_when_none=True)  # fitted on the validation data after training
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A divide or link model folder with its calibration (Platt scaling from settings.json); each network's
+    predictor adds how it runs."""
+
+    model: Any
+    settings: ClassifierSettings
+    model_file: Path
+
+    @property
+    def calibration(self) -> Platt:
+        return self.settings.calibration or Platt()
+
+    def fingerprint(self, *decoding: Any) -> str:
+        """Identifies the model file, its settings and the `decoding` values in force."""
+        return fingerprint(file_fingerprint([self.model_file]), self.settings.to_json(), *decoding)
+
+
+def probability_data(name: str, probability: float) -> dict[str, float]:
+    """OrganoidTracker's metadata of a calibrated probability: `NAME_probability` and `NAME_penalty`, −log10 of
+    the odds."""
+    from octrack.calibration import penalty
+
+    return {f"{name}_probability": round(float(probability), 6),
+            f"{name}_penalty": round(float(penalty(np.array([probability]))[0]), 6)}

@@ -1,0 +1,251 @@
+"""Scores of predicted positions, links, divisions and tracks against ground truth, on one detection matching
+(octrack/matching.py).
+
+Matched predictions are true positives, unmatched predictions false positives and unmatched true positions
+false negatives. Which predictions count: by default only those at the time points of the ground truth,
+because users annotate some time points only; a prediction at a time point without any ground truth is not
+counted. Uncertain annotations count neither way (see octrack/matching.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from octrack.errors import UserError
+from octrack.matching import UNIT_PX, UNIT_UM, Matching, TimePointMatching, match_trackings
+from octrack.tracking.model import Position, Tracking, VoxelSize
+
+DEFAULT_MAX_DISTANCE_UM = 5.0
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """True positives, false positives and false negatives, and the scores derived from them.
+
+    A score whose denominator is 0 is 1.0 when there was nothing to get wrong (no false positives for
+    precision, no false negatives for recall, neither for F1), else 0.0; so empty ground truth with an empty
+    prediction scores 1.0 throughout, and any miss or spurious detection pulls the scores below 1.
+    """
+
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    @property
+    def true_count(self) -> int:
+        return self.true_positives + self.false_negatives
+
+    @property
+    def predicted_count(self) -> int:
+        return self.true_positives + self.false_positives
+
+    @property
+    def precision(self) -> float:
+        return _ratio(self.true_positives, self.predicted_count, perfect=self.false_negatives == 0)
+
+    @property
+    def recall(self) -> float:
+        return _ratio(self.true_positives, self.true_count, perfect=self.false_positives == 0)
+
+    @property
+    def f1(self) -> float:
+        return _ratio(2 * self.true_positives, self.true_count + self.predicted_count, perfect=True)
+
+    def _counts_json(self) -> dict[str, Any]:
+        return {"precision": self.precision, "recall": self.recall, "f1": self.f1,
+                "true_positives": self.true_positives, "false_positives": self.false_positives,
+                "false_negatives": self.false_negatives}
+
+
+@dataclass(frozen=True)
+class DetectionScores(Counts):
+    """Detection counts and scores, overall and per time point, with the matching they come from."""
+
+    max_distance: float
+    distance_unit: str
+    per_time_point: dict[int, DetectionScores] = field(default_factory=dict)
+    matching: Matching | None = field(default=None, repr=False, compare=False)
+    uncertain: int = 0  # uncertain annotations, which count neither way
+    at_uncertain: int = 0  # predictions left out because they match one
+
+    @classmethod
+    def from_matching(cls, matching: Matching) -> DetectionScores:
+        per_time_point = {time_point: cls._of_time_point(one, matching)
+                          for time_point, one in matching.time_points.items()}
+        return cls(sum(s.true_positives for s in per_time_point.values()),
+                   sum(s.false_positives for s in per_time_point.values()),
+                   sum(s.false_negatives for s in per_time_point.values()),
+                   matching.max_distance, matching.distance_unit, per_time_point, matching,
+                   sum(s.uncertain for s in per_time_point.values()),
+                   sum(s.at_uncertain for s in per_time_point.values()))
+
+    @classmethod
+    def _of_time_point(cls, one: TimePointMatching, matching: Matching) -> DetectionScores:
+        matched = len(one.pairs)
+        alone = Matching({one.time_point: one}, matching.max_distance, matching.distance_unit)
+        return cls(matched, len(one.predicted) - matched, len(one.true) - matched,
+                   matching.max_distance, matching.distance_unit, matching=alone, uncertain=one.uncertain,
+                   at_uncertain=one.at_uncertain)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._counts_json(),
+                "per_time_point": {str(t): scores._counts_json() for t, scores in self.per_time_point.items()},
+                "max_distance": self.max_distance, "distance_unit": self.distance_unit,
+                "uncertain_annotations": self.uncertain, "predictions_at_uncertain_annotations": self.at_uncertain}
+
+
+def _ratio(numerator: int, denominator: int, *, perfect: bool) -> float:
+    if denominator == 0:
+        return 1.0 if perfect else 0.0
+    return numerator / denominator
+
+
+def score_detections(ground_truth: Tracking, predicted: Tracking, *, max_distance_um: float | None = None,
+                     max_distance_px: float | None = None, voxel_size: VoxelSize | None = None,
+                     time_points: list[int] | None = None, restrict_to_annotated_box: bool = False,
+                     box_margin_px: float | None = None) -> DetectionScores:
+    """Scores `predicted` against `ground_truth` (see the module's docstring for what counts).
+
+    The voxel size is `voxel_size`, else the ground truth's, else the prediction's. Give at most one
+    distance; without one it is `DEFAULT_MAX_DISTANCE_UM`, which needs a voxel size. A distance in pixels
+    compares pixel coordinates as they are, whatever the voxel size.
+    """
+    voxel_size = voxel_size or ground_truth.voxel_size or predicted.voxel_size
+    max_distance, unit = _resolve_distance(max_distance_um, max_distance_px, voxel_size)
+    matching = match_trackings(ground_truth, predicted, max_distance=max_distance,
+                               voxel_size=voxel_size if unit == UNIT_UM else None, time_points=time_points,
+                               restrict_to_annotated_box=restrict_to_annotated_box, box_margin_px=box_margin_px)
+    return DetectionScores.from_matching(matching)
+
+
+def _resolve_distance(max_distance_um: float | None, max_distance_px: float | None,
+                      voxel_size: VoxelSize | None) -> tuple[float, str]:
+    if max_distance_um is not None and max_distance_px is not None:
+        raise UserError("give the maximum distance either in µm (--max-distance-um) or in pixels "
+                        "(--max-distance-px), not both")
+    if max_distance_px is not None:
+        return _checked_distance(max_distance_px, "--max-distance-px"), UNIT_PX
+    if voxel_size is None and max_distance_um is None:
+        log.warning(f"the voxel size is unknown: matching within {DEFAULT_MAX_DISTANCE_UM:g} pixels (choose with "
+                    f"--max-distance-px, or give --voxel-size X Y Z)")
+        return DEFAULT_MAX_DISTANCE_UM, UNIT_PX
+    if voxel_size is None:
+        raise UserError("the voxel size is unknown, so a distance in µm cannot be measured: pass "
+                        "--max-distance-px D, or a voxel size with --voxel-size X Y Z")
+    if min(voxel_size.zyx_um()) <= 0 or not all(map(math.isfinite, voxel_size.zyx_um())):
+        raise UserError(f"voxel size {voxel_size.x_um} {voxel_size.y_um} {voxel_size.z_um} µm: every size "
+                        f"must be a positive number")
+    distance = DEFAULT_MAX_DISTANCE_UM if max_distance_um is None else max_distance_um
+    return _checked_distance(distance, "--max-distance-um"), UNIT_UM
+
+
+def _checked_distance(distance: float, option: str) -> float:
+    if not math.isfinite(distance) or distance < 0:
+        raise UserError(f"{option} {distance}: the maximum distance must be a number >= 0")
+    return float(distance)
+
+
+# Links, divisions and tracks
+DIVISION_TOLERANCE = 1  # time points by which a found division may be off
+
+
+@dataclass(frozen=True)
+class TrackingScores:
+    """Detection, link and division scores on one detection matching, and the true tracks (cell-cycle
+    segments) that came out without any error."""
+
+    detection: DetectionScores
+    links: Counts
+    divisions: Counts
+    tracks: int
+    tracks_without_error: int
+    traccuracy: dict[str, Any] | None = None  # the package traccuracy's scores on the same matching, if asked
+
+    @property
+    def tracks_without_error_fraction(self) -> float:
+        return self.tracks_without_error / self.tracks if self.tracks else 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.detection.to_json(), "link_f1": self.links.f1, "division_f1": self.divisions.f1,
+                "links": self.links._counts_json(), "divisions": self.divisions._counts_json(),
+                "tracks": self.tracks, "tracks_without_error": self.tracks_without_error,
+                "tracks_without_error_fraction": self.tracks_without_error_fraction,
+                **({"traccuracy": self.traccuracy} if self.traccuracy is not None else {})}
+
+
+def score_tracking(ground_truth: Tracking, predicted: Tracking, detection: DetectionScores, *,
+                   division_tolerance: int = DIVISION_TOLERANCE) -> TrackingScores:
+    """Links, divisions and tracks, on the matching of `detection`, at its time points.
+
+    A predicted link is right when the true positions matched to its ends are linked. A predicted division
+    (a mother) is right when its matched true position is a true mother, or lies on the same cell up to
+    `division_tolerance` time points before or after one; each true division is found at most once, the
+    closest in time first. A true track is without error when every position of it is matched, and the
+    links of each match are exactly the matches of the true links (into and out of the track included).
+    """
+    matching = detection.matching
+    to_true = matching.predicted_to_true()
+    scored_true = {p for one in matching.time_points.values() for p in one.true}
+    scored_predicted = {p for one in matching.time_points.values() for p in one.predicted}
+    true_links = {link for link in ground_truth.links() if link[0] in scored_true and link[1] in scored_true}
+    predicted_links = [link for link in predicted.links()
+                       if link[0] in scored_predicted and link[1] in scored_predicted]
+    found = {(to_true.get(a), to_true.get(b)) for a, b in predicted_links} & true_links
+    links = Counts(len(found), len(predicted_links) - len(found), len(true_links) - len(found))
+    true_mothers = {m for m in ground_truth.divisions() if m in scored_true}
+    predicted_mothers = [m for m in predicted.divisions() if m in scored_predicted]
+    found_divisions = _matched_divisions(ground_truth, [to_true.get(m) for m in predicted_mothers], true_mothers,
+                                         division_tolerance)
+    divisions = Counts(found_divisions, len(predicted_mothers) - found_divisions, len(true_mothers) - found_divisions)
+    tracks = [track for track in ground_truth.tracks() if all(p in scored_true for p in track)]
+    from_true = {true: guess for guess, true in to_true.items()}
+    without_error = sum(all(_same_links(ground_truth, predicted, p, from_true.get(p), to_true) for p in track)
+                        for track in tracks)
+    return TrackingScores(detection, links, divisions, len(tracks), without_error)
+
+
+def _matched_divisions(ground_truth: Tracking, guesses: list[Position | None], true_mothers: set[Position],
+                       tolerance: int) -> int:
+    """How many true mothers the guessed ones (matched true positions) find, one each, closest first."""
+    unmatched, found = set(true_mothers), 0
+    remaining = [guess for guess in guesses if guess is not None]
+    for steps in range(tolerance + 1):
+        left = []
+        for guess in remaining:
+            hit = next((m for m in _same_cell(ground_truth, guess, steps) if m in unmatched), None)
+            if hit is None:
+                left.append(guess)
+            else:
+                unmatched.discard(hit)
+                found += 1
+        remaining = left
+    return found
+
+
+def _same_cell(tracking: Tracking, position: Position, steps: int) -> list[Position]:
+    """The positions `steps` links before and after `position` along its cell (at most two)."""
+    if steps == 0:
+        return [position]
+    found = []
+    for neighbours in (tracking.future, tracking.past):
+        current: Position | None = position
+        for _ in range(steps):
+            following = neighbours(current)
+            current = following[0] if len(following) == 1 else None
+            if current is None:
+                break
+        if current is not None:
+            found.append(current)
+    return found
+
+
+def _same_links(ground_truth: Tracking, predicted: Tracking, true: Position, guess: Position | None,
+                to_true: dict[Position, Position]) -> bool:
+    if guess is None:
+        return False
+    linked = {to_true.get(p) for p in predicted.past(guess) + predicted.future(guess)}
+    return linked == set(ground_truth.past(true) + ground_truth.future(true))

@@ -1,0 +1,120 @@
+"""`octrack evaluate`: scores a predicted tracking file against a ground-truth file and reports the scores."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from octrack.errors import UserError
+from octrack.scoring import DIVISION_TOLERANCE, Counts, TrackingScores, score_detections, score_tracking
+from octrack.stages.common import parse_time_range
+from octrack.tracking import VoxelSize, load_tracking
+from octrack.tracking.model import Tracking
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlotRequest:
+    """--plot: the picture of one time point's matching (over the images' maximum projection, if given)."""
+
+    target: Path
+    time_point: int | None
+    images: str | None
+    pattern: str | None
+
+
+def evaluate_command(ground_truth_path: Path, predicted_path: Path, *, plot: PlotRequest | None = None,
+                     as_json: bool = False, **options: Any) -> str:
+    """`octrack evaluate`: the scores of `evaluate_files` (given `options`) as text or JSON; draws `plot`."""
+    scores = evaluate_files(ground_truth_path, predicted_path, **options)
+    if plot is not None:
+        from octrack.plots import plot_time_point
+
+        time_point = plot_time_point(scores.detection, plot.target, time_point=plot.time_point, images=plot.images,
+                                     pattern=plot.pattern)
+        log.info(f"wrote {plot.target} (time point {time_point})")
+    return json.dumps(scores.to_json(), indent=2) if as_json else format_report(scores)
+
+
+def evaluate_files(ground_truth_path: Path, predicted_path: Path, *, max_distance_um: float | None = None,
+                   max_distance_px: float | None = None, voxel_size: VoxelSize | None = None,
+                   time_range: str | None = None, restrict_to_annotated_box: bool = False,
+                   traccuracy: bool = False) -> TrackingScores:
+    """Loads both tracking files and scores detections, links and divisions (and with `traccuracy`, adds the
+    scores of that package); `time_range` ("A:B", "A:", ":B" or "T") selects time points of the ground truth."""
+    ground_truth = _load(ground_truth_path, voxel_size, "ground truth")
+    predicted = _load(predicted_path, voxel_size, "predicted tracking")
+    time_points = _selected_time_points(ground_truth, ground_truth_path, time_range)
+    detection = score_detections(ground_truth, predicted, max_distance_um=max_distance_um,
+                                 max_distance_px=max_distance_px, voxel_size=voxel_size, time_points=time_points,
+                                 restrict_to_annotated_box=restrict_to_annotated_box)
+    scores = score_tracking(ground_truth, predicted, detection)
+    if traccuracy:
+        from octrack.traccuracy_check import traccuracy_scores
+        scores = dataclasses.replace(scores, traccuracy=traccuracy_scores(ground_truth, predicted, detection.matching))
+    return scores
+
+
+def _load(path: Path, voxel_size: VoxelSize | None, what: str) -> Tracking:
+    if not path.exists():
+        raise UserError(f"{what} {path} not found")
+    return load_tracking(path, voxel_size)
+
+
+def _selected_time_points(ground_truth: Tracking, path: Path, time_range: str | None) -> list[int]:
+    available = ground_truth.time_points()
+    if not available:
+        raise UserError(f"ground truth {path} has no positions; there is nothing to score against")
+    if time_range is None:
+        return available
+    first, last = parse_time_range(time_range)
+    selected = [t for t in available if (first is None or t >= first) and (last is None or t <= last)]
+    if not selected:
+        raise UserError(f"--time-points {time_range}: the ground truth {path} has no positions there; it has "
+                        f"time points {available[0]}-{available[-1]}")
+    return selected
+
+
+def format_report(scores: TrackingScores) -> str:
+    """Overall scores (links, divisions and tracks where either tracking has links), then one table row per
+    time point."""
+    detection = scores.detection
+    lines = [f"precision {detection.precision:.3f}   recall {detection.recall:.3f}   F1 {detection.f1:.3f}",
+             f"TP {detection.true_positives}   FP {detection.false_positives}   FN {detection.false_negatives}   "
+             f"(max distance {detection.max_distance:g} {detection.distance_unit}, "
+             f"{len(detection.per_time_point)} time points)"]
+    if detection.uncertain:
+        lines.append(f"{detection.uncertain} uncertain annotations, counted neither way; "
+                     f"{detection.at_uncertain} predictions matched them and are not counted")
+    if scores.links.true_count or scores.links.predicted_count:
+        lines += [_format_counts("links", scores.links),
+                  _format_counts(f"divisions (±{DIVISION_TOLERANCE} time point)", scores.divisions),
+                  f"tracks without error: {scores.tracks_without_error} of {scores.tracks} "
+                  f"({scores.tracks_without_error_fraction:.3f})"]
+    for metric, values in (scores.traccuracy or {}).items():
+        lines.append(f"traccuracy {metric}: {_format_traccuracy(values)}")
+    lines += ["", f"{'t':>6} {'true':>7} {'predicted':>10} {'TP':>7} {'FP':>7} {'FN':>7} {'F1':>6}"]
+    for time_point, one in detection.per_time_point.items():
+        lines.append(f"{time_point:>6} {one.true_count:>7} {one.predicted_count:>10} {one.true_positives:>7} "
+                     f"{one.false_positives:>7} {one.false_negatives:>7} {one.f1:>6.3f}")
+    return "\n".join(lines)
+
+
+def _format_traccuracy(values: dict[str, Any]) -> str:
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            parts.append(f"{key}: ({_format_traccuracy(value)})")
+        else:
+            parts.append(f"{key}: {value:.4g}" if isinstance(value, (int, float)) else f"{key}: {value}")
+    return ", ".join(parts)
+
+
+def _format_counts(name: str, counts: Counts) -> str:
+    return (f"{name}: precision {counts.precision:.3f}   recall {counts.recall:.3f}   F1 {counts.f1:.3f}   "
+            f"(TP {counts.true_positives}   FP {counts.false_positives}   FN {counts.false_negatives})")

@@ -1,0 +1,54 @@
+"""Where `octrack predict` and `octrack merge` write a dataset's results, and how.
+
+A dataset's predictions folder holds positions.csv and positions.aut (positions with their metadata; with the
+links step also the candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv
+and ctc/ (Cell Tracking Challenge). A shard (`octrack predict --time-points A:B`) writes the same into
+`shard_A-B/` of that folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from octrack.tracking import Tracking, VoxelSize, save_tracking
+from octrack.tracking.csv_io import save_links_csv
+
+CTC_RADIUS_UM = 3.0  # the sphere painted per position in the CTC masks
+SHARD_PREFIX = "shard_"
+
+
+def predictions_folder(predict_output_folder: Path, dataset_folder: Path | None, number: int) -> Path:
+    """`predictions_folder_N`, by default <output_folder>/predictions/N."""
+    return dataset_folder or predict_output_folder / "predictions" / str(number)
+
+
+def shard_folder(predictions: Path, time_points: list[int]) -> Path:
+    """`shard_A-B` in the dataset's predictions folder: A and B are the first and last time point predicted."""
+    return predictions / f"{SHARD_PREFIX}{time_points[0]}-{time_points[-1]}"
+
+
+def positions_only(tracking: Tracking, time_points: list[int], voxel_size: VoxelSize | None) -> Tracking:
+    """The positions of a tracking at `time_points`, with their metadata and image offsets, without links."""
+    result = Tracking(voxel_size or tracking.voxel_size, tracking.image_offsets)
+    for time_point in time_points:
+        for position in tracking.positions_at(time_point):
+            result.add_position(position, **tracking.position_data(position))
+    return result
+
+
+def write_predictions(tracking: Tracking, folder: Path, *, with_links: bool) -> None:
+    """positions.csv, positions.aut and, `with_links`, links.csv."""
+    save_tracking(positions_only(tracking, tracking.time_points(), tracking.voxel_size), folder / "positions.csv")
+    save_tracking(tracking, folder / "positions.aut")
+    if with_links:
+        save_links_csv(tracking, folder / "links.csv", ["link_probability"])
+
+
+def write_tracks(tracking: Tracking, folder: Path, image_shape_zyx: tuple[int, int, int] | None) -> str:
+    """Writes tracks.aut, tracks.csv and, given the image shape, ctc/ (Cell Tracking Challenge); returns what."""
+    save_tracking(tracking, folder / "tracks.aut")
+    save_tracking(tracking, folder / "tracks.csv")
+    if image_shape_zyx is None:
+        return f"{folder / 'tracks.aut'}, tracks.csv"
+    save_tracking(tracking, folder / "ctc", image_shape_zyx=image_shape_zyx, radius_um=CTC_RADIUS_UM)
+    return f"{folder / 'tracks.aut'}, tracks.csv, ctc/"
