@@ -26,6 +26,7 @@ from octrack.cache import file_fingerprint, fingerprint
 from octrack.calibration import Platt
 from octrack.config import ClassifierSection
 from octrack.dataset import Dataset
+from octrack.frames import ModelFrames, frames_for_model
 from octrack.model_folder import ModelSettings, stored
 from octrack.patches import centre_crop, cut_region, offset_centred_on
 from octrack.time_window import TimeWindow
@@ -193,6 +194,9 @@ class Classifier:
     def fingerprint(self, *decoding: Any) -> str:
         """Identifies the model file, its settings and the `decoding` values in force."""
         return fingerprint(file_fingerprint([self.model_file]), self.settings.to_json(), *decoding)
+
+    def frames(self, dataset: Dataset) -> ModelFrames:
+        return frames_for_model(dataset, self.settings.voxel_size, self.settings.time_window)
 
 
 def probability_data(name: str, probability: float) -> dict[str, float]:

@@ -24,11 +24,12 @@ from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
 from octrack.config import ClassifierSection, Config, PredictSection
 from octrack.dataset import Dataset
 from octrack.frames import FrameReader, ModelFrames
-from octrack.model_folder import MODEL_FILE, load_model_folder
-from octrack.networks.base import NetworkCache
+from octrack.model_folder import MODEL_FILE, is_organoid_tracker_folder, load_model_folder
+from octrack.networks.base import NetworkCache, Predictor
 from octrack.networks.classifier import (Classifier, ClassifierCrops, ClassifierSettings, crops_of, cut_crops,
                                          describe_oversampling, oversampling_weights, predict_probabilities,
                                          probability_data, read_cache, warp_crop)
+from octrack.networks.organoidtracker.classifiers import load_divisions
 from octrack.tracking import Position, Tracking
 
 NAME = "divide"
@@ -227,7 +228,10 @@ class Divider(Classifier):
             tracking.position_data(position).update(probability_data("division", probability))
 
 
-def load(folder: Path, predict: PredictSection) -> Divider:
+def load(folder: Path, predict: PredictSection) -> Predictor:
+    """A division model folder: octrack's, or OrganoidTracker's divisions model."""
+    if is_organoid_tracker_folder(folder):
+        return load_divisions(folder, predict)
     model, settings = load_model_folder(folder, DivideSettings)
     return Divider(model, settings, folder / MODEL_FILE)
 

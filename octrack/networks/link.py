@@ -30,11 +30,12 @@ from octrack.candidates import DEFAULT_MAX_PARTNERS, candidate_links
 from octrack.config import Config, LinkSection, PredictSection
 from octrack.dataset import Dataset
 from octrack.frames import FrameReader, ModelFrames
-from octrack.model_folder import MODEL_FILE, load_model_folder, stored
-from octrack.networks.base import NetworkCache
+from octrack.model_folder import MODEL_FILE, is_organoid_tracker_folder, load_model_folder, stored
+from octrack.networks.base import NetworkCache, Predictor
 from octrack.networks.classifier import (Classifier, ClassifierCrops, ClassifierSettings, crops_of, cut_crops,
                                          describe_oversampling, oversampling_weights, predict_probabilities,
                                          probability_data, read_cache, warp_crop)
+from octrack.networks.organoidtracker.classifiers import load_links
 from octrack.tracking import Position, Tracking, VoxelSize
 
 NAME = "link"
@@ -336,7 +337,10 @@ class Linker(Classifier):
             tracking.add_link(sources[int(source)], targets[int(target)], **probability_data("link", probability))
 
 
-def load(folder: Path, predict: PredictSection) -> Linker:
+def load(folder: Path, predict: PredictSection) -> Predictor:
+    """A link model folder: octrack's, or OrganoidTracker's links model."""
+    if is_organoid_tracker_folder(folder):
+        return load_links(folder, predict)
     model, settings = load_model_folder(folder, LinkSettings)
     factor = predict.link_candidate_factor or settings.link_candidate_factor
     return Linker(model, settings, folder / MODEL_FILE, float(factor))
