@@ -25,6 +25,7 @@ from octrack.config import Config, PredictSection
 from octrack.dataset import open_datasets
 from octrack.model_folder import load_keras_model
 from octrack.networks import NETWORKS
+from octrack.networks.organoidtracker.classifiers import OTDivider, OTLinker
 from octrack.networks.organoidtracker.frames import OTFrameReader
 from octrack.networks.organoidtracker.positions import (DEFAULT_MIN_DISTANCE_PX, OTPositions, place_tile,
                                                         positions_of_tiles, tile_outputs)
@@ -167,3 +168,26 @@ def test_organoid_tracker_s_positions_model_is_trained_further(capsys, movie_3d,
         result = subprocess.run([sys.executable, "-c", check, str(folder / "model.keras")], capture_output=True,
                                 text=True, timeout=300, cwd=ROOT)
         assert "loaded on torch" in result.stdout, result.stderr[-3000:]
+
+
+def test_organoid_tracker_s_division_and_link_models_are_trained_further(capsys, tmp_path):
+    """On OrganoidTracker's fixture movie and its ground truth: both train with OrganoidTracker's inputs and are
+    calibrated into its Platt fields; octrack loads them as OrganoidTracker's models again."""
+    data = real_data(OT)
+    ini = fixture_ini(tmp_path, tracking_file_1=data / RUN / "Automatic positions" / "1. images.aut")
+    set_keys(ini, "DEFAULTS", epochs=1, steps_per_epoch=1, batch_size=4, patience=0, time_window_before=2)
+    set_keys(ini, "prepare", images_container_1=data / "movie" / "images", images_pattern_1="nuclei_t{time:03}.tif",
+             tracking_file_1=data / "movie" / "ground_truth.aut")
+    set_keys(ini, "train_divide", pretrained_model_path=data / "models" / "division")
+    set_keys(ini, "train_link", pretrained_model_path=data / "models" / "link")
+    out = octrack(capsys, "train", "--config", str(ini))
+    assert out.count("platt a, b") == 2
+    for name, ot_type, window in (("divide", "divisions", [-1, 1]), ("link", "links", [0, 1])):
+        folder = tmp_path / "out" / f"model_{name}"
+        settings = json.loads((folder / "settings.json").read_text())
+        assert settings["type"] == ot_type and settings["time_window"] == window  # the model's, not the ini's
+        assert settings["patch_shape_zyx"] == [8, 32, 32] and settings["network"] == name
+        assert isinstance(settings["platt_intercept"], float) and isinstance(settings["platt_scaling"], float)
+        predictor = NETWORKS[name].load(folder, Config(ini).section_of(PredictSection, "predict"))
+        assert isinstance(predictor, OTDivider if name == "divide" else OTLinker)
+        assert predictor.settings.platt_scaling == settings["platt_scaling"]

@@ -24,7 +24,8 @@ from octrack.networks.base import NetworkCache, Predictor
 from octrack.networks.detect_model import NAME, DetectSettings, add_detections, predict_centres
 from octrack.networks.organoidtracker.frames import OTFrameReader
 from octrack.networks.organoidtracker.positions import load_positions
-from octrack.networks.organoidtracker.settings import OTPositionsSettings, pretrained_folder, pretrained_organoid_tracker
+from octrack.networks.organoidtracker.settings import (CONVENTIONS, OTPositionsSettings, pretrained_folder,
+                                                       pretrained_organoid_tracker)
 from octrack.peaks import find_peaks
 from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking
@@ -47,7 +48,7 @@ class DetectionCrops:
 
     patch_shape: tuple[int, int, int]  # (z, y, x)
     time_window: TimeWindow
-    normalization: str = "octrack"  # or "organoidtracker", for training one of its models further
+    conventions: str = "octrack"  # or OrganoidTracker's (its normalisation), to train one of its models further
 
     @property
     def margin_zyx(self) -> tuple[int, int, int]:
@@ -61,7 +62,7 @@ def cache(section: DetectSection, datasets: list[Dataset]) -> NetworkCache:
     the model's time window)."""
     organoid_tracker = pretrained_organoid_tracker(section, OTPositionsSettings)
     if organoid_tracker is not None:
-        crops = DetectionCrops(section.patch_shape, organoid_tracker.time_window, "organoidtracker")
+        crops = DetectionCrops(section.patch_shape, organoid_tracker.time_window, CONVENTIONS)
         return NetworkCache(lambda dataset, split, reader: cache_entries(dataset, split, crops, reader), {},
                             _crop_summary, OTFrameReader)
     crops = DetectionCrops(section.patch_shape, section.time_window)

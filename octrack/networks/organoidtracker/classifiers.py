@@ -31,7 +31,6 @@ from octrack.cache import file_fingerprint, fingerprint
 from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS
 from octrack.config import PredictSection
 from octrack.dataset import Dataset
-from octrack.errors import UserError
 from octrack.frames import ModelFrames, NormalizedFrame
 from octrack.model_folder import MODEL_FILE, load_keras_model, load_settings
 from octrack.networks.organoidtracker.frames import cut_patch, ot_frames, patch_start
@@ -190,9 +189,7 @@ def _nearest(squared: np.ndarray, tolerance: float, max_partners: int) -> list[t
 
 def _classifier_parts(folder: Path, kind: type[OTClassifierSettings]) -> tuple[Any, Any, Path]:
     settings = load_settings(folder, kind)
-    if settings.patch_shape is None:
-        raise UserError(f"{folder}: its settings.json has no patch_shape_zyx, which an OrganoidTracker "
-                        f"{kind.OT_TYPE} model needs; add it (z, y, x of the model's input) or train it again")
+    settings.input_shape(folder)
     model = load_keras_model(folder / MODEL_FILE, f"OrganoidTracker's {kind.OT_TYPE} model (model.keras)")
     log.info(f"{folder}: an OrganoidTracker {kind.OT_TYPE} model, run at the images' own pixel size on patches of "
              f"x, y, z = {', '.join(map(str, reversed(settings.patch_shape)))}, calibrated by its platt_intercept "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,11 @@ import numpy as np
 
 from octrack.calibration import sigmoid
 from octrack.config import TrainSection
+from octrack.errors import UserError
 from octrack.model_folder import OrganoidTrackerSettings, SettingsT, is_organoid_tracker_folder, load_settings, stored
+
+log = logging.getLogger(__name__)
+CONVENTIONS = "organoidtracker"  # how training crops are cut and normalised to train one of its models further
 
 # octrack's names of the networks (the registry's); tests/test_organoidtracker.py checks that they agree
 POSITIONS_NETWORK, DIVISIONS_NETWORK, LINKS_NETWORK = "detect", "divide", "link"
@@ -35,6 +40,13 @@ class OTClassifierSettings(OrganoidTrackerSettings):
 
     platt_intercept: float | None = stored(default=None, omitted_when_none=True)
     platt_scaling: float | None = stored(default=None, omitted_when_none=True)
+
+    def input_shape(self, folder: Path) -> tuple[int, int, int]:
+        """The model's patch shape (z, y, x), which these models' settings must name."""
+        if self.patch_shape is None:
+            raise UserError(f"{folder}: its settings.json has no patch_shape_zyx, which an OrganoidTracker "
+                            f"{self.OT_TYPE} model needs; add it (z, y, x of the model's input) or train it again")
+        return self.patch_shape
 
     def log10_odds(self, raw: np.ndarray) -> np.ndarray:
         """The calibrated log10 odds L of raw network outputs, as OrganoidTracker computes them (the ratio in
@@ -70,7 +82,14 @@ def pretrained_organoid_tracker(section: TrainSection, kind: type[SettingsT]) ->
     """The settings of the OrganoidTracker folder that `pretrained_model_path` names (the folder or its
     model.keras), or None where it names no OrganoidTracker folder; a folder of another type is a UserError."""
     folder = pretrained_folder(section)
-    return None if folder is None else load_settings(folder, kind)
+    if folder is None:
+        return None
+    settings = load_settings(folder, kind)
+    first, last = -settings.time_window.before, settings.time_window.after
+    log.info(f"{section.config_file} [{section.name}] pretrained_model_path: OrganoidTracker's {kind.OT_TYPE} model "
+             f"{folder}, trained further with its own time window [{first}, {last}] and input shape, and "
+             f"OrganoidTracker's normalisation")
+    return settings
 
 
 def pretrained_folder(section: TrainSection) -> Path | None:

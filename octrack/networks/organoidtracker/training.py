@@ -13,7 +13,12 @@ OrganoidTracker's conventions so that OrganoidTracker can run it as well as octr
   The loss is octrack's masked squared error with foreground and background weighted equally
   (`detection_loss`), as OrganoidTracker's loss weighs them equally too; it also ignores what is not
   annotated and a band along the crops' edges as wide as the target reaches;
-* patches have the model's depth in z (its input fixes it) and sizes in y and x that are multiples of 32;
+* patches of the positions network have the model's depth in z (its input fixes it) and sizes in y and x that
+  are multiples of 32; the division and link networks take the patch shape their settings.json names, started
+  at round(coordinate − size / 2) as OrganoidTracker starts them, and the link network gets its three inputs
+  (coordinate channels, the reversed second input, the displacement in whole pixels);
+* the division and link networks learn with binary cross-entropy, as OrganoidTracker's do, and are
+  calibrated at the end on the validation samples into OrganoidTracker's `platt_scaling`, `platt_intercept`;
 * the model folder written at the end holds OrganoidTracker's settings.json fields (`type`, `time_window` as
   signed offsets) next to octrack's (the peak threshold that scored best on the validation data, the voxel
   size of the data, the training record), and the model is saved without optimizer state or loss, so that
@@ -29,15 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from octrack.config import DetectSection
+from octrack.config import ClassifierSection, DetectSection, TrainSection
 from octrack.errors import UserError
 from octrack.frames import NormalizedFrame
 from octrack.model_folder import MODEL_FILE, OrganoidTrackerSettings, load_keras_model, load_settings
+from octrack.networks.classifier import PREDICT_BATCH
+from octrack.networks.classifier_training import ClassifierTraining, ValidationSamples, calibration_report
 from octrack.networks.detect_training import THRESHOLDS, Crop, DetectTraining, load_crops, validation_report
 from octrack.networks.organoidtracker.frames import QUANTILES
 from octrack.networks.organoidtracker.positions import (DEFAULT_MIN_DISTANCE_PX, model_depth, positions_of_tiles,
                                                         tile_outputs)
-from octrack.networks.organoidtracker.settings import OTPositionsSettings
+from octrack.networks.organoidtracker.settings import OTClassifierSettings, OTPositionsSettings
 from octrack.training import FinalReport
 from octrack.tracking import VoxelSize
 
@@ -118,14 +125,18 @@ class OTDecoding:
         return positions_of_tiles(tiles, threshold, self.min_distance_px, shape)
 
 
+def _require_float32(section: TrainSection, folder: Path) -> None:
+    if section.mixed_precision != "float32":
+        raise UserError(f"{section.config_file} [{section.name}] mixed_precision = {section.mixed_precision}: "
+                        f"OrganoidTracker's models compute in float32; set mixed_precision = float32 to train "
+                        f"{folder} further")
+
+
 class OTPositionsTraining(DetectTraining):
     """OrganoidTracker's positions network as the engine sees it, trained further from its folder."""
 
     def __init__(self, section: DetectSection, cache_path: Path, folder: Path):
-        if section.mixed_precision != "float32":
-            raise UserError(f"{section.config_file} [{section.name}] mixed_precision = {section.mixed_precision}: "
-                            f"OrganoidTracker's models compute in float32; set mixed_precision = float32 to train "
-                            f"{folder} further")
+        _require_float32(section, folder)
         self.ot_settings = load_settings(folder, OTPositionsSettings)
         self.model = load_keras_model(folder / MODEL_FILE, "OrganoidTracker's positions model (model.keras)")
         super().__init__(section, cache_path)
@@ -164,3 +175,35 @@ class OTPositionsTraining(DetectTraining):
                                      f"OrganoidTracker's ini (octrack reads it from settings.json)")
         return FinalReport(report, self.settings().replace(peak_threshold=scores["threshold"],
                                                            validation_scores=scores))
+
+
+class OTClassifierTraining(ClassifierTraining):
+    """OrganoidTracker's division or link network as the engine sees it, trained further from its folder.
+
+    Its samples are cut and normalised as OrganoidTracker's predictors cut them (divide.py and link.py cache
+    them so, and the link samples come as OrganoidTracker's three inputs); the loss is binary cross-entropy, as
+    OrganoidTracker's; at the end Platt scaling is fitted on the validation samples, sigmoid(a · logit(p) + b),
+    and written as OrganoidTracker's `platt_scaling` = a and `platt_intercept` = b."""
+
+    def __init__(self, name: str, section: ClassifierSection, samples: tuple[dict[str, Any], dict[str, Any]],
+                 kind: type[OTClassifierSettings], folder: Path):
+        _require_float32(section, folder)
+        self.ot_settings = load_settings(folder, kind)
+        self.ot_settings.input_shape(folder)
+        self.model = load_keras_model(folder / MODEL_FILE, f"OrganoidTracker's {kind.OT_TYPE} model (model.keras)")
+        super().__init__(name, section, samples, lambda *shape: self.model, kind)
+
+    def settings(self) -> OTClassifierSettings:
+        z_um, y_um, x_um = (float(value) for value in self.cache_attributes["voxel_size_zyx_um"])
+        return self.settings_kind(
+            ot_type=self.settings_kind.OT_TYPE, network=self.name, time_window=self.ot_settings.time_window,
+            patch_shape=self.ot_settings.patch_shape, voxel_size=VoxelSize(x_um, y_um, z_um),
+            mixed_precision=self.section.mixed_precision, normalization=NORMALIZATION,
+            augmentation=asdict(self.section.augment))
+
+    def final_report(self, model: Any) -> FinalReport:
+        probabilities = np.asarray(model.predict(ValidationSamples(self.validation, PREDICT_BATCH), verbose=0),
+                                   dtype=np.float64).reshape(-1)
+        scores, platt, validation = calibration_report(probabilities, self.validation.labels)
+        return FinalReport(scores, self.settings().replace(platt_scaling=platt.a, platt_intercept=platt.b,
+                                                           validation_scores=validation))
