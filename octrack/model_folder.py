@@ -28,6 +28,7 @@ from octrack.tracking.model import VoxelSize
 
 MODEL_FILE = "model.keras"
 SETTINGS_FILE = "settings.json"
+OT_TYPE_KEY = "type"  # the key that makes a settings.json OrganoidTracker's
 SettingsT = TypeVar("SettingsT", bound="ModelSettings")
 
 
@@ -97,8 +98,8 @@ class ModelSettings:
 
     @classmethod
     def describes(cls, values: dict[str, Any]) -> bool:
-        """Whether a settings.json's content is of this kind (its network's)."""
-        return values.get("network") == cls.NETWORK
+        """Whether a settings.json's content is of this kind (its network's, and octrack's own format)."""
+        return values.get("network") == cls.NETWORK and OT_TYPE_KEY not in values
 
     @classmethod
     def wanted(cls) -> str:
@@ -142,9 +143,6 @@ class ModelSettings:
 
     def replace(self: SettingsT, **changes: Any) -> SettingsT:
         return dataclasses.replace(self, **changes)
-
-
-OT_TYPE_KEY = "type"  # the key that makes a settings.json OrganoidTracker's
 
 
 def _signed_window(window: TimeWindow) -> list[int]:

@@ -28,7 +28,7 @@ from octrack.networks.organoidtracker.positions import (TileOutput, reconstruct_
                                                         tile_peaks)
 from octrack.networks.organoidtracker.settings import (OTDivisionSettings, OTLinkSettings, OTPositionsSettings,
                                                        probability_data)
-from octrack.networks.organoidtracker.training import ot_target
+from octrack.networks.organoidtracker.training import BLUR_SIGMA_PX, BLUR_TAPS, _blur_yx, ot_target
 from octrack.time_window import TimeWindow
 from octrack.tracking import Position, VoxelSize, load_tracking
 from tests.helpers import set_keys
@@ -74,6 +74,8 @@ def test_the_settings_name_the_registry_networks():
      "needed here"),
     ({"type": "positions", "time_window": [1, -1]}, OTPositionsSettings, "`time_window` = [1, -1] is not valid"),
     (POSITIONS_JSON, DetectSettings, "an OrganoidTracker positions model, but a detect model is needed here"),
+    ({**POSITIONS_JSON, "network": "detect"}, DetectSettings,  # as octrack writes OrganoidTracker's models
+     "an OrganoidTracker positions model, but a detect model is needed here"),
 ])
 def test_a_folder_of_the_wrong_kind_is_one_clear_line(tmp_path, values, kind, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -201,9 +203,28 @@ def test_organoid_tracker_s_positions_target():
     assert not ot_target(np.zeros((0, 3)), (4, 8, 8)).any()
 
 
+def blur_kernel() -> np.ndarray:
+    taps = np.array(BLUR_TAPS, dtype=np.float64)
+    weights = np.exp(-taps ** 2 / (2 * BLUR_SIGMA_PX ** 2))
+    return np.outer(weights, weights) / np.outer(weights, weights).sum()
+
+
+def test_the_target_blur_is_a_same_convolution_with_organoid_tracker_s_kernel():
+    """OrganoidTracker blurs its target (and its network its output) with keras.ops.conv(padding="same") and a
+    4 × 4 kernel: the numpy blur places the taps as that convolution does."""
+    import keras
+
+    volume = np.random.default_rng(0).random((3, 9, 11))
+    expected = keras.ops.convert_to_numpy(keras.ops.conv(
+        volume[np.newaxis, ..., np.newaxis].astype(np.float32), blur_kernel().reshape(1, 4, 4, 1, 1).astype(np.float32),
+        strides=1, padding="same"))[0, ..., 0]
+    np.testing.assert_allclose(_blur_yx(volume), expected, atol=1e-6)
+
+
 # A made-up OrganoidTracker positions folder, run by octrack predict
 def write_tiny_positions_folder(folder: Path, depth: int = 16) -> Path:
-    """A folder in OrganoidTracker's format whose "network" returns frame t (its output peaks where nuclei do)."""
+    """A folder in OrganoidTracker's format whose "network" returns frame t (its output peaks where nuclei do);
+    its settings.json also names octrack's network (as an octrack-trained one does, or a user who added it)."""
     import keras
 
     inputs = keras.Input(shape=(depth, None, None, 2))
@@ -213,7 +234,7 @@ def write_tiny_positions_folder(folder: Path, depth: int = 16) -> Path:
                                   np.zeros(1, dtype=np.float32)])
     folder.mkdir(parents=True)
     model.save(folder / "model.keras")
-    return write_settings(folder, POSITIONS_JSON)
+    return write_settings(folder, {**POSITIONS_JSON, "network": "detect"})
 
 
 def test_an_organoid_tracker_folder_runs_as_the_detection_model(capsys, movie_3d):

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from octrack.time_window import TimeWindow
 from octrack.tracking import load_tracking
 from octrack.training import EpochCheckpoint
 from tests.helpers import octrack, real_data, set_keys
+from tests.test_organoidtracker import blur_kernel
 
 OT = "organoidtracker"
 RUN = "ot_predictions/threshold_0.05"
@@ -108,6 +110,17 @@ def test_positions_and_raw_output_equal_organoid_tracker_s(tmp_path):
     ours = sorted((x, y, z) for z, y, x, _ in found)
     theirs = sorted((p.x, p.y, p.z) for p in ot_result().positions_at(4) if p.z <= 13)
     assert len(theirs) > 40 and ours == theirs
+
+
+def test_the_target_blur_is_the_one_inside_organoid_tracker_s_network():
+    """The last operation of OrganoidTracker's positions network is its blur, a constant kernel in the model's
+    config: the same kernel as the target's (tests/test_organoidtracker.py checks where the taps lie)."""
+    with zipfile.ZipFile(real_data(OT) / "models" / "positions" / "model.keras") as archive:
+        layers = json.loads(archive.read("config.json"))["config"]["layers"]
+    blur = next(layer for layer in layers if layer["class_name"] == "Conv")
+    kernel = np.array(blur["inbound_nodes"][0]["args"][1]["config"]["value"], dtype=np.float64)
+    assert kernel.shape == (1, 4, 4, 1, 1)
+    np.testing.assert_allclose(kernel[0, :, :, 0, 0], blur_kernel(), atol=1e-7)
 
 
 @pytest.mark.skipif(not os.environ.get("OCTRACK_SLOW_TESTS"), reason="minutes on a CPU; OCTRACK_SLOW_TESTS=1 runs it")

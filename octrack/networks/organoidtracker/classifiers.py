@@ -6,8 +6,9 @@ round(coordinate − size / 2) per axis (frames.py `patch_start`), over the fram
 
 Link: the candidate links between consecutive time points by OrganoidTracker's nearest-neighbour rule with
 tolerance 2 (`candidate_pairs`: octrack's rule, computed as OrganoidTracker computes it, so that a partner at
-exactly twice the nearest distance is in or out as there); for each, patches around A (at t) and B (at t+1) over the same frames, those of t's window (t, t+1),
-and the displacement d = B − A in pixels, rounded, as three numbers (z, y, x). Each patch gets three
+exactly twice the nearest distance is in or out as there); for each, patches around A (at t) and B (at t+1)
+over the same frames, those of t's window (t, t+1), and the displacement d = B − A in pixels, rounded, as
+three numbers (z, y, x). Each patch gets three
 coordinate channels: for an axis of length n, |arange(−n//2, n//2) − d| / n for A and |… + d| / n for B.
 The model's three inputs are `input_1` = [frames, Z_A, Y_A, X_A], `input_2` = [X_B, Y_B, Z_B, frames] (the
 model reverses its channels itself) and `input_distances` = d.
@@ -21,6 +22,7 @@ their digits.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,18 +76,16 @@ def link_inputs(patches_a: np.ndarray, patches_b: np.ndarray, distances_zyx: np.
     return {"input_1": first, "input_2": second, "input_distances": np.asarray(distances_zyx, dtype=np.float32)}
 
 
-def raw_outputs(model: Any, inputs: Any, count: int) -> np.ndarray:
-    """The model's outputs for `count` samples, in batches of BATCH."""
+def raw_outputs(model: Any, inputs_of: Callable[[slice], Any], count: int) -> np.ndarray:
+    """The model's outputs for `count` samples, in batches of BATCH whose inputs `inputs_of` makes (so that memory
+    holds one batch of patches)."""
     import keras
 
-    if count == 0:
-        return np.zeros(0, dtype=np.float32)
-    parts = []
+    parts = [np.zeros(0, dtype=np.float32)]
     for start in range(0, count, BATCH):
-        batch = ({name: values[start:start + BATCH] for name, values in inputs.items()} if isinstance(inputs, dict)
-                 else inputs[start:start + BATCH])
+        batch = inputs_of(slice(start, min(start + BATCH, count)))
         parts.append(np.asarray(keras.ops.convert_to_numpy(model(batch, training=False)), dtype=np.float32))
-    return np.concatenate(parts).reshape(-1)
+    return np.concatenate([part.reshape(-1) for part in parts])
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,10 @@ class OTDivider(OTClassifier):
 
     def predict(self, frames: ModelFrames, tracking: Tracking, time_point: int) -> np.ndarray:
         centres = frames.image_zyx(tracking, tracking.positions_at(time_point))
-        patches = patches_around(frames.reader.frames(time_point, frames.window), centres, self.patch_shape)
-        return self.settings.log10_odds(raw_outputs(self.model, patches, len(patches)))
+        window = frames.reader.frames(time_point, frames.window)
+        raw = raw_outputs(self.model, lambda part: patches_around(window, centres[part], self.patch_shape),
+                          len(centres))
+        return self.settings.log10_odds(raw)
 
     def apply(self, tracking: Tracking, time_point: int, rows: list[float]) -> None:
         for position, log10_odds in zip(tracking.positions_at(time_point), rows):
@@ -141,12 +143,15 @@ class OTLinker(OTClassifier):
         sources, targets = tracking.positions_at(time_point), tracking.positions_at(time_point + 1)
         pairs = candidate_pairs(sources, targets, frames.voxel_size, self.candidate_factor)
         window = frames.reader.frames(time_point, frames.window)
-        source_patches = patches_around(window, frames.image_zyx(tracking, sources), self.patch_shape)
-        target_patches = patches_around(window, frames.image_zyx(tracking, targets), self.patch_shape)
+        source_zyx, target_zyx = frames.image_zyx(tracking, sources), frames.image_zyx(tracking, targets)
         distances = np.array([[round(b - a) for a, b in zip(_zyx(sources[i]), _zyx(targets[j]))] for i, j in pairs],
                              dtype=np.float32).reshape(-1, 3)
-        inputs = link_inputs(source_patches[pairs[:, 0]], target_patches[pairs[:, 1]], distances)
-        log10_odds = self.settings.log10_odds(raw_outputs(self.model, inputs, len(pairs)))
+
+        def inputs_of(part: slice) -> dict[str, np.ndarray]:
+            return link_inputs(patches_around(window, source_zyx[pairs[part, 0]], self.patch_shape),
+                               patches_around(window, target_zyx[pairs[part, 1]], self.patch_shape), distances[part])
+
+        log10_odds = self.settings.log10_odds(raw_outputs(self.model, inputs_of, len(pairs)))
         return np.column_stack([pairs, log10_odds]).reshape(-1, 3)
 
     def apply(self, tracking: Tracking, time_point: int, rows: list[list[float]]) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 from octrack.cache import file_fingerprint, fingerprint
 from octrack.config import PredictSection
 from octrack.dataset import Dataset
+from octrack.errors import UserError
 from octrack.frames import ModelFrames, NormalizedFrame
 from octrack.model_folder import MODEL_FILE, load_keras_model, load_settings
 from octrack.networks.detect_model import add_detections
@@ -49,7 +50,8 @@ def model_depth(model: Any) -> int:
     """The z size the model takes (fixed by its input layer)."""
     depth = model.inputs[0].shape[1]
     if depth is None:
-        raise ValueError("the model's input has no fixed z size")
+        raise UserError(f"the model {model.name} takes any number of z slices; OrganoidTracker's positions models "
+                        f"take a fixed number (their input's first size), so this is not one")
     return int(depth)
 
 
