@@ -209,7 +209,9 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("cache_folder", optional(path_value), None, _CACHE,
         "Where prepare writes its HDF5 cache; empty = <output_folder>/cache."),
     Key("pretrained_model_path", optional(path_value), None, _TRAINING,
-        "A model folder to start training from instead of random weights; empty = none."),
+        "A model folder to start training from instead of random weights; empty = none. An OrganoidTracker "
+        "model folder (model.keras + settings.json with a `type`) is trained further as it is: its "
+        "architecture, time window and conventions, into a folder that OrganoidTracker loads too."),
     Key("unet_levels", whole_number(1), 3, _DETECT, "Detection U-Net: number of poolings."),
     Key("unet_filters", whole_number(1), 16, _DETECT,
         "Detection U-Net: filters of the first level (doubled at every level)."),
@@ -218,10 +220,11 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "nuclei of 6–10 µm; about a fifth of a nucleus diameter)."),
     Key("min_distance_um", number(above=0), 3.0, _DECODING,
         "Detection: two nucleus centres closer than this (µm) count as one; predict uses the detection "
-        "model's value unless set in [predict].", (("predict", None),)),
+        "model's value unless set in [predict] (OrganoidTracker's positions models: 6 pixels).",
+        (("predict", None),)),
     Key("peak_threshold", optional(number(above=0, below=1)), None, _DECODING,
         "Detection: lowest peak height that counts as a nucleus; empty = the value that gave the best F1 "
-        "on the validation data, stored in the model folder."),
+        "on the validation data, stored in the model folder (OrganoidTracker's positions models: 0.1)."),
     Key("match_distance_um", number(above=0), 5.0, _DETECT,
         "Largest distance (µm) at which a detection matches an annotated nucleus when scoring."),
     Key("augment_flip", boolean, True, _TRAINING, "Augmentation: random flips in x and y."),
@@ -233,7 +236,8 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("augment_noise", boolean, True, _TRAINING, "Augmentation: Gaussian and Poisson-like noise."),
     Key("augment_depth_dimming", boolean, True, _TRAINING, "Augmentation: dimming with depth (3D only)."),
     Key("detect_model_folder", optional(path_value), None, _PREDICT,
-        "Detection model used by predict; empty = <output_folder>/model_detect."),
+        "Detection model used by predict (octrack's, or an OrganoidTracker positions model folder); "
+        "empty = <output_folder>/model_detect."),
     Key("encoder_levels", whole_number(1), 3, _CLASSIFIERS,
         "Divide and link networks: poolings of the convolutional encoder."),
     Key("encoder_filters", whole_number(1), 16, _CLASSIFIERS,
@@ -246,9 +250,11 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "nearest one's distance (at most 5, searched both ways); predict uses the link model's value unless "
         "set in [predict].", (("predict", None),)),
     Key("divide_model_folder", optional(path_value), None, _PREDICT,
-        "Division model used by predict; empty = <output_folder>/model_divide."),
+        "Division model used by predict (octrack's, or an OrganoidTracker divisions model folder); "
+        "empty = <output_folder>/model_divide."),
     Key("link_model_folder", optional(path_value), None, _PREDICT,
-        "Link model used by predict; empty = <output_folder>/model_link."),
+        "Link model used by predict (octrack's, or an OrganoidTracker links model folder); "
+        "empty = <output_folder>/model_link."),
 ]}
 
 DATASET_KEYS: dict[str, Key] = {key.name: key for key in [

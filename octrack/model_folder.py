@@ -4,6 +4,11 @@
 a subclass). Its file format stays what it always was: sizes written x, y, z as OrganoidTracker writes them
 (`patch_shape_xyz`, `voxel_size_um_xyz`), the time window as [frames before, frames after]; inside octrack
 the same values are (z, y, x) and typed. Keys this version does not know are kept as they were.
+
+OrganoidTracker's own model folders are a second format (`OrganoidTrackerSettings`): their settings.json names
+the model's `type` (positions, divisions, links), the time window as signed frame offsets [first, last] and,
+for divisions and links, `patch_shape_zyx`; octrack writes the same fields into the folders of the
+OrganoidTracker models it trains further, next to its own, so that both programs load them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from octrack.tracking.model import VoxelSize
 
 MODEL_FILE = "model.keras"
 SETTINGS_FILE = "settings.json"
+OT_TYPE_KEY = "type"  # the key that makes a settings.json OrganoidTracker's
 SettingsT = TypeVar("SettingsT", bound="ModelSettings")
 
 
@@ -90,6 +96,16 @@ class ModelSettings:
     octrack_version: str | None = stored(default=None, omitted_when_none=True)
     unknown: dict[str, Any] = field(default_factory=dict)  # keys of settings.json this version does not know
 
+    @classmethod
+    def describes(cls, values: dict[str, Any]) -> bool:
+        """Whether a settings.json's content is of this kind (its network's, and octrack's own format)."""
+        return values.get("network") == cls.NETWORK and OT_TYPE_KEY not in values
+
+    @classmethod
+    def wanted(cls) -> str:
+        """The kind of model folder these settings read, for messages."""
+        return f"a {cls.NETWORK} model"
+
     def to_json(self) -> dict[str, Any]:
         """settings.json's content (before the version is added on saving)."""
         values: dict[str, Any] = {}
@@ -129,6 +145,73 @@ class ModelSettings:
         return dataclasses.replace(self, **changes)
 
 
+def _signed_window(window: TimeWindow) -> list[int]:
+    return [-window.before, window.after]
+
+
+def _window_of_signed(values: list[int]) -> TimeWindow:
+    first, last = (int(value) for value in values)
+    if first > last:
+        raise ValueError("the first frame offset is after the last")
+    return TimeWindow(-first, last)
+
+
+def _zyx(values: list[float]) -> tuple[int, ...]:
+    return tuple(int(value) for value in values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrganoidTrackerSettings(ModelSettings):
+    """settings.json of an OrganoidTracker model folder, e.g. `{"type": "positions", "time_window": [0, 1]}`.
+
+    The fields OrganoidTracker reads: `type`; `time_window` as signed offsets of the first and last frame
+    ([-1, 1] = t-1, t, t+1), typed as a `TimeWindow` inside octrack; for divisions and links `patch_shape_zyx`
+    (z, y, x as written) and the Platt fields of the subclasses. octrack's own fields (`network`, the voxel size
+    of the data it was trained further on, the training record) are optional here: OrganoidTracker's folders
+    lack them and OrganoidTracker ignores them. A subclass per type names OT_TYPE and octrack's NETWORK."""
+
+    OT_TYPE: ClassVar[str] = ""
+
+    ot_type: str = stored(OT_TYPE_KEY)
+    network: str = stored(default="")  # octrack's name of the network; OrganoidTracker's folders have none
+    time_window: TimeWindow = stored(write=_signed_window, read=_window_of_signed)
+    patch_shape: tuple[int, int, int] | None = stored("patch_shape_zyx", write=list, read=_zyx, default=None,
+                                                      omitted_when_none=True)  # (z, y, x)
+    voxel_size: VoxelSize | None = stored("voxel_size_um_xyz", write=_voxel_size_xyz, read=_voxel_size,
+                                          default=None, omitted_when_none=True)  # of the data it was trained on
+
+    @classmethod
+    def describes(cls, values: dict[str, Any]) -> bool:
+        return values.get(OT_TYPE_KEY) == cls.OT_TYPE
+
+    @classmethod
+    def wanted(cls) -> str:
+        return f"an octrack {cls.NETWORK} model or an OrganoidTracker {cls.OT_TYPE} model"
+
+    @classmethod
+    def from_json(cls: type[SettingsT], values: dict[str, Any], where: Path) -> SettingsT:
+        return super().from_json({"network": cls.NETWORK, **values}, where)  # type: ignore[misc]
+
+
+def is_organoid_tracker_folder(folder: Path) -> bool:
+    """Whether a model folder is OrganoidTracker's (or one octrack trained further from one): its settings.json
+    names a `type`. False where there is no readable settings.json (loading then says what is wrong)."""
+    try:
+        values = json.loads((folder / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(values, dict) and OT_TYPE_KEY in values
+
+
+def _described(values: Any) -> str:
+    """What a settings.json's content says its model is, for messages."""
+    if not isinstance(values, dict):
+        return "not a settings object"
+    if OT_TYPE_KEY in values:
+        return f"an OrganoidTracker {values[OT_TYPE_KEY]} model"
+    return f"a {values.get('network')} model"
+
+
 def save_model_folder(folder: Path, model: Any, settings: ModelSettings) -> None:
     """Writes the model, then its settings (each atomically); settings name the octrack version."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,9 +232,8 @@ def load_settings(folder: Path, kind: type[SettingsT]) -> SettingsT:
         values = json.loads(path.read_text())
     except ValueError as error:
         raise UserError(f"{path}: unreadable ({error}); train the model again") from None
-    if not isinstance(values, dict) or values.get("network") != network:
-        found = values.get("network") if isinstance(values, dict) else None
-        raise UserError(f"{path}: a {found} model, but a {network} model is needed here")
+    if not isinstance(values, dict) or not kind.describes(values):
+        raise UserError(f"{path}: {_described(values)}, but {kind.wanted()} is needed here")
     return kind.from_json(values, path)
 
 

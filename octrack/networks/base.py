@@ -19,11 +19,13 @@ from octrack.tracking import Tracking
 
 @dataclass
 class NetworkCache:
-    """How one network's cache is made: its entries per dataset, its file attributes, its printed summary."""
+    """How one network's cache is made: its entries per dataset (from the frames that `reader` reads), its file
+    attributes, its printed summary."""
 
     entries: Callable[[Dataset, dict[int, str], FrameReader], list[CacheEntry]]
     attributes: dict[str, Any]
     summary: Callable[[Path], str]
+    reader: Callable[[Dataset], FrameReader] = FrameReader
 
 
 class Predictor(Protocol):
@@ -36,6 +38,9 @@ class Predictor(Protocol):
 
     def fingerprint(self) -> str:
         """Identifies the model and every value that changes its results (rows of another are never reused)."""
+
+    def frames(self, dataset: Dataset) -> ModelFrames:
+        """The dataset's frames as this model sees them (normalised, at its voxel size, over its time window)."""
 
     def time_points(self, tracking: Tracking, dataset: Dataset) -> list[int]:
         """The time points this step predicts, given what the tracking holds so far."""

@@ -26,7 +26,10 @@ from octrack.cache import file_fingerprint, fingerprint
 from octrack.calibration import Platt
 from octrack.config import ClassifierSection
 from octrack.dataset import Dataset
+from octrack.frames import ModelFrames, frames_for_model
 from octrack.model_folder import ModelSettings, stored
+from octrack.networks.organoidtracker.frames import patch_start
+from octrack.networks.organoidtracker.settings import CONVENTIONS, OTClassifierSettings
 from octrack.patches import centre_crop, cut_region, offset_centred_on
 from octrack.time_window import TimeWindow
 
@@ -41,15 +44,31 @@ class ClassifierCrops:
     patch_shape: tuple[int, int, int]  # (z, y, x)
     extent: tuple[int, int, int]  # (z, y, x) of the region cached around each position
     time_window: TimeWindow
+    conventions: str = "octrack"  # or OrganoidTracker's (its normalisation and patch start), to train its models
 
     def attributes(self) -> dict[str, Any]:
         """The cache file's attributes that training reads back."""
         return {"patch_zyx": self.patch_shape, "extent_zyx": self.extent, "frames": self.time_window.size}
 
+    def regions(self, frames: list[np.ndarray], centres_zyx: np.ndarray) -> np.ndarray:
+        """The cached region around each position: its middle is the patch that prediction cuts there (octrack's
+        centred patch, or the patch that OrganoidTracker starts at round(coordinate − size / 2))."""
+        if self.conventions != CONVENTIONS:
+            return cut_crops(frames, centres_zyx, self.extent)
+        margin = (np.array(self.extent) - self.patch_shape) // 2
+        offsets = [np.array(patch_start(centre, self.patch_shape)) - margin for centre in centres_zyx]
+        return cut_crops(frames, centres_zyx, self.extent, np.array(offsets).reshape(-1, 3))
 
-def crops_of(section: ClassifierSection, datasets: list[Dataset]) -> ClassifierCrops:
+
+def crops_of(section: ClassifierSection, datasets: list[Dataset],
+             organoid_tracker: OTClassifierSettings | None = None, folder: Path | None = None) -> ClassifierCrops:
     """The section's patch shape, no deeper than the deepest images (2D data: 2D patches), and the region
-    that its augmentation needs."""
+    that its augmentation needs; or, to train an OrganoidTracker model (in `folder`) further, its patch shape
+    and time window, cut and normalised as OrganoidTracker does."""
+    if organoid_tracker is not None:
+        patch = organoid_tracker.input_shape(folder)  # type: ignore[arg-type]
+        return ClassifierCrops(patch, cached_extent(patch, section.augment), organoid_tracker.time_window,
+                               CONVENTIONS)
     z, y, x = section.patch_shape
     patch = (min(z, max(dataset.images.shape_zyx[0] for dataset in datasets)), y, x)
     return ClassifierCrops(patch, cached_extent(patch, section.augment), section.time_window)
@@ -62,11 +81,13 @@ def cached_extent(patch_zyx: tuple[int, int, int], augment: AugmentSettings) -> 
     return tuple(int(value) for value in np.max(extents, axis=0))  # type: ignore[return-value]
 
 
-def cut_crops(frames: list[np.ndarray], centres_zyx: np.ndarray, extent_zyx: tuple[int, int, int]) -> np.ndarray:
-    """(n, z, y, x, frames) float32: the region of `extent` centred on each position, in every frame."""
+def cut_crops(frames: list[np.ndarray], centres_zyx: np.ndarray, extent_zyx: tuple[int, int, int],
+              offsets_zyx: np.ndarray | None = None) -> np.ndarray:
+    """(n, z, y, x, frames) float32: the region of `extent` centred on each position (or starting at its
+    `offsets_zyx`), in every frame."""
     crops = np.zeros((len(centres_zyx), *extent_zyx, len(frames)), dtype=np.float32)
     for index, centre in enumerate(np.asarray(centres_zyx, dtype=np.float64).reshape(-1, 3)):
-        offset = offset_centred_on(centre, extent_zyx)
+        offset = offset_centred_on(centre, extent_zyx) if offsets_zyx is None else offsets_zyx[index]
         for channel, frame in enumerate(frames):
             crops[index, ..., channel] = cut_region(frame, offset, extent_zyx)
     return crops
@@ -193,6 +214,9 @@ class Classifier:
     def fingerprint(self, *decoding: Any) -> str:
         """Identifies the model file, its settings and the `decoding` values in force."""
         return fingerprint(file_fingerprint([self.model_file]), self.settings.to_json(), *decoding)
+
+    def frames(self, dataset: Dataset) -> ModelFrames:
+        return frames_for_model(dataset, self.settings.voxel_size, self.settings.time_window)
 
 
 def probability_data(name: str, probability: float) -> dict[str, float]:

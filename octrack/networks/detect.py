@@ -18,10 +18,14 @@ import numpy as np
 from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
 from octrack.config import Config, DetectSection, PredictSection
 from octrack.dataset import Dataset
-from octrack.frames import FrameReader, ModelFrames
-from octrack.model_folder import MODEL_FILE, load_model_folder
-from octrack.networks.base import NetworkCache
-from octrack.networks.detect_model import NAME, DetectSettings, predict_centres
+from octrack.frames import FrameReader, ModelFrames, frames_for_model
+from octrack.model_folder import MODEL_FILE, is_organoid_tracker_folder, load_model_folder
+from octrack.networks.base import NetworkCache, Predictor
+from octrack.networks.detect_model import NAME, DetectSettings, add_detections, predict_centres
+from octrack.networks.organoidtracker.frames import OTFrameReader
+from octrack.networks.organoidtracker.positions import load_positions
+from octrack.networks.organoidtracker.settings import (CONVENTIONS, OTPositionsSettings, pretrained_folder,
+                                                       pretrained_organoid_tracker)
 from octrack.peaks import find_peaks
 from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking
@@ -44,6 +48,7 @@ class DetectionCrops:
 
     patch_shape: tuple[int, int, int]  # (z, y, x)
     time_window: TimeWindow
+    conventions: str = "octrack"  # or OrganoidTracker's (its normalisation), to train one of its models further
 
     @property
     def margin_zyx(self) -> tuple[int, int, int]:
@@ -53,6 +58,13 @@ class DetectionCrops:
 
 
 def cache(section: DetectSection, datasets: list[Dataset]) -> NetworkCache:
+    """Crops normalised as octrack normalises, or, to train an OrganoidTracker model further, as it does (over
+    the model's time window)."""
+    organoid_tracker = pretrained_organoid_tracker(section, OTPositionsSettings)
+    if organoid_tracker is not None:
+        crops = DetectionCrops(section.patch_shape, organoid_tracker.time_window, CONVENTIONS)
+        return NetworkCache(lambda dataset, split, reader: cache_entries(dataset, split, crops, reader), {},
+                            _crop_summary, OTFrameReader)
     crops = DetectionCrops(section.patch_shape, section.time_window)
     return NetworkCache(lambda dataset, split, reader: cache_entries(dataset, split, crops, reader), {},
                         _crop_summary)
@@ -132,8 +144,13 @@ def _crop_summary(path: Path) -> str:
 
 
 def training(section: DetectSection, cache_path: Path) -> Any:
+    """octrack's detection network, or the OrganoidTracker positions model that pretrained_model_path names."""
     from octrack.networks.detect_training import DetectTraining
+    from octrack.networks.organoidtracker.training import OTPositionsTraining
 
+    organoid_tracker = pretrained_folder(section)
+    if organoid_tracker is not None:
+        return OTPositionsTraining(section, cache_path, organoid_tracker)
     return DetectTraining(section, cache_path)
 
 
@@ -152,6 +169,9 @@ class Detector:
         return fingerprint(file_fingerprint([self.model_file]), self.settings.to_json(), self.threshold,
                            self.min_distance_um)
 
+    def frames(self, dataset: Dataset) -> ModelFrames:
+        return frames_for_model(dataset, self.settings.voxel_size, self.settings.time_window)
+
     def time_points(self, tracking: Tracking, dataset: Dataset) -> list[int]:
         return dataset.time_points
 
@@ -159,11 +179,13 @@ class Detector:
         return detect_in_frames(self, frames.around(time_point), frames.factor_zyx)
 
     def apply(self, tracking: Tracking, time_point: int, rows: list[list[float]]) -> None:
-        for z, y, x, value in rows:
-            tracking.add_position(Position(x, y, z, time_point), detection_peak=round(float(value), 4))
+        add_detections(tracking, time_point, rows)
 
 
-def load(folder: Path, predict: PredictSection) -> Detector:
+def load(folder: Path, predict: PredictSection) -> Predictor:
+    """A detection model folder: octrack's, or OrganoidTracker's positions model."""
+    if is_organoid_tracker_folder(folder):
+        return load_positions(folder, predict)
     model, settings = load_model_folder(folder, DetectSettings)
     threshold = predict.peak_threshold or settings.peak_threshold or DEFAULT_PEAK_THRESHOLD
     min_distance = predict.min_distance_um if predict.min_distance_um is not None else settings.min_distance_um

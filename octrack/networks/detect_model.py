@@ -3,13 +3,15 @@ nucleus centres; its training target and loss; its output over a whole volume; a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from octrack import tiling
 from octrack.model_folder import ModelSettings, stored
 from octrack.networks.blocks import conv_block, depths_per_level, pool_plan, tile_multiple
-from octrack import tiling
+from octrack.tracking import Position, Tracking
 
 NAME = "detect"
 
@@ -76,13 +78,13 @@ def render_target(points_zyx: np.ndarray, shape_zyx: tuple[int, int, int],
     return target
 
 
-def uncertain_zone(points_zyx: np.ndarray, target: np.ndarray, sigma_zyx_px: tuple[float, float, float]
-                   ) -> np.ndarray:
-    """Where the loss ignores the output around uncertain annotations: as far as their own peak would reach,
-    but not where a certain nucleus' peak in `target` is higher."""
+def uncertain_zone(points_zyx: np.ndarray, target: np.ndarray, sigma_zyx_px: tuple[float, float, float],
+                   render: Callable[..., np.ndarray] = render_target) -> np.ndarray:
+    """Where the loss ignores the output around uncertain annotations: as far as their own peak (by `render`,
+    the target's renderer) would reach, but not where a certain nucleus' peak in `target` is higher."""
     if len(points_zyx) == 0:
         return np.zeros(target.shape, dtype=bool)
-    peaks = render_target(points_zyx, target.shape, sigma_zyx_px)
+    peaks = render(points_zyx, target.shape, sigma_zyx_px)
     return (peaks > FOREGROUND_LEVEL) & (peaks > target)
 
 
@@ -130,3 +132,9 @@ def edge_margin(patch_zyx: tuple[int, int, int], shape_zyx: tuple[int, ...]) -> 
     give or take a quarter), so that is how the network learned to see an edge; without a margin the edge
     would coincide with the end of the network's input instead."""
     return tuple(patch // 4 if size > 1 else 0 for patch, size in zip(patch_zyx, shape_zyx))  # type: ignore[return-value]
+
+
+def add_detections(tracking: Tracking, time_point: int, rows: list[list[float]]) -> None:
+    """Adds a time point's detected positions, rows of (z, y, x, peak value), with their `detection_peak`."""
+    for z, y, x, value in rows:
+        tracking.add_position(Position(x, y, z, time_point), detection_peak=round(float(value), 4))

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import h5py
 import keras
@@ -64,25 +65,28 @@ class Crop:
                 np.clip(self.annotated_high - offset_zyx, 0, shape_zyx))
 
 
-def load_crops(cache_path: Path, target_sigma_um: float) -> list[Crop]:
-    """All crops of a detection cache (float16 in memory, as cached)."""
+def load_crops(cache_path: Path, target_sigma_um: float, band_zyx_px: tuple[int, int, int] | None = None
+               ) -> list[Crop]:
+    """All crops of a detection cache (float16 in memory, as cached). `band_zyx_px`: how far a nucleus' target
+    reaches (default: twice the target's sigma), the band left out along the crops' edges (`annotated_box`)."""
     crops = []
     with h5py.File(cache_path, "r") as cache:
         for dataset_name in cache:
             for time_name in cache[dataset_name]:
                 group = cache[dataset_name][time_name]
-                crops.append(_crop(group, f"{dataset_name}/{time_name}", target_sigma_um))
+                crops.append(_crop(group, f"{dataset_name}/{time_name}", target_sigma_um, band_zyx_px))
     return crops
 
 
-def _crop(group: h5py.Group, name: str, target_sigma_um: float) -> Crop:
+def _crop(group: h5py.Group, name: str, target_sigma_um: float, band_zyx_px: tuple[int, int, int] | None) -> Crop:
     voxel = np.asarray(group.attrs["voxel_size_zyx_um"], dtype=np.float64)
     positions = group["positions_zyx"][()].reshape(-1, 3)
     uncertain = group["uncertain_zyx"][()].reshape(-1, 3)
     sigma = np.float32(target_sigma_um) / voxel.astype(np.float32)
+    band = np.ceil(2 * sigma).astype(int) if band_zyx_px is None else np.asarray(band_zyx_px)
     image = group["image"][()]
     low, high = annotated_box(np.asarray(group.attrs["offset_zyx"]), np.asarray(image.shape[:3]),
-                              np.asarray(group.attrs["frame_shape_zyx"]), np.ceil(2 * sigma).astype(int))
+                              np.asarray(group.attrs["frame_shape_zyx"]), band)
     columns = np.ascontiguousarray(image.transpose(1, 2, 0, 3))
     return Crop(columns, positions, uncertain, low, high, sigma, voxel, str(group.attrs["split"]), name)
 
@@ -97,12 +101,15 @@ def annotated_box(offset: np.ndarray, crop_shape: np.ndarray, frame_shape: np.nd
 
 
 class TrainingPatches(SeededBatches):
-    """An endless stream of augmented patches, drawn across all crops in proportion to their volume."""
+    """An endless stream of augmented patches, drawn across all crops in proportion to their volume, with the
+    targets that `render` (points, patch shape, sigma in pixels → target) draws."""
 
     def __init__(self, crops: list[Crop], patch_zyx: tuple[int, int, int], batch_size: int, seed: int,
-                 first_step: int, augment: AugmentSettings, workers: int = DATA_WORKERS):
+                 first_step: int, augment: AugmentSettings, workers: int = DATA_WORKERS,
+                 render: Callable[..., np.ndarray] = render_target):
         super().__init__(seed, first_step, workers)
         self.crops, self.patch_zyx, self.batch_size, self.augment = crops, patch_zyx, batch_size, augment
+        self.render = render
         volumes = np.array([np.prod(crop.image.shape[:3]) for crop in crops], dtype=np.float64)
         self.crop_weights = volumes / volumes.sum()
 
@@ -119,9 +126,9 @@ class TrainingPatches(SeededBatches):
         warped = geometry.warp_columns(region, self.patch_zyx)
         patch, mask = warped[..., :-1], warped[..., -1]
         points = geometry.warp_points(crop.positions_zyx - offset, extent, self.patch_zyx)
-        target = render_target(points, self.patch_zyx, tuple(crop.sigma_px))
+        target = self.render(points, self.patch_zyx, tuple(crop.sigma_px))
         uncertain = geometry.warp_points(crop.uncertain_zyx - offset, extent, self.patch_zyx)
-        annotated = (mask > ANNOTATED) & ~uncertain_zone(uncertain, target, tuple(crop.sigma_px))
+        annotated = (mask > ANNOTATED) & ~uncertain_zone(uncertain, target, tuple(crop.sigma_px), self.render)
         patch = augment_intensity(patch, rng, self.augment)
         patch *= (mask > HAS_DATA)[..., np.newaxis]
         return patch, np.stack([target, annotated.astype(np.float32)], axis=-1)
@@ -131,9 +138,9 @@ class ValidationPatches(keras.utils.PyDataset):
     """Patches on a grid over the annotated box of every validation crop; the same every epoch."""
 
     def __init__(self, crops: list[Crop], patch_zyx: tuple[int, int, int], batch_size: int,
-                 max_patches: int = 512):
+                 max_patches: int = 512, render: Callable[..., np.ndarray] = render_target):
         super().__init__()
-        self.samples = _grid_samples(crops, patch_zyx, max_patches)
+        self.samples = _grid_samples(crops, patch_zyx, max_patches, render)
         self.batch_size = batch_size
 
     def __len__(self) -> int:
@@ -144,8 +151,8 @@ class ValidationPatches(keras.utils.PyDataset):
         return np.stack([x for x, _ in batch]), np.stack([y for _, y in batch])
 
 
-def _grid_samples(crops: list[Crop], patch_zyx: tuple[int, int, int], max_patches: int
-                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+def _grid_samples(crops: list[Crop], patch_zyx: tuple[int, int, int], max_patches: int,
+                  render: Callable[..., np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     centres = [(crop, centre) for crop in crops for centre in _grid_centres(crop, patch_zyx)]
     if len(centres) > max_patches:
         chosen = np.random.default_rng(0).choice(len(centres), size=max_patches, replace=False)
@@ -154,9 +161,9 @@ def _grid_samples(crops: list[Crop], patch_zyx: tuple[int, int, int], max_patche
     for crop, centre in centres:
         region, offset = _cut(crop, centre, patch_zyx)
         frames_and_mask = np.ascontiguousarray(region.transpose(2, 0, 1, 3))
-        target = render_target(crop.positions_zyx - offset, patch_zyx, tuple(crop.sigma_px))
+        target = render(crop.positions_zyx - offset, patch_zyx, tuple(crop.sigma_px))
         annotated = (frames_and_mask[..., -1] > ANNOTATED) & ~uncertain_zone(
-            crop.uncertain_zyx - offset, target, tuple(crop.sigma_px))
+            crop.uncertain_zyx - offset, target, tuple(crop.sigma_px), render)
         samples.append((frames_and_mask[..., :-1], np.stack([target, annotated.astype(np.float32)], axis=-1)))
     return samples
 
@@ -196,19 +203,42 @@ def _cut(crop: Crop, centre: np.ndarray, extent_zyx: tuple[int, int, int]) -> tu
 
 
 # Final report: detection scores on the validation crops, and the peak threshold that maximises F1
-def validation_report(model: Any, crops: list[Crop], patch_zyx: tuple[int, int, int], levels: int,
-                      min_distance_um: float, match_distance_um: float, fixed_threshold: float | None
+class Decoding(Protocol):
+    """How a detection network's output over a crop becomes positions."""
+
+    def output(self, model: Any, frames: list[np.ndarray]) -> Any:
+        """The network's output for the frames of a crop (float32 (z, y, x) each)."""
+
+    def peaks(self, output: Any, threshold: float, voxel_size_zyx_um: np.ndarray) -> np.ndarray:
+        """(n, >= 3) z, y, x of the positions in that output at a peak threshold."""
+
+
+@dataclass(frozen=True)
+class UNetDecoding:
+    """octrack's detection network: tiled output (`predict_centres`), peaks at least min_distance_um apart."""
+
+    patch_zyx: tuple[int, int, int]
+    levels: int
+    min_distance_um: float
+
+    def output(self, model: Any, frames: list[np.ndarray]) -> np.ndarray:
+        return predict_centres(model, frames, unet_tile_multiple(self.patch_zyx[0], self.levels), self.patch_zyx)
+
+    def peaks(self, output: np.ndarray, threshold: float, voxel_size_zyx_um: np.ndarray) -> np.ndarray:
+        return find_peaks(output, threshold, tuple(self.min_distance_um / voxel_size_zyx_um))
+
+
+def validation_report(model: Any, crops: list[Crop], decoding: Decoding, match_distance_um: float,
+                      fixed_threshold: float | None, thresholds: tuple[float, ...] = tuple(THRESHOLDS)
                       ) -> dict[str, Any]:
     """Scores at each candidate threshold over all validation crops; keeps the best (or the fixed one)."""
-    multiple = unet_tile_multiple(patch_zyx[0], levels)
-    thresholds = [fixed_threshold] if fixed_threshold is not None else list(THRESHOLDS)
+    thresholds = (fixed_threshold,) if fixed_threshold is not None else thresholds
     counts = {threshold: np.zeros(3, dtype=int) for threshold in thresholds}
     for crop in crops:
         frames = [crop.image[..., channel].astype(np.float32) for channel in range(crop.image.shape[-1])]
-        centres = predict_centres(model, frames, multiple, patch_zyx)
-        min_distance_px = tuple(min_distance_um / crop.voxel_size_zyx_um)
+        output = decoding.output(model, frames)
         for threshold in thresholds:
-            peaks = find_peaks(centres, threshold, min_distance_px)
+            peaks = decoding.peaks(output, threshold, crop.voxel_size_zyx_um)
             counts[threshold] += _match_counts(crop, peaks, match_distance_um)
     scores = {threshold: DetectionScores(*map(int, counts[threshold]), match_distance_um, "um")
               for threshold in thresholds}
@@ -238,10 +268,11 @@ class DetectTraining:
     """The detection network as the engine sees it."""
 
     name = NAME
+    render = staticmethod(render_target)  # the target: (points, patch shape, sigma in pixels) → target
 
     def __init__(self, section: DetectSection, cache_path: Path):
         self.section = section
-        crops = load_crops(cache_path, section.target_sigma_um)
+        crops = self._load_crops(cache_path)
         self.training_crops = [crop for crop in crops if crop.split == "train"]
         self.validation_crops = [crop for crop in crops if crop.split == "validation"]
         if not self.training_crops:
@@ -253,6 +284,9 @@ class DetectTraining:
                         f"training data, which overstates how well it does")
             self.validation_crops = self.training_crops
         self.patch_zyx = self._patch_shape(crops)
+
+    def _load_crops(self, cache_path: Path) -> list[Crop]:
+        return load_crops(cache_path, self.section.target_sigma_um)
 
     def _patch_shape(self, crops: list[Crop]) -> tuple[int, int, int]:
         """The section's patch shape, no deeper than the deepest crop (so 2D data get 2D patches)."""
@@ -272,10 +306,10 @@ class DetectTraining:
 
     def training_batches(self, batch_size: int, seed: int, first_step: int) -> TrainingPatches:
         return TrainingPatches(self.training_crops, self.patch_zyx, batch_size, seed, first_step,
-                               self.section.augment)
+                               self.section.augment, render=self.render)
 
     def validation_batches(self, batch_size: int) -> ValidationPatches:
-        return ValidationPatches(self.validation_crops, self.patch_zyx, batch_size)
+        return ValidationPatches(self.validation_crops, self.patch_zyx, batch_size, render=self.render)
 
     def samples_per_pass(self) -> int:
         """Patches that tile the annotated boxes of the training crops once."""
@@ -299,7 +333,8 @@ class DetectTraining:
 
     def final_report(self, model: Any) -> FinalReport:
         section = self.section
-        scores = validation_report(model, self.validation_crops, self.patch_zyx, section.unet_levels,
-                                   section.min_distance_um, section.match_distance_um, section.peak_threshold)
+        decoding = UNetDecoding(self.patch_zyx, section.unet_levels, section.min_distance_um)
+        scores = validation_report(model, self.validation_crops, decoding, section.match_distance_um,
+                                   section.peak_threshold)
         return FinalReport({f"validation {key}": value for key, value in scores.items()},
                            self.settings().replace(peak_threshold=scores["threshold"], validation_scores=scores))

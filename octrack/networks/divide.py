@@ -24,11 +24,14 @@ from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
 from octrack.config import ClassifierSection, Config, PredictSection
 from octrack.dataset import Dataset
 from octrack.frames import FrameReader, ModelFrames
-from octrack.model_folder import MODEL_FILE, load_model_folder
-from octrack.networks.base import NetworkCache
+from octrack.model_folder import MODEL_FILE, is_organoid_tracker_folder, load_model_folder
+from octrack.networks.base import NetworkCache, Predictor
 from octrack.networks.classifier import (Classifier, ClassifierCrops, ClassifierSettings, crops_of, cut_crops,
                                          describe_oversampling, oversampling_weights, predict_probabilities,
                                          probability_data, read_cache, warp_crop)
+from octrack.networks.organoidtracker.classifiers import load_divisions
+from octrack.networks.organoidtracker.frames import OTFrameReader
+from octrack.networks.organoidtracker.settings import OTDivisionSettings, pretrained_folder, pretrained_organoid_tracker
 from octrack.tracking import Position, Tracking
 
 NAME = "divide"
@@ -56,16 +59,24 @@ def read_section(config: Config) -> ClassifierSection:
 
 
 def cache(section: ClassifierSection, datasets: list[Dataset]) -> NetworkCache:
-    crops = crops_of(section, datasets)
+    """Crops as octrack cuts them, or, to train an OrganoidTracker division model further, as it does."""
+    organoid_tracker = pretrained_organoid_tracker(section, OTDivisionSettings)
+    crops = crops_of(section, datasets, organoid_tracker, pretrained_folder(section))
     return NetworkCache(lambda dataset, split, reader: cache_entries(dataset, split, crops, reader),
-                        crops.attributes(), lambda path: summary(path, section.division_multiplier))
+                        crops.attributes(), lambda path: summary(path, section.division_multiplier),
+                        FrameReader if organoid_tracker is None else OTFrameReader)
 
 
 def training(section: ClassifierSection, cache_path: Path) -> Any:
+    """octrack's division network, or the OrganoidTracker division model that pretrained_model_path names."""
     from octrack.networks.classifier_training import ClassifierTraining
+    from octrack.networks.organoidtracker.training import OTClassifierTraining
 
-    return ClassifierTraining(NAME, section, load_samples(cache_path, section.division_multiplier, section.augment),
-                              build_model, DivideSettings)
+    samples = load_samples(cache_path, section.division_multiplier, section.augment)
+    organoid_tracker = pretrained_folder(section)
+    if organoid_tracker is not None:
+        return OTClassifierTraining(NAME, section, samples, OTDivisionSettings, organoid_tracker)
+    return ClassifierTraining(NAME, section, samples, build_model, DivideSettings)
 
 
 def division_kinds(tracking: Tracking, span: int = HARD_NEGATIVE_SPAN) -> dict[Position, int]:
@@ -118,7 +129,7 @@ def _builder(dataset: Dataset, time_point: int, centres: np.ndarray, kinds: np.n
              reader: FrameReader):
     def build(group: h5py.Group) -> None:
         frames = reader.frames(time_point, crops.time_window)
-        regions = cut_crops([frame.data for frame in frames], centres, crops.extent)
+        regions = crops.regions([frame.data for frame in frames], centres)
         write_array(group, "crops", regions.astype(np.float16), chunks=(1, *regions.shape[1:]))
         write_array(group, "positions_zyx", centres, chunks=None)
         write_array(group, "kinds", kinds, chunks=None)
@@ -227,7 +238,10 @@ class Divider(Classifier):
             tracking.position_data(position).update(probability_data("division", probability))
 
 
-def load(folder: Path, predict: PredictSection) -> Divider:
+def load(folder: Path, predict: PredictSection) -> Predictor:
+    """A division model folder: octrack's, or OrganoidTracker's divisions model."""
+    if is_organoid_tracker_folder(folder):
+        return load_divisions(folder, predict)
     model, settings = load_model_folder(folder, DivideSettings)
     return Divider(model, settings, folder / MODEL_FILE)
 

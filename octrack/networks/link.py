@@ -30,11 +30,14 @@ from octrack.candidates import DEFAULT_MAX_PARTNERS, candidate_links
 from octrack.config import Config, LinkSection, PredictSection
 from octrack.dataset import Dataset
 from octrack.frames import FrameReader, ModelFrames
-from octrack.model_folder import MODEL_FILE, load_model_folder, stored
-from octrack.networks.base import NetworkCache
+from octrack.model_folder import MODEL_FILE, is_organoid_tracker_folder, load_model_folder, stored
+from octrack.networks.base import NetworkCache, Predictor
 from octrack.networks.classifier import (Classifier, ClassifierCrops, ClassifierSettings, crops_of, cut_crops,
                                          describe_oversampling, oversampling_weights, predict_probabilities,
                                          probability_data, read_cache, warp_crop)
+from octrack.networks.organoidtracker.classifiers import link_inputs, load_links
+from octrack.networks.organoidtracker.frames import OTFrameReader
+from octrack.networks.organoidtracker.settings import OTLinkSettings, pretrained_folder, pretrained_organoid_tracker
 from octrack.tracking import Position, Tracking, VoxelSize
 
 NAME = "link"
@@ -66,17 +69,25 @@ def read_section(config: Config) -> LinkSection:
 
 
 def cache(section: LinkSection, datasets: list[Dataset]) -> NetworkCache:
-    crops = crops_of(section, datasets)
+    """Crops as octrack cuts them, or, to train an OrganoidTracker link model further, as it does."""
+    organoid_tracker = pretrained_organoid_tracker(section, OTLinkSettings)
+    crops = crops_of(section, datasets, organoid_tracker, pretrained_folder(section))
     factor = section.link_candidate_factor
     return NetworkCache(lambda dataset, split, reader: cache_entries(dataset, split, crops, reader, factor),
                         {**crops.attributes(), "link_candidate_factor": factor},
-                        lambda path: summary(path, section.division_multiplier))
+                        lambda path: summary(path, section.division_multiplier),
+                        FrameReader if organoid_tracker is None else OTFrameReader)
 
 
 def training(section: LinkSection, cache_path: Path) -> Any:
+    """octrack's link network, or the OrganoidTracker link model that pretrained_model_path names."""
     from octrack.networks.classifier_training import ClassifierTraining
+    from octrack.networks.organoidtracker.training import OTClassifierTraining
 
-    samples = load_samples(cache_path, section.division_multiplier, section.augment)
+    organoid_tracker = pretrained_folder(section)
+    samples = load_samples(cache_path, section.division_multiplier, section.augment, organoid_tracker is not None)
+    if organoid_tracker is not None:
+        return OTClassifierTraining(NAME, section, samples, OTLinkSettings, organoid_tracker)
     own = {"link_candidate_factor": float(samples[1]["link_candidate_factor"]), "max_partners": DEFAULT_MAX_PARTNERS,
            "displacement_scale_um": DISPLACEMENT_SCALE_UM}
     return ClassifierTraining(NAME, section, samples, build_model, LinkSettings, own)
@@ -170,7 +181,7 @@ def _builder(dataset: Dataset, time_point: int, centres: np.ndarray, candidates:
              kinds: np.ndarray, crops: ClassifierCrops, reader: FrameReader):
     def build(group: h5py.Group) -> None:
         frames = reader.frames(time_point, crops.time_window)
-        regions = cut_crops([frame.data for frame in frames], centres, crops.extent)
+        regions = crops.regions([frame.data for frame in frames], centres)
         pairs = candidates.pairs + np.array([0, len(candidates.sources)])  # targets follow the sources
         voxel = np.array(dataset.voxel_size.zyx_um() if dataset.voxel_size else [np.nan] * 3)
         write_array(group, "crops", regions.astype(np.float16), chunks=(1, *regions.shape[1:]))
@@ -210,11 +221,14 @@ class LinkSamples:
     weights: np.ndarray
     patch_zyx: tuple[int, int, int]
     augment: Any = None
+    organoid_tracker_inputs: bool = False  # to train an OrganoidTracker link model further
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(self, indices: np.ndarray, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+        """The model's inputs: octrack's (`build_model`), or OrganoidTracker's (`link_inputs`, the displacement
+        rounded to whole pixels as OrganoidTracker rounds it)."""
         frames = self.crops.shape[-1]
         first, second, displacements = [], [], []
         for index in indices:
@@ -227,18 +241,23 @@ class LinkSamples:
                 self.displacement_px[index])[0]
             first.append(patch[..., :frames])
             second.append(patch[..., frames:])
-            displacements.append(vector * self.voxel_zyx_um[index])
+            displacements.append(vector)
         shape = (0, *self.patch_zyx, frames)
-        return {"crop_a": np.stack(first) if first else np.zeros(shape, np.float32),
-                "crop_b": np.stack(second) if second else np.zeros(shape, np.float32),
-                "displacement": displacement_features(np.array(displacements).reshape(-1, 3))}
+        crops_a = np.stack(first) if first else np.zeros(shape, np.float32)
+        crops_b = np.stack(second) if second else np.zeros(shape, np.float32)
+        displacement_px = np.array(displacements, dtype=np.float32).reshape(-1, 3)
+        if self.organoid_tracker_inputs:
+            return link_inputs(crops_a, crops_b, np.round(displacement_px))
+        return {"crop_a": crops_a, "crop_b": crops_b,
+                "displacement": displacement_features(displacement_px * self.voxel_zyx_um[indices])}
 
 
 def kind_weights(multiplier: float) -> dict[int, float]:
     return {PLAIN: 1.0, AMBIGUOUS: AMBIGUOUS_WEIGHT, NEXT_TO_DIVISION: multiplier}
 
 
-def load_samples(cache_path: Path, multiplier: float, augment: Any) -> tuple[dict[str, LinkSamples], dict[str, Any]]:
+def load_samples(cache_path: Path, multiplier: float, augment: Any, organoid_tracker_inputs: bool = False
+                 ) -> tuple[dict[str, LinkSamples], dict[str, Any]]:
     def read(group: h5py.Group) -> dict[str, np.ndarray]:
         names = ("crops", "pairs", "displacement_px", "labels", "kinds")
         part = {name: group[name][()] for name in names}
@@ -261,7 +280,8 @@ def load_samples(cache_path: Path, multiplier: float, augment: Any) -> tuple[dic
         kinds = joined("kinds", 0).reshape(-1).astype(np.uint8)
         splits[split] = LinkSamples(crops, pairs, joined("displacement_px", 3), joined("voxel", 3),
                                     joined("labels", 0).reshape(-1).astype(np.uint8), kinds,
-                                    oversampling_weights(kinds, kind_weights(multiplier)), patch, augment)
+                                    oversampling_weights(kinds, kind_weights(multiplier)), patch, augment,
+                                    organoid_tracker_inputs)
     return splits, attributes
 
 
@@ -336,7 +356,10 @@ class Linker(Classifier):
             tracking.add_link(sources[int(source)], targets[int(target)], **probability_data("link", probability))
 
 
-def load(folder: Path, predict: PredictSection) -> Linker:
+def load(folder: Path, predict: PredictSection) -> Predictor:
+    """A link model folder: octrack's, or OrganoidTracker's links model."""
+    if is_organoid_tracker_folder(folder):
+        return load_links(folder, predict)
     model, settings = load_model_folder(folder, LinkSettings)
     factor = predict.link_candidate_factor or settings.link_candidate_factor
     return Linker(model, settings, folder / MODEL_FILE, float(factor))

@@ -27,7 +27,6 @@ from octrack.cache import fingerprint
 from octrack.config import Config, PredictSection
 from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
-from octrack.frames import frames_for_model
 from octrack.model_folder import MODEL_FILE
 from octrack.networks import NETWORK_OF_STEP, NETWORKS
 from octrack.networks.base import Predictor
@@ -190,7 +189,7 @@ def _positions(dataset: Dataset, steps: list[str], models: Models, folder: Path,
 def run_step(step: str, predictor: Predictor, dataset: Dataset, tracking: Tracking, folder: Path) -> None:
     """One network step over the dataset: each time point's rows are predicted (and saved in the progress file,
     unless an earlier run of the same step on the same inputs saved them), then added to the tracking."""
-    frames = frames_for_model(dataset, predictor.settings.voxel_size, predictor.settings.time_window)
+    frames = predictor.frames(dataset)
     inputs = fingerprint([(round(p.x, 3), round(p.y, 3), round(p.z, 3), p.t) for p in tracking.positions()])
     progress = Progress(folder / progress_file(step), {
         "model": fingerprint(predictor.fingerprint(), frames.voxel_size, inputs),

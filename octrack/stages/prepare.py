@@ -12,7 +12,6 @@ from octrack.cache import CacheReport, update_cache
 from octrack.config import Config, PrepareSection
 from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
-from octrack.frames import FrameReader
 from octrack.networks import NETWORKS
 
 SECTION = "prepare"
@@ -68,7 +67,7 @@ def prepare(config: Config, *, rebuild: bool = False, report: Callable[[str], No
         network = NETWORKS[name]
         cache = network.cache(network.read_section(config), datasets)
         entries = [entry for dataset, split in zip(datasets, splits)
-                   for entry in cache.entries(dataset, split, FrameReader(dataset))]
+                   for entry in cache.entries(dataset, split, cache.reader(dataset))]
         result = update_cache(cache_path(section, name), entries, {"network": name, **cache.attributes},
                               rebuild=rebuild, description=f"prepare {name}")
         report(cache.summary(result.path))
