@@ -28,8 +28,10 @@ def shard_folder(predictions: Path, time_points: list[int]) -> Path:
 
 
 def positions_only(tracking: Tracking, time_points: list[int], voxel_size: VoxelSize | None) -> Tracking:
-    """The positions of a tracking at `time_points`, with their metadata and image offsets, without links."""
-    result = Tracking(voxel_size or tracking.voxel_size, tracking.image_offsets)
+    """The positions of a tracking at `time_points`, with their metadata, image offsets and file data, without
+    links (and so without lineage data)."""
+    result = tracking.empty_copy()
+    result.voxel_size = voxel_size or tracking.voxel_size
     for time_point in time_points:
         for position in tracking.positions_at(time_point):
             result.add_position(position, **tracking.position_data(position))
