@@ -16,18 +16,18 @@ from octrack.errors import UserError
 from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking, save_tracking
 
-from tests.helpers import octrack, real_data
+from tests.helpers import octrack, real_data, set_keys
 
 OT = "organoidtracker"
 MODEL_NAMES = {"positions": "positions", "divisions": "divisions", "links": "links"}
-# What makes training tiny, appended to a copy of the folder (the folder as OrganoidTracker wrote it is checked
-# first, unchanged)
-TINY = {"positions": "steps_per_epoch = 1\nbatch_size = 2\npatch_shape = 32, 32, 8\nunet_levels = 1\n"
-                     "unet_filters = 2\n",
-        "divisions": "steps_per_epoch = 1\nbatch_size = 4\npatch_shape = 16, 16, 4\nencoder_levels = 1\n"
-                     "encoder_filters = 2\n",
-        "links": "steps_per_epoch = 1\nbatch_size = 4\npatch_shape = 16, 16, 4\nencoder_levels = 1\n"
-                 "encoder_filters = 2\n"}
+# What makes training tiny, set in a copy of the folder (the folder as OrganoidTracker wrote it is checked first,
+# unchanged): section, keys
+TINY = {"positions": ("train_position_network", dict(steps_per_epoch=1, batch_size=2, patch_shape="32, 32, 8",
+                                                     unet_levels=1, unet_filters=2)),
+        "divisions": ("train_division_network", dict(steps_per_epoch=1, batch_size=4, patch_shape="16, 16, 4",
+                                                     encoder_levels=1, encoder_filters=2)),
+        "links": ("train_link_network", dict(steps_per_epoch=1, batch_size=4, patch_shape="16, 16, 4",
+                                             encoder_levels=1, encoder_filters=2))}
 
 
 def _training_folder(tmp_path: Path, kind: str) -> Path:
@@ -60,8 +60,8 @@ def test_organoid_trackers_training_folders_train_as_they_are(capsys, tmp_path, 
     assert len(datasets) == 1 and datasets[0].config.list_file == folder / "Dataset.autlist"
     assert datasets[0].time_points == [0, 1, 2, 3, 4] and len(datasets[0].tracking) == 189
     assert datasets[0].voxel_size == VoxelSize(0.32, 0.32, 2.0, 12.0)
-    with ini.open("a") as file:
-        file.write(TINY[kind])
+    section, keys = TINY[kind]
+    set_keys(ini, section, **keys)
     out = octrack(capsys, "train", "--config", str(ini), "--epochs", "1")
     model = folder / "output" / f"model_{MODEL_NAMES[kind]}"  # where OrganoidTracker writes it
     assert (model / "model.keras").is_file() and (model / "settings.json").is_file()
