@@ -233,6 +233,10 @@ def _voxel_size(config: DatasetConfig, images: ImageSource, tracking: Tracking |
 
 def require_voxel_size(dataset: Dataset) -> VoxelSize:
     """For commands that cannot work in pixels: the voxel size, or a UserError that says how to give it."""
+    if dataset.voxel_size is None and dataset.config.list_file is not None:
+        raise UserError(f"{dataset.config.where('tracking_file')}: the voxel size of {dataset.name} is not known (not "
+                        f"in the experiment file or the TIFF metadata); set the image resolution in OrganoidTracker "
+                        f"and save the experiment file again")
     if dataset.voxel_size is None:
         raise UserError(f"{dataset.config.where('pixel_size_x_um')}: the voxel size of {dataset.name} is not "
                         f"known (not in the ini, the TIFF metadata or the tracking file); set "

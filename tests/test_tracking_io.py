@@ -157,7 +157,8 @@ def test_csv_and_ctc_warn_that_they_drop_image_offsets(tmp_path: Path) -> None:
         save_tracking(tracking, tmp_path / "zero.csv")  # nothing is lost: no warning
     tracking.image_offsets[2] = (1.0, 0.0, 0.0)
     for path in (tmp_path / "a.csv", tmp_path / "ctc"):
-        with pytest.warns(UserWarning, match=r"only .aut and .geff hold image offsets; the offsets of 1 time point\(s\)"):
+        with pytest.warns(UserWarning, match=r"only .aut and .geff hold image offsets; the offsets of 1 time "
+                                             r"point\(s\)"):
             save_tracking(tracking, path)
         assert load_tracking(path).image_offsets == {}
 
