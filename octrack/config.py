@@ -412,14 +412,13 @@ class Config:
         return None
 
     def get(self, section: str, key: str) -> Any:
-        """The typed value of a global key for a command's section, or its default."""
-        return self._value(KEYS[key], section)
-
-    def _value(self, spec: Key, section: str) -> Any:
-        found = self.raw(section, spec.name)
+        """The typed value of a global key for a command's section, or its default (OrganoidTracker's where its
+        section stands for the command's)."""
+        spec = KEYS[key]
+        found = self.raw(section, key)
         if found is None or not found[0].strip():
             return spec.default_for(self.ini_section(section))
-        return self._parse(spec, found[0], f"{self.path} [{found[1]}] {spec.name}")
+        return self._parse(spec, found[0], f"{self.path} [{found[1]}] {key}")
 
     def validate(self) -> None:
         """Parses every global key of every section now, so that a bad value stops a command before long work;
