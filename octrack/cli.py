@@ -96,12 +96,16 @@ def _add_init(command: argparse.ArgumentParser) -> None:
     command.add_argument("--tracking", help="annotations (.aut, CSV, or a CTC TRA folder) to train on")
     command.add_argument("--output", default=DEFAULT_CONFIG, help="ini file to write (default %(default)s)")
     command.add_argument("--force", action="store_true", help="overwrite an existing ini file")
+    command.add_argument("--format", choices=("octrack", "organoidtracker"), default="octrack",
+                         help="octrack: datasets as numbered keys (default); organoidtracker: the training folder "
+                              "that OrganoidTracker's GUI writes (its [train_*_network] sections and a "
+                              "Dataset.autlist beside the ini)")
 
 
 def _run_init(arguments: argparse.Namespace) -> None:
     from octrack.stages.init import write_initial_config
     _say(write_initial_config(Path(arguments.images), Path(arguments.tracking) if arguments.tracking else None,
-                              Path(arguments.output), force=arguments.force))
+                              Path(arguments.output), force=arguments.force, form=arguments.format))
 
 
 # synth
@@ -126,7 +130,7 @@ def _run_synth(arguments: argparse.Namespace) -> None:
 # stats
 def _add_stats(command: argparse.ArgumentParser) -> None:
     command.add_argument("path", nargs="?",
-                         help="tracking file (.aut, .csv, CTC folder); without it, the tracking files of the "
+                         help="tracking file (.aut, .csv, .geff, CTC folder); without it, the tracking files of the "
                               "[prepare] datasets of --config")
     command.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -138,8 +142,8 @@ def _run_stats(arguments: argparse.Namespace) -> None:
 
 # convert
 def _add_convert(command: argparse.ArgumentParser) -> None:
-    command.add_argument("input", help="tracking file to read (.aut, .csv, or a CTC folder)")
-    command.add_argument("output", help="file to write: .aut, .csv, or a folder (Cell Tracking Challenge)")
+    command.add_argument("input", help="tracking file to read (.aut, .csv, .geff, or a CTC folder)")
+    command.add_argument("output", help="file to write: .aut, .csv, .geff, or a folder (Cell Tracking Challenge)")
     command.add_argument("--voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
                          help="voxel size in µm, where the input does not say")
     size = command.add_mutually_exclusive_group()
@@ -160,9 +164,9 @@ def _run_convert(arguments: argparse.Namespace) -> None:
 
 # track
 def _add_track(command: argparse.ArgumentParser) -> None:
-    command.add_argument("positions", help="positions to link (.aut, .csv, or a CTC folder); their links and the "
-                                           "link and division probabilities are used where present")
-    command.add_argument("--output", help="tracks to write: .aut, .csv, or a folder (Cell Tracking Challenge "
+    command.add_argument("positions", help="positions to link (.aut, .csv, .geff, or a CTC folder); their links and "
+                                           "the link and division probabilities are used where present")
+    command.add_argument("--output", help="tracks to write: .aut, .csv, .geff, or a folder (Cell Tracking Challenge "
                                           "result); default: POSITIONS' name with -tracks.aut")
     command.add_argument("--voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
                          help="voxel size in µm, where the positions file does not say")
@@ -282,7 +286,8 @@ _COMMANDS = [
     ("init", _run_init, "write a starting organoid_tracker.ini for a folder of images", _add_init),
     ("synth", _run_synth, "make a synthetic time lapse with ground truth and an ini that runs on it", _add_synth),
     ("stats", _run_stats, "positions, time points, tracks and divisions of a tracking file", _add_stats),
-    ("convert", _run_convert, "convert tracking files between .aut, CSV and Cell Tracking Challenge", _add_convert),
+    ("convert", _run_convert, "convert tracking files between .aut, CSV, GEFF and Cell Tracking Challenge",
+     _add_convert),
     ("track", _run_track, "link positions into tracks with divisions (network probabilities where the file has "
                           "them, else displacement)", _add_track),
     ("prepare", _run_prepare, "check the datasets of [prepare] and cache their training crops as HDF5",

@@ -8,6 +8,14 @@ keys and a test keeps the two in step. A key is looked up in the command's own s
 The rest of octrack reads the ini through one typed object per section (`PrepareSection`, `TrainSection`
 and its subclasses for each network, `PredictSection`), built by `Config.section_of`. Sizes written x, y, z
 in the ini (as OrganoidTracker writes them) are (z, y, x) in those objects, as everywhere inside octrack.
+
+OrganoidTracker's training folders run unchanged: its sections `[train_position_network]`,
+`[train_division_network]` and `[train_link_network]` (`OT_TRAIN_SECTIONS`) configure the detect, divide and
+link networks in place of `[train_detect]`, `[train_divide]` and `[train_link]`, with OrganoidTracker's
+defaults (`Key.section_defaults` under the OrganoidTracker section's name), its sign of `time_window_before`
+(a frame offset, -1 = one frame before t) and its model folder names (`model_positions`, ...). Its
+`dataset_file` (an `.autlist`, `octrack.autlist`) gives the datasets of [prepare] (and of [predict]) where
+the ini lists no numbered ones.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from octrack.augment import AugmentSettings
+from octrack.autlist import ListEntry, read_autlist
 from octrack.errors import UserError
 from octrack.time_window import TimeWindow
 
@@ -34,6 +43,12 @@ COMMAND_SECTIONS = ("prepare", *TRAIN_SECTIONS, "predict")
 SECTIONS = (DEFAULTS, *COMMAND_SECTIONS)
 DATASET_SECTIONS = ("prepare", "predict")
 STOP = "<stop>"
+# OrganoidTracker's training sections, each standing for the octrack section of the same network
+OT_TRAIN_SECTIONS = {"train_position_network": "train_detect", "train_division_network": "train_divide",
+                     "train_link_network": "train_link"}
+# The model folder of a network is output_folder/model_NAME: octrack's names, or OrganoidTracker's where its
+# section configures the network
+OT_MODEL_NAMES = {"train_detect": "positions", "train_divide": "divisions", "train_link": "links"}
 
 
 class InvalidValue(ValueError):
@@ -180,13 +195,16 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("steps_per_epoch", optional(whole_number(1)), None, _TRAINING,
         "Batches per epoch; empty = one pass over the training samples."),
     Key("batch_size", whole_number(1), 8, _TRAINING, "Samples per training step.",
-        (("train_divide", 32), ("train_link", 32))),
+        (("train_divide", 32), ("train_link", 32), ("train_position_network", 64), ("train_division_network", 64),
+         ("train_link_network", 64))),
     Key("patch_shape", patch_shape, (64, 64, 16), _TRAINING,
         "Size of a training patch in pixels, written x, y, z (z = 1 for 2D+time).",
-        (("train_divide", (32, 32, 8)), ("train_link", (32, 32, 8)))),
+        (("train_divide", (32, 32, 8)), ("train_link", (32, 32, 8)), ("train_position_network", (64, 64, 32)),
+         ("train_division_network", (32, 32, 16)), ("train_link_network", (32, 32, 16)))),
     Key("max_training_minutes", optional(number(above=0)), None, _TRAINING,
         "Stop training before the epoch that would end after this many minutes of this run; empty = no limit."),
-    Key("learning_rate", number(above=0), 0.001, _TRAINING, "Learning rate of the Adam optimizer."),
+    Key("learning_rate", number(above=0), 0.001, _TRAINING, "Learning rate of the Adam optimizer.",
+        (("train_position_network", 0.0005), ("train_division_network", 0.0003), ("train_link_network", 0.00003))),
     Key("mixed_precision", choice("float32", "mixed_float16", "mixed_bfloat16"), "float32", _TRAINING,
         "Number format of the network's computations: float32, or mixed_bfloat16 / mixed_float16 (weights "
         "and outputs stay float32; faster where the hardware computes in 16 bits, e.g. CPUs with AVX512_BF16 "
@@ -197,15 +215,23 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "of a whole step, split evenly among the devices; learning_rate is used as it is (scale it with "
         "batch_size). Needs the tensorflow backend (mirrored: or jax)."),
     Key("patience", whole_number(0), 10, _TRAINING,
-        "Stop after this many epochs without a better validation loss; 0 = never stop early."),
-    Key("time_window_before", whole_number(0), 1, _TRAINING,
-        "Time points before t that a sample sees.", (("train_link", 0),)),
+        "Stop after this many epochs without a better validation loss; 0 = never stop early.",
+        (("train_position_network", 1), ("train_division_network", 2), ("train_link_network", 2))),
+    Key("time_window_before", whole_number(), 1, _TRAINING,
+        "Time points before t that a sample sees: a count (1 = one frame before t). OrganoidTracker writes a "
+        "frame offset instead (-1 = one frame before t): a negative value is read that way, and in "
+        "OrganoidTracker's [train_*_network] sections only that way (0 or negative).",
+        (("train_link", 0), ("train_position_network", -1), ("train_division_network", -1),
+         ("train_link_network", -1))),
     Key("time_window_after", whole_number(0), 1, _TRAINING, "Time points after t that a sample sees."),
     Key("validation_fraction", number(minimum=0, below=1), 0.2, _CACHE,
         "Share of the time points of a `use_for_N = both` dataset held out for validation."),
     Key("seed", whole_number(0), 1, _SPLIT, "Seed of every random choice (split, shuffling, augmentation)."),
     Key("output_folder", path_value, "training_output", _EVERYWHERE,
-        "Where models, logs and predictions go (relative paths: from the ini file's folder)."),
+        "Where models, logs and predictions go (relative paths: from the ini file's folder). A network's model "
+        "goes to model_detect, model_divide, model_link in it; to model_positions, model_divisions, "
+        "model_links where OrganoidTracker's section configures it.",
+        tuple((section, "training_output_folder") for section in OT_TRAIN_SECTIONS)),
     Key("cache_folder", optional(path_value), None, _CACHE,
         "Where prepare writes its HDF5 cache; empty = <output_folder>/cache."),
     Key("pretrained_model_path", optional(path_value), None, _TRAINING,
@@ -236,8 +262,9 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("augment_noise", boolean, True, _TRAINING, "Augmentation: Gaussian and Poisson-like noise."),
     Key("augment_depth_dimming", boolean, True, _TRAINING, "Augmentation: dimming with depth (3D only)."),
     Key("detect_model_folder", optional(path_value), None, _PREDICT,
-        "Detection model used by predict (octrack's, or an OrganoidTracker positions model folder); "
-        "empty = <output_folder>/model_detect."),
+        "Detection model used by predict (octrack's, or an OrganoidTracker positions model folder); empty = the "
+        "one this ini trains ([train_detect] or [train_position_network]), else <output_folder>/model_detect or "
+        "model_positions, whichever exists."),
     Key("encoder_levels", whole_number(1), 3, _CLASSIFIERS,
         "Divide and link networks: poolings of the convolutional encoder."),
     Key("encoder_filters", whole_number(1), 16, _CLASSIFIERS,
@@ -250,11 +277,11 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "nearest one's distance (at most 5, searched both ways); predict uses the link model's value unless "
         "set in [predict].", (("predict", None),)),
     Key("divide_model_folder", optional(path_value), None, _PREDICT,
-        "Division model used by predict (octrack's, or an OrganoidTracker divisions model folder); "
-        "empty = <output_folder>/model_divide."),
+        "Division model used by predict (octrack's, or an OrganoidTracker divisions model folder); empty = as for "
+        "detect_model_folder (model_divide, model_divisions)."),
     Key("link_model_folder", optional(path_value), None, _PREDICT,
-        "Link model used by predict (octrack's, or an OrganoidTracker links model folder); "
-        "empty = <output_folder>/model_link."),
+        "Link model used by predict (octrack's, or an OrganoidTracker links model folder); empty = as for "
+        "detect_model_folder (model_link, model_links)."),
 ]}
 
 DATASET_KEYS: dict[str, Key] = {key.name: key for key in [
@@ -289,6 +316,16 @@ DATASET_KEYS: dict[str, Key] = {key.name: key for key in [
 ]}
 
 DATASET_KEY_ALIASES = {"images_channels": "image_channels", "positions_file": "tracking_file"}
+
+DATASET_FILE = Key(
+    "dataset_file", optional(path_value), None, (DEFAULTS, *DATASET_SECTIONS, *OT_TRAIN_SECTIONS),
+    "An OrganoidTracker .autlist naming the datasets, used where a section lists no numbered datasets: per "
+    "experiment its experiment_file (the tracking file), images_container, images_pattern, channel summing and "
+    "min/max_time_point, with paths relative to the list. [prepare] also finds it in OrganoidTracker's "
+    "[train_*_network] sections.")
+# Keys of OrganoidTracker's training scripts that octrack has no use for: (value it accepts, what it does instead)
+OT_ONLY_KEYS = {"identify full division window": (
+    "false", "octrack's division network labels the mother's last time point only (OrganoidTracker's default)")}
 _NUMBERED = re.compile(r"^(?P<key>[a-z_]+?)_(?P<number>\d+)$")
 
 
@@ -313,11 +350,18 @@ class DatasetConfig:
     predictions_folder: Path | None
     config_file: Path
     key_sections: dict[str, str]  # key name -> section it was read from, for error messages
+    list_file: Path | None = None  # the .autlist of `dataset_file` that named this dataset
 
     def where(self, key: str) -> str:
-        """`file [section] key_N` for a message about this dataset's key."""
+        """`file [section] key_N` (or `list entry N key`) for a message about this dataset's key."""
+        if self.list_file is not None:
+            return f"{self.list_file} entry {self.number} {_LIST_KEY_NAMES.get(key, key)}"
         section = self.key_sections.get(key, self.section)
         return f"{self.config_file} [{section}] {key}_{self.number}"
+
+
+# What the keys of a dataset are called in an .autlist, for messages about a dataset from one
+_LIST_KEY_NAMES = {"tracking_file": "experiment_file", "image_channels": "images_channel_summing"}
 
 
 class Config:
@@ -333,6 +377,7 @@ class Config:
                                 f"FOLDER` or pass its path with --config")
         else:
             self._read()
+        self._ini_sections = self._organoid_tracker_sections()
         self.warnings = self._check_unknown()
         for warning in self.warnings:
             log.warning(warning)
@@ -345,28 +390,55 @@ class Config:
             raise UserError(f"{self.path}: not a valid ini file ({first_line}); expected [section] headers "
                             f"and `key = value` lines")
 
+    def _organoid_tracker_sections(self) -> dict[str, str]:
+        """octrack section -> the OrganoidTracker section of the ini that stands for it."""
+        standing_in = {}
+        for ot_section, section in OT_TRAIN_SECTIONS.items():
+            if self._parser.has_section(ot_section):
+                if self._parser.has_section(section):
+                    raise UserError(f"{self.path}: [{section}] and [{ot_section}] both configure the {section[6:]} "
+                                    f"network; keep one of them")
+                standing_in[section] = ot_section
+        return standing_in
+
+    def ini_section(self, section: str) -> str:
+        """The ini's section for an octrack section: OrganoidTracker's where that stands for it."""
+        return self._ini_sections.get(section, section)
+
+    def is_organoid_tracker_section(self, section: str) -> bool:
+        """Whether OrganoidTracker's section configures this octrack section (its defaults, sign, names)."""
+        return section in self._ini_sections
+
     def raw(self, section: str, key: str) -> tuple[str, str] | None:
-        """(value, section it came from), looking in `section` first and then in [DEFAULTS]."""
-        for candidate in (section, DEFAULTS):
+        """(value, section it came from), looking in `section` (or OrganoidTracker's section that stands for it)
+        first and then in [DEFAULTS]."""
+        for candidate in (self.ini_section(section), DEFAULTS):
             if self._parser.has_option(candidate, key):
                 return self._parser.get(candidate, key), candidate
         return None
 
     def get(self, section: str, key: str) -> Any:
-        """The typed value of a global key for a command's section, or its default."""
+        """The typed value of a global key for a command's section, or its default (OrganoidTracker's where its
+        section stands for the command's)."""
         spec = KEYS[key]
         found = self.raw(section, key)
         if found is None or not found[0].strip():
-            return spec.default_for(section)
+            return spec.default_for(self.ini_section(section))
         return self._parse(spec, found[0], f"{self.path} [{found[1]}] {key}")
 
     def validate(self) -> None:
-        """Parses every global key of every section now, so that a bad value stops a command before long work."""
+        """Parses every global key of every section now, so that a bad value stops a command before long work;
+        says what becomes of OrganoidTracker's keys that octrack has no use for."""
         for section in SECTIONS:
             self.section(section)
+        for section in self._ini_sections.values():
+            for key, (accepted, instead) in OT_ONLY_KEYS.items():
+                value = self._parser.get(section, key, fallback=accepted)
+                if value.strip().lower() != accepted:
+                    log.warning(f"{self.path} [{section}] {key} = {value.strip()}: not supported, ignored; {instead}")
 
     def has_section(self, section: str) -> bool:
-        return self._parser.has_section(section)
+        return self._parser.has_section(self.ini_section(section))
 
     def section(self, section: str) -> dict[str, Any]:
         """Every global key with its value for this section."""
@@ -374,12 +446,13 @@ class Config:
 
     def section_of(self, kind: type[SectionT], section: str) -> SectionT:
         """The typed object of a section: every field of `kind` read as the key of its name (section first,
-        then [DEFAULTS], else the default), or as its `derived` reader says."""
+        then [DEFAULTS], else the default), or as its `derived` reader says; its `name` is the ini's section
+        (OrganoidTracker's where that stands for it), for messages."""
         values = {}
         for spec in fields(kind):
             read = spec.metadata.get("derived")
-            values[spec.name] = section if spec.name == "name" else read(self, section) if read \
-                else self.get(section, spec.name)
+            values[spec.name] = self.ini_section(section) if spec.name == "name" else read(self, section) \
+                if read else self.get(section, spec.name)
         return kind(**values)
 
     def resolve(self, path: str | None) -> Path | None:
@@ -389,6 +462,10 @@ class Config:
         return Path(os.path.normpath(resolved if resolved.is_absolute() else self.folder / resolved))
 
     def output_folder(self, section: str = DEFAULTS) -> Path:
+        """`output_folder` of a section; for [prepare] (its cache) without one of its own or in [DEFAULTS], that of
+        OrganoidTracker's training section, where OrganoidTracker's training folders set it."""
+        if section == "prepare" and self._ini_sections and self.raw(section, "output_folder") is None:
+            section = next(iter(self._ini_sections))
         return self.resolve(self.get(section, "output_folder"))
 
     def cache_folder(self, section: str = DEFAULTS) -> Path:
@@ -396,15 +473,63 @@ class Config:
         return self.resolve(cache) if cache else self.output_folder(section) / "cache"
 
     def datasets(self, section: str) -> list[DatasetConfig]:
-        """Numbered datasets of `section`, from 1 up to the first missing number or `<stop>`."""
+        """Numbered datasets of `section`, from 1 up to the first missing number or `<stop>`; where there are none,
+        the experiments of the `.autlist` that `dataset_file` names."""
         datasets = []
         number = 1
         while True:
             container = self.raw(section, f"images_container_{number}")
             if container is None or container[0].strip() in ("", STOP):
-                return datasets
+                break
             datasets.append(self._dataset(section, number))
             number += 1
+        list_file = self.dataset_file(section)
+        if datasets and list_file is not None:
+            log.warning(f"{list_file[1]}: ignored, because [{section}] lists numbered datasets; remove one of "
+                        f"the two")
+        elif list_file is not None:
+            datasets = [self._listed_dataset(section, list_file[0], entry) for entry in read_autlist(list_file[0])]
+        return datasets
+
+    def dataset_file(self, section: str) -> tuple[Path, str] | None:
+        """The `.autlist` of `dataset_file` for a section's datasets and where the key is: the section, then (for
+        [prepare]) OrganoidTracker's training sections, then [DEFAULTS]. Those training sections must agree, as
+        octrack trains every network on the same datasets."""
+        places = [section] + (list(self._ini_sections.values()) if section == "prepare" else []) + [DEFAULTS]
+        found = {}
+        for place in places:
+            value = self._parser.get(place, DATASET_FILE.name, fallback="").strip()
+            if value:
+                found[place] = value
+                if place in (section, DEFAULTS):
+                    break
+        if not found:
+            return None
+        training = {place: value for place, value in found.items() if place in OT_TRAIN_SECTIONS}
+        if len({self.resolve(value) for value in training.values()}) > 1:
+            listed = ", ".join(f"[{place}] dataset_file = {value}" for place, value in training.items())
+            raise UserError(f"{self.path}: {listed}: octrack trains every network on the same datasets; name one "
+                            f".autlist in all of them (or list the datasets in [prepare])")
+        place, value = next(iter(found.items()))
+        return self.resolve(self._parse(DATASET_FILE, value, f"{self.path} [{place}] dataset_file")), \
+            f"{self.path} [{place}] dataset_file"
+
+    def _listed_dataset(self, section: str, list_file: Path, entry: ListEntry) -> DatasetConfig:
+        where = f"{list_file} entry {entry.number}"
+        if entry.images_container is None:
+            raise UserError(f"{where}: names no images (images_container); training and prediction need them")
+        if len(entry.channel_groups) > 1:
+            log.warning(f"{where}: images_channel_summing has {len(entry.channel_groups)} groups; octrack uses the "
+                        f"first, {list(entry.channel_groups[0])}, as OrganoidTracker's networks use the first channel")
+        dataset = DatasetConfig(
+            number=entry.number, section=section, images_container=entry.images_container,
+            images_pattern=entry.images_pattern, image_channels=(entry.channel_groups or ((1,),))[0],
+            tracking_file=entry.experiment_file, min_time_point=entry.min_time_point,
+            max_time_point=entry.max_time_point, use_for="both", images_axes=None, pixel_size_x_um=None,
+            pixel_size_y_um=None, pixel_size_z_um=None, time_point_duration_m=None, predictions_folder=None,
+            config_file=self.path, key_sections={}, list_file=list_file)
+        self._check_dataset(dataset)
+        return dataset
 
     def _dataset(self, section: str, number: int) -> DatasetConfig:
         values: dict[str, Any] = {}
@@ -449,9 +574,10 @@ class Config:
 
     def _check_unknown(self) -> list[str]:
         warnings = []
+        known = (*SECTIONS, *OT_TRAIN_SECTIONS)
         for section in self._parser.sections():
-            if section not in SECTIONS:
-                suggestion = _suggest(section, SECTIONS)
+            if section not in known:
+                suggestion = _suggest(section, known)
                 warnings.append(f"{self.path}: unknown section [{section}] is ignored{suggestion}")
                 continue
             for key in self._parser.options(section):
@@ -462,10 +588,13 @@ class Config:
 
 
 def _unknown_key_problem(key: str, section: str) -> str | None:
-    if key in KEYS:
-        if section in KEYS[key].sections:
+    if section in OT_TRAIN_SECTIONS and key in OT_ONLY_KEYS:
+        return None
+    if key in KEYS or key == DATASET_FILE.name:
+        spec = KEYS.get(key, DATASET_FILE)
+        if section in spec.sections or OT_TRAIN_SECTIONS.get(section) in spec.sections:
             return None
-        places = ", ".join(f"[{name}]" for name in KEYS[key].sections)
+        places = ", ".join(f"[{name}]" for name in spec.sections)
         return f"read from {places} only; ignored here"
     match = _NUMBERED.match(key)
     if match:
@@ -478,7 +607,7 @@ def _unknown_key_problem(key: str, section: str) -> str | None:
         known = [f"{name}_{match['number']}" for name in (*DATASET_KEYS, *DATASET_KEY_ALIASES)]
         return "unknown key, ignored" + _suggest(key, [*known, *KEYS])
     numbered_forms = [f"{name}_1" for name in DATASET_KEYS]
-    return "unknown key, ignored" + _suggest(key, [*KEYS, *numbered_forms])
+    return "unknown key, ignored" + _suggest(key, [*KEYS, DATASET_FILE.name, *numbered_forms])
 
 
 def _suggest(word: str, candidates: Any) -> str:
@@ -500,7 +629,29 @@ def _resolved(key: str) -> Any:
 
 
 def _time_window(config: Config, section: str) -> TimeWindow:
-    return TimeWindow(config.get(section, "time_window_before"), config.get(section, "time_window_after"))
+    """Frames before and after t, as counts. `time_window_before` is a count in octrack's sections and a frame
+    offset (-1 = one frame before) in OrganoidTracker's; a negative value can only be an offset, so it is read as
+    one anywhere. A positive value in OrganoidTracker's section could be either, and is refused."""
+    before, after = config.get(section, "time_window_before"), config.get(section, "time_window_after")
+    found = config.raw(section, "time_window_before")
+    if before > 0 and config.is_organoid_tracker_section(section):
+        where = f"{config.path} [{found[1] if found else config.ini_section(section)}] time_window_before"
+        raise UserError(f"{where} = {before}: in OrganoidTracker's [{config.ini_section(section)}] this is a frame "
+                        f"offset, so {before} would start the window after t; write -{before} for {before} frame(s) "
+                        f"before t, or 0 for none")
+    return TimeWindow(abs(before), after)
+
+
+def _trained_model_folders(config: Config, section: str) -> dict[str, Path]:
+    """network name -> the model folder that this ini's training section of the network writes."""
+    return {train_section.removeprefix("train_"): config.output_folder(train_section) /
+            f"model_{_model_name(config, train_section)}"
+            for train_section in TRAIN_SECTIONS if config.has_section(train_section)}
+
+
+def _model_name(config: Config, section: str) -> str:
+    """`NAME` of the model folder output_folder/model_NAME: OrganoidTracker's where its section is used."""
+    return OT_MODEL_NAMES[section] if config.is_organoid_tracker_section(section) else section.removeprefix("train_")
 
 
 def _patch_shape_zyx(config: Config, section: str) -> tuple[int, int, int]:
@@ -531,7 +682,7 @@ class PrepareSection:
     config_file: Path = derived(lambda config, section: config.path)
     validation_fraction: float
     seed: int
-    output_folder: Path = _resolved("output_folder")
+    output_folder: Path = derived(lambda config, section: config.output_folder(section))
     cache_folder: Path = derived(lambda config, section: config.cache_folder(section))
 
 
@@ -553,6 +704,7 @@ class TrainSection:
     patch_shape: tuple[int, int, int] = derived(_patch_shape_zyx)  # (z, y, x)
     time_window: TimeWindow = derived(_time_window)
     output_folder: Path = _resolved("output_folder")
+    model_name: str = derived(_model_name)  # the model folder is output_folder/model_<model_name>
     pretrained_model_path: Path | None = _resolved("pretrained_model_path")
     augment: AugmentSettings = derived(_augment)
 
@@ -599,7 +751,16 @@ class PredictSection:
     detect_model_folder: Path | None = _resolved("detect_model_folder")
     divide_model_folder: Path | None = _resolved("divide_model_folder")
     link_model_folder: Path | None = _resolved("link_model_folder")
+    trained_model_folders: dict[str, Path] = derived(_trained_model_folders)
 
     def model_folder(self, network: str) -> Path:
-        """`<network>_model_folder`, by default <output_folder>/model_<network>."""
-        return getattr(self, f"{network}_model_folder") or self.output_folder / f"model_{network}"
+        """`<network>_model_folder`; by default the first that exists of: the folder this ini's training section
+        of the network writes, <output_folder>/model_<network> and OrganoidTracker's name for it
+        (model_positions, ...); none existing, the first of them."""
+        chosen = getattr(self, f"{network}_model_folder")
+        if chosen is not None:
+            return chosen
+        candidates = [self.output_folder / f"model_{name}" for name in (network, OT_MODEL_NAMES[f"train_{network}"])]
+        if network in self.trained_model_folders:
+            candidates.insert(0, self.trained_model_folders[network])
+        return next((folder for folder in candidates if folder.exists()), candidates[0])

@@ -16,6 +16,7 @@ import numpy as np
 
 from octrack.config import Config, DatasetConfig
 from octrack.errors import UserError
+from octrack.image_filters import FILE_KEY, ImageFilters
 from octrack.images import ImageSource, open_images
 from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
@@ -30,14 +31,21 @@ class Dataset:
     tracking: Tracking | None
     time_points: list[int]  # those of the images within min_time_point … max_time_point
     voxel_size: VoxelSize | None
+    image_filters: ImageFilters | None = None  # OrganoidTracker's, from the tracking file
 
     @property
     def name(self) -> str:
         return f"{self.config.section} dataset {self.config.number}"
 
     def read(self, time_point: int) -> np.ndarray:
-        """One frame, float32 (z, y, x), with the configured channels summed."""
-        return self.images.read(time_point, self.config.image_channels)
+        """One frame, float32 (z, y, x), with the configured channels summed (each after its image filters)."""
+        return self.images.read(time_point, self.config.image_channels, self.image_filters)
+
+    def how_read(self) -> list:
+        """What decides the pixel values read besides the image files (channels, axes, image filters): for the
+        fingerprints of what is made from them."""
+        return [list(self.config.image_channels), self.config.images_axes,
+                self.image_filters.data if self.image_filters else None]
 
     def window_time_points(self, time_point: int, window: TimeWindow) -> list[int]:
         """The frames of the time window around `time_point`: the movie's own, also beyond min_time_point and
@@ -121,7 +129,25 @@ def open_dataset(config: DatasetConfig, *, check_all_files: bool = False) -> Dat
         with _naming_images_key(config):
             images.check_shapes(time_points)
     voxel_size = _voxel_size(config, images, tracking)
-    return Dataset(config, images, tracking, time_points, voxel_size)
+    return Dataset(config, images, tracking, time_points, voxel_size, _image_filters(config, tracking))
+
+
+def _image_filters(config: DatasetConfig, tracking: Tracking | None) -> ImageFilters | None:
+    """The image filters of the tracking file, applied as OrganoidTracker applies them (see
+    `octrack.image_filters`); not where an .autlist sums channels, as its filters belong to the summed channel."""
+    data = tracking.file_data.get(FILE_KEY) if tracking is not None else None
+    if not data:
+        return None
+    where = config.where("tracking_file")
+    if config.list_file is not None and len(config.image_channels) > 1:
+        log.warning(f"{where}: its image filters are not applied: they belong to the channels that "
+                    f"images_channel_summing makes, and octrack sums channels after reading them")
+        return None
+    filters = ImageFilters(data, where)
+    if filters:
+        log.info(f"{where}: applying OrganoidTracker's image filters ({filters.describe()}), as OrganoidTracker "
+                 f"does to training images")
+    return filters or None
 
 
 def _images_key(config: DatasetConfig) -> str:
@@ -207,6 +233,10 @@ def _voxel_size(config: DatasetConfig, images: ImageSource, tracking: Tracking |
 
 def require_voxel_size(dataset: Dataset) -> VoxelSize:
     """For commands that cannot work in pixels: the voxel size, or a UserError that says how to give it."""
+    if dataset.voxel_size is None and dataset.config.list_file is not None:
+        raise UserError(f"{dataset.config.where('tracking_file')}: the voxel size of {dataset.name} is not known (not "
+                        f"in the experiment file or the TIFF metadata); set the image resolution in OrganoidTracker "
+                        f"and save the experiment file again")
     if dataset.voxel_size is None:
         raise UserError(f"{dataset.config.where('pixel_size_x_um')}: the voxel size of {dataset.name} is not "
                         f"known (not in the ini, the TIFF metadata or the tracking file); set "

@@ -28,6 +28,7 @@ import numpy as np
 import tifffile
 
 from octrack.errors import UserError
+from octrack.image_filters import ImageFilters
 from octrack.patterns import FilePattern
 from octrack.tracking.model import VoxelSize
 
@@ -56,8 +57,10 @@ class ImageSource(ABC):
     dtype: np.dtype  # as stored; reads are always float32
     voxel_size: VoxelSize | None
 
-    def read(self, time_point: int, channels: Sequence[int] | None = None) -> np.ndarray:
-        """float32 (z, y, x) of one time point: channel 1, or the sum of `channels` (numbered from 1)."""
+    def read(self, time_point: int, channels: Sequence[int] | None = None,
+             filters: ImageFilters | None = None) -> np.ndarray:
+        """float32 (z, y, x) of one time point: channel 1, or the sum of `channels` (numbered from 1); each
+        channel first passes through its OrganoidTracker image `filters`, in the number type it is stored in."""
         if time_point not in self.time_points:
             raise UserError(f"time point {time_point} requested but {self._absence(time_point)} ({self.describe()})")
         channels = [1] if channels is None else list(channels)
@@ -67,7 +70,10 @@ class ImageSource(ABC):
             if not 1 <= channel <= self.channel_count:
                 raise UserError(f"channel {channel} requested but the images have "
                                 f"{_plural(self.channel_count, 'channel')} ({self.describe()})")
-        arrays = self._read_channels(time_point, [channel - 1 for channel in channels])
+        indices = [channel - 1 for channel in channels]
+        arrays = self._read_channels(time_point, indices)
+        if filters:
+            arrays = (filters.apply(array, time_point, index) for array, index in zip(arrays, indices))
         total = np.array(next(arrays), dtype=np.float32, order="C")
         for array in arrays:
             total += array

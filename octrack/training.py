@@ -55,6 +55,7 @@ class TrainOptions:
     max_minutes: float | None = None
     mixed_precision: str = "float32"
     distribution: str = "none"
+    model_name: str | None = None  # the model goes to output_folder/model_<model_name>; None = the network's name
 
 
 class SeededBatches(keras.utils.PyDataset):
@@ -157,7 +158,8 @@ class TrainingFolders:
 
 def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = False,
           report: Callable[[str], None] = print) -> TrainResult:
-    folders = TrainingFolders(options.output_folder, network.name)
+    name = options.model_name or network.name
+    folders = TrainingFolders(options.output_folder, name)
     state = TrainState() if restart else _load_state(folders)
     model_settings = network.settings().replace(mixed_precision=options.mixed_precision)
     settings = model_settings.to_json()
@@ -183,7 +185,7 @@ def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = Fa
             model.fit(network.training_batches(options.batch_size, options.seed, state.epoch * steps),
                       validation_data=network.validation_batches(options.batch_size),
                       epochs=options.epochs, initial_epoch=state.epoch, steps_per_epoch=steps, shuffle=False,
-                      callbacks=_callbacks(network, options, TrainingFolders(writable, network.name), state,
+                      callbacks=_callbacks(network, options, TrainingFolders(writable, name), state,
                                            placement),
                       verbose=1 if sys.stdout.isatty() else 2)
         else:

@@ -2,19 +2,23 @@
 
 A dataset's predictions folder holds positions.csv and positions.aut (positions with their metadata; with the
 links step also the candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv
-and ctc/ (Cell Tracking Challenge). A shard (`octrack predict --time-points A:B`) writes the same into
-`shard_A-B/` of that folder.
+and ctc/ (Cell Tracking Challenge); and `open_in_organoid_tracker.autlist`, which names the tracks (else the
+positions) and the images, so that OrganoidTracker opens both together. A shard (`octrack predict --time-points
+A:B`) writes the same into `shard_A-B/` of that folder.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from octrack.autlist import autlist_entry, write_autlist
+from octrack.dataset import Dataset
 from octrack.tracking import Tracking, VoxelSize, save_tracking
 from octrack.tracking.csv_io import save_links_csv
 
 CTC_RADIUS_UM = 3.0  # the sphere painted per position in the CTC masks
 SHARD_PREFIX = "shard_"
+OPEN_LIST = "open_in_organoid_tracker.autlist"
 
 
 def predictions_folder(predict_output_folder: Path, dataset_folder: Path | None, number: int) -> Path:
@@ -28,8 +32,10 @@ def shard_folder(predictions: Path, time_points: list[int]) -> Path:
 
 
 def positions_only(tracking: Tracking, time_points: list[int], voxel_size: VoxelSize | None) -> Tracking:
-    """The positions of a tracking at `time_points`, with their metadata and image offsets, without links."""
-    result = Tracking(voxel_size or tracking.voxel_size, tracking.image_offsets)
+    """The positions of a tracking at `time_points`, with their metadata, image offsets and file data, without
+    links (and so without lineage data)."""
+    result = tracking.empty_copy()
+    result.voxel_size = voxel_size or tracking.voxel_size
     for time_point in time_points:
         for position in tracking.positions_at(time_point):
             result.add_position(position, **tracking.position_data(position))
@@ -52,3 +58,15 @@ def write_tracks(tracking: Tracking, folder: Path, image_shape_zyx: tuple[int, i
         return f"{folder / 'tracks.aut'}, tracks.csv"
     save_tracking(tracking, folder / "ctc", image_shape_zyx=image_shape_zyx, radius_um=CTC_RADIUS_UM)
     return f"{folder / 'tracks.aut'}, tracks.csv, ctc/"
+
+
+def write_open_list(folder: Path, dataset: Dataset, tracking_file: str) -> Path:
+    """`open_in_organoid_tracker.autlist` in the folder: an OrganoidTracker list of one experiment, the folder's
+    `tracking_file` with the dataset's images (the channels it used, its time points), paths relative to it."""
+    config = dataset.config
+    path = folder / OPEN_LIST
+    write_autlist(path, [autlist_entry(
+        path, experiment_file=folder / tracking_file, images_container=config.images_container,
+        images_pattern=config.images_pattern, channels=config.image_channels,
+        time_points=(dataset.time_points[0], dataset.time_points[-1]))])
+    return path

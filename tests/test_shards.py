@@ -11,6 +11,7 @@ from octrack.cli import main
 from octrack.stages.merge import Shard, join
 from octrack.synth import generate
 from octrack.tracking import Position, Tracking, load_tracking
+from octrack.writers import OPEN_LIST
 from tests.helpers import octrack, set_keys
 
 TIME_POINTS = 12
@@ -48,7 +49,7 @@ def test_shards_merge_into_the_result_of_one_run(capsys: pytest.CaptureFixture, 
     folder = _predictions(movie)
     whole_positions, whole_tracks = load_tracking(folder / "positions.aut"), load_tracking(folder / "tracks.aut")
     assert whole_tracks.divisions()
-    for path in ("positions.aut", "positions.csv", "tracks.aut", "tracks.csv", "ctc"):
+    for path in ("positions.aut", "positions.csv", "tracks.aut", "tracks.csv", "ctc", OPEN_LIST):
         shutil.move(folder / path, movie / f"whole_{path}")
 
     for time_points in ("0:4", "4:8", "8:"):  # the last one open: to the end of the movie
@@ -57,7 +58,8 @@ def test_shards_merge_into_the_result_of_one_run(capsys: pytest.CaptureFixture, 
     assert sorted(path.name for path in folder.iterdir()) == ["shard_0-4", "shard_4-8", "shard_8-11"]
     shard = folder / "shard_4-8"
     assert load_tracking(shard / "tracks.aut").time_points() == [4, 5, 6, 7, 8]
-    assert {path.name for path in shard.iterdir()} == {"positions.aut", "positions.csv", "tracks.aut", "tracks.csv"}
+    assert {path.name for path in shard.iterdir()} == {"positions.aut", "positions.csv", "tracks.aut", "tracks.csv",
+                                                       OPEN_LIST}
 
     out = _run(capsys, movie, "merge")
     assert "3 shard(s), time points 0–4, 4–8, 8–11" in out and "warning" not in out
@@ -70,6 +72,7 @@ def test_shards_merge_into_the_result_of_one_run(capsys: pytest.CaptureFixture, 
     assert all(0 < merged_tracks.link_data(*link)["link_confidence"] <= 1 for link in merged_tracks.links())
     assert _links(load_tracking(folder / "ctc")) == _links(load_tracking(movie / "whole_ctc"))
     assert len(load_tracking(folder / "tracks.csv")) == len(merged_tracks)
+    assert (folder / OPEN_LIST).read_text() == (movie / f"whole_{OPEN_LIST}").read_text()
 
 
 def test_join_at_a_division_keeps_the_lineage() -> None:

@@ -92,7 +92,7 @@ def test_aut_is_organoid_tracker_v2(tmp_path: Path) -> None:
     daughters = [track for track in tracks if "coords_xyz_px_before" in track]
     assert len(daughters) == 2 and all(track["coords_xyz_px_before"] == [[12, 11, 2]] for track in daughters)
     assert [track["link_meta_before"] for track in daughters if "link_meta_before" in track] == \
-        [{"link_probability": [0.75]}]
+        [{"link_probability": [0.75, None]}]  # one longer than coords_xyz_px_before, as OrganoidTracker writes it
     # OrganoidTracker cannot hold links that skip time points: they are kept apart
     assert data["octrack_gap_links"] == [{"source_xyz_px": [17, 14, 2], "source_time_point": 4,
                                           "target_xyz_px": [19, 15, 2], "target_time_point": 6,
@@ -157,7 +157,8 @@ def test_csv_and_ctc_warn_that_they_drop_image_offsets(tmp_path: Path) -> None:
         save_tracking(tracking, tmp_path / "zero.csv")  # nothing is lost: no warning
     tracking.image_offsets[2] = (1.0, 0.0, 0.0)
     for path in (tmp_path / "a.csv", tmp_path / "ctc"):
-        with pytest.warns(UserWarning, match=r"only .aut files hold image offsets; the offsets of 1 time point\(s\)"):
+        with pytest.warns(UserWarning, match=r"only .aut and .geff hold image offsets; the offsets of 1 time "
+                                             r"point\(s\)"):
             save_tracking(tracking, path)
         assert load_tracking(path).image_offsets == {}
 

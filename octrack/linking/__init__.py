@@ -111,8 +111,9 @@ def _costs_from(link_probabilities: bool, division_probabilities: bool) -> str:
 
 def _tracking_of(tracking: Tracking, graph: CandidateGraph, solution: Solution, linked: np.ndarray,
                  confidence: np.ndarray) -> Tracking:
-    """The linked positions, with their metadata, and the chosen links with theirs and their confidence."""
-    result = Tracking(tracking.voxel_size, tracking.image_offsets)
+    """The linked positions, with their metadata, and the chosen links with theirs and their confidence (and the
+    file data of the input)."""
+    result = tracking.empty_copy()
     for position, used in zip(graph.positions, linked):
         if used:
             result.add_position(position, **tracking.position_data(position))

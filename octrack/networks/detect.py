@@ -93,9 +93,8 @@ def cache_entries(dataset: Dataset, split: dict[int, str], crops: DetectionCrops
         sources = file_fingerprint(dataset.images.source_files(frames))
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
-            fingerprint=fingerprint(NAME, sources, frames, dataset.config.image_channels,
-                                    dataset.config.images_axes, voxel, sorted(positions), sorted(uncertain),
-                                    crops),
+            fingerprint=fingerprint(NAME, sources, frames, dataset.how_read(), voxel, sorted(positions),
+                                    sorted(uncertain), crops),
             build=_builder(dataset, time_point, positions, uncertain, crops, reader),
             attributes={"split": split[time_point]}))
     return entries

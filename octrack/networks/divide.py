@@ -117,9 +117,8 @@ def cache_entries(dataset: Dataset, split: dict[int, str], crops: ClassifierCrop
         sources = file_fingerprint(dataset.images.source_files(frames))
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
-            fingerprint=fingerprint(NAME, sources, frames, dataset.config.image_channels,
-                                    dataset.config.images_axes, voxel, centres.tolist(), sample_kinds.tolist(),
-                                    crops),
+            fingerprint=fingerprint(NAME, sources, frames, dataset.how_read(), voxel, centres.tolist(),
+                                    sample_kinds.tolist(), crops),
             build=_builder(dataset, time_point, centres, sample_kinds, crops, reader),
             attributes={"split": split[time_point]}))
     return entries

@@ -169,7 +169,7 @@ def cache_entries(dataset: Dataset, split: dict[int, str], crops: ClassifierCrop
         sources = file_fingerprint(dataset.images.source_files(frames))
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
-            fingerprint=fingerprint(NAME, sources, frames, dataset.config.image_channels, dataset.config.images_axes,
+            fingerprint=fingerprint(NAME, sources, frames, dataset.how_read(),
                                     voxel, centres.tolist(), candidates.pairs.tolist(), labels.tolist(),
                                     kinds.tolist(), crops, factor),
             build=_builder(dataset, time_point, centres, candidates, labels, kinds, crops, reader),

@@ -11,9 +11,22 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from octrack.config import DATASET_KEYS, DEFAULTS, KEYS, Key
+from octrack.autlist import autlist_entry, write_autlist
+from octrack.config import DATASET_FILE, DATASET_KEYS, DEFAULTS, KEYS, OT_TRAIN_SECTIONS, Key
 from octrack.errors import UserError
 from octrack.files import write_text_atomic
+
+FORMATS = ("octrack", "organoidtracker")
+OT_LIST_FILE = "Dataset.autlist"
+# What OrganoidTracker's GUI writes into a training folder's ini ("Train a neural network"), per section
+_OT_GUI_VALUES = {
+    "train_position_network": {"learning_rate": "0.0005", "patch_shape": "96, 96, 32", "batch_size": "16",
+                               "time_window_before": "0"},
+    "train_division_network": {"learning_rate": "0.0003", "patch_shape": "64, 64, 12", "batch_size": "16",
+                               "time_window_before": "-1"},
+    "train_link_network": {"learning_rate": "0.00003", "patch_shape": "64, 64, 16", "batch_size": "8",
+                           "time_window_before": "0"},
+}
 
 EXAMPLE_HEADER = """\
 # organoid_tracker.ini: drives every octrack command (prepare, train, predict, evaluate).
@@ -22,6 +35,13 @@ EXAMPLE_HEADER = """\
 # ([prepare], [train_detect], [train_divide], [train_link], [predict]) first, then in [DEFAULTS].
 # Relative paths are relative to the folder of this file. Every key below shows its default;
 # an empty value means the default too.
+#
+# OrganoidTracker's training folders work as they are: its sections [train_position_network],
+# [train_division_network] and [train_link_network] configure the detect, divide and link networks
+# (one or the other form per network), with OrganoidTracker's defaults (listed per key below), its
+# time_window_before (-1 = one frame before t), its dataset_file (.autlist) and its model folders
+# (output_folder/model_positions, model_divisions, model_links). `octrack init --format organoidtracker`
+# writes such a folder.
 """
 
 
@@ -62,18 +82,28 @@ def render_example() -> str:
     return (f"{EXAMPLE_HEADER}\n[{DEFAULTS}]\n{_global_keys_block()}\n"
             f"[prepare]\n# Training data: numbered datasets 1, 2, … up to the first missing number or a "
             f"value <stop>.\n{_dataset_block('prepare', 1, example_dataset, True)}\n"
+            f"# Or, instead of numbered datasets:\n{_comment(DATASET_FILE)}{DATASET_FILE.name} = \n\n"
             f"[train_detect]\n\n[train_divide]\n\n[train_link]\n\n"
             f"[predict]\n# Time lapses to track: the same numbered keys; tracking_file_N is not needed.\n"
             f"{_dataset_block('predict', 1, {**example_dataset, 'tracking_file': None}, False)}")
 
 
-def write_initial_config(images: Path, tracking: Path | None, output: Path, *, force: bool = False) -> str:
-    """Writes a starting ini for the user's images (pattern guessed from the file names); returns a report."""
+def write_initial_config(images: Path, tracking: Path | None, output: Path, *, force: bool = False,
+                         form: str = "octrack") -> str:
+    """Writes a starting ini for the user's images (pattern guessed from the file names); returns a report.
+
+    `form` octrack: the datasets as numbered keys of [prepare] and [predict]. organoidtracker: the training
+    folder that OrganoidTracker's GUI writes (its three [train_*_network] sections with the GUI's values, and
+    the training dataset in Dataset.autlist beside the ini), with octrack's [predict]."""
     from octrack.images import open_images
     from octrack.patterns import guess_pattern
 
-    if output.exists() and not force:
-        raise UserError(f"{output} exists already; choose another --output or add --force to overwrite it")
+    if form not in FORMATS:
+        raise UserError(f"--format {form}: choose one of {', '.join(FORMATS)}")
+    list_file = output.parent / OT_LIST_FILE
+    for path in (output, list_file) if form == "organoidtracker" else (output,):
+        if path.exists() and not force:
+            raise UserError(f"{path} exists already; choose another --output or add --force to overwrite it")
     if not images.exists():
         raise UserError(f"--images {images}: no such file or folder")
     if tracking is not None and not tracking.exists():
@@ -84,14 +114,35 @@ def write_initial_config(images: Path, tracking: Path | None, output: Path, *, f
     if source.voxel_size:
         dataset.update(pixel_size_x_um=source.voxel_size.x_um, pixel_size_y_um=source.voxel_size.y_um,
                        pixel_size_z_um=source.voxel_size.z_um)
-    training = {**dataset, "tracking_file": _relative(tracking, output) if tracking else None}
-    text = (f"# Written by `octrack init` for {images}. Every key and its default: "
-            f"organoid_tracker.ini.example.\n[{DEFAULTS}]\noutput_folder = training_output\n\n"
-            f"[prepare]\n{_dataset_block('prepare', 1, training, False)}\n[predict]\n{_dataset_block('predict', 1, dataset, False)}")
+    header = f"# Written by `octrack init` for {images}. Every key and its default: organoid_tracker.ini.example.\n"
+    if form == "organoidtracker":
+        write_autlist(list_file, [autlist_entry(list_file, experiment_file=tracking, images_container=container,
+                                                images_pattern=pattern)])
+        text = (f"{header}[{DEFAULTS}]\n\n{_organoid_tracker_sections(list_file.name)}"
+                f"[predict]\noutput_folder = ./output\n{_dataset_block('predict', 1, dataset, False)}")
+        written = f"wrote {output} and {list_file}"
+    else:
+        training = {**dataset, "tracking_file": _relative(tracking, output) if tracking else None}
+        text = (f"{header}[{DEFAULTS}]\noutput_folder = training_output\n\n"
+                f"[prepare]\n{_dataset_block('prepare', 1, training, False)}\n"
+                f"[predict]\n{_dataset_block('predict', 1, dataset, False)}")
+        written = f"wrote {output}"
     write_text_atomic(output, text)
-    return (f"wrote {output}\n  images: {source.describe()}\n  pattern: {pattern or '(single file)'}\n"
+    return (f"{written}\n  images: {source.describe()}\n  pattern: {pattern or '(single file)'}\n"
             f"  voxel size: {_voxel_text(source.voxel_size)}\n"
             f"  next: check the ini, then run `octrack prepare --config {output}`")
+
+
+def _organoid_tracker_sections(list_name: str) -> str:
+    """The three training sections as OrganoidTracker's GUI writes them (same keys, order and values)."""
+    text = ""
+    for section in OT_TRAIN_SECTIONS:
+        values = {DATASET_FILE.name: list_name, "epochs": "50", "learning_rate": None, "patience": "2",
+                  "patch_shape": None, "output_folder": "./output", "batch_size": None, "time_window_before": None,
+                  "time_window_after": "1"}
+        values.update(_OT_GUI_VALUES[section])
+        text += f"[{section}]\n" + "".join(f"{key} = {value}\n" for key, value in values.items()) + "\n"
+    return text
 
 
 def _relative(path: Path, ini: Path) -> str:

@@ -22,7 +22,7 @@ from octrack.errors import UserError
 from octrack.matching import match_time_point
 from octrack.stages.predict import SECTION, dataset_folder, read_section
 from octrack.tracking import Tracking, load_tracking
-from octrack.writers import SHARD_PREFIX, write_predictions, write_tracks
+from octrack.writers import SHARD_PREFIX, write_open_list, write_predictions, write_tracks
 
 JOIN_DISTANCE_UM = 1.0  # pixels where the voxel size is unknown
 _SHARD_NAME = re.compile(rf"^{SHARD_PREFIX}(\d+)-(\d+)$")
@@ -56,11 +56,13 @@ def run_merge(config: Config, report: Callable[[str], None] = print) -> list[Pat
         write_predictions(positions, folder, with_links=(shards[0].folder / "links.csv").exists())
         report(f"  {len(positions)} positions in {len(positions.time_points())} time points, "
                f"{positions.link_count()} candidate links → {folder}")
-        if (shards[0].folder / "tracks.aut").exists():
+        with_tracks = (shards[0].folder / "tracks.aut").exists()
+        if with_tracks:
             tracks, _ = join([load_tracking(shard.folder / "tracks.aut") for shard in shards], shards)
             described = write_tracks(tracks, folder, dataset.images.shape_zyx)
             report(f"  tracks: {len(tracks)} positions, {tracks.link_count()} links, {len(tracks.divisions())} "
                    f"divisions → {described}")
+        write_open_list(folder, dataset, "tracks.aut" if with_tracks else "positions.aut")
         written.append(folder)
     return written
 
@@ -137,4 +139,5 @@ def _append(joined: Tracking, later: Tracking, boundary: int) -> int:
     for a, b in later.links():
         joined.add_link(same.get(a, a), same.get(b, b), **later.link_data(a, b))
     joined.image_offsets = {**later.image_offsets, **joined.image_offsets}
+    joined.file_data = {**later.file_data, **joined.file_data}
     return len(before) + len(after) - 2 * len(pairs)

@@ -33,7 +33,8 @@ from octrack.networks.base import Predictor
 from octrack.progress import Progress
 from octrack.stages.common import TimeRange, format_time_range
 from octrack.tracking import Tracking, load_tracking
-from octrack.writers import positions_only, predictions_folder, shard_folder, write_predictions, write_tracks
+from octrack.writers import (positions_only, predictions_folder, shard_folder, write_open_list, write_predictions,
+                             write_tracks)
 
 SECTION = "predict"
 POSITIONS, TRACKS = "positions", "tracks"
@@ -84,7 +85,9 @@ def run_predict(config: Config, steps: list[str] | None = None, report: Callable
                 time_range: TimeRange | None = None) -> list[Path]:
     """Runs the steps (by default all there are models for) on every [predict] dataset and writes, per
     dataset, positions.csv and positions.aut (positions with their metadata; with the links step also the
-    candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv and ctc/.
+    candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv and ctc/; and an
+    .autlist that opens the tracks (else the positions) with the images in OrganoidTracker. The .aut files keep
+    what the dataset's tracking file holds besides positions (its name, image filters, ... see tracking/aut.py).
 
     With `time_range` only a shard: the dataset's time points in that range, written to a shard folder
     inside its predictions folder (see `octrack.writers.shard_folder`), without ctc/ (a CTC result needs every
@@ -118,6 +121,7 @@ def run_predict(config: Config, steps: list[str] | None = None, report: Callable
         report(_summary(tracking, steps, folder))
         if TRACKS in steps:
             _track(predict, dataset, tracking, folder, report, with_ctc=time_range is None)
+        write_open_list(folder, dataset, "tracks.aut" if TRACKS in steps else "positions.aut")
         written.append(folder)
     return written
 
@@ -157,8 +161,8 @@ def _track(predict: PredictSection, dataset: Dataset, tracking: Tracking, folder
 
 def predict_dataset(dataset: Dataset, steps: list[str], folder: Path, models: Models,
                     report: Callable[[str], None] = print) -> Tracking:
-    """The positions of a dataset (detected, or from its positions_file_N / tracking_file_N, or from an
-    earlier run's positions.aut in `folder`), with what each later network step adds (division probabilities
+    """The positions of a dataset (detected, or from its positions_file_N / tracking_file_N where that holds any,
+    or from an earlier run's positions.aut in `folder`), with what each later network step adds (division probabilities
     per position, candidate links with their probabilities). Each step resumes from its progress file in
     `folder`."""
     tracking = _positions(dataset, steps, models, folder, report)
@@ -170,13 +174,14 @@ def predict_dataset(dataset: Dataset, steps: list[str], folder: Path, models: Mo
 
 def _positions(dataset: Dataset, steps: list[str], models: Models, folder: Path,
                report: Callable[[str], None]) -> Tracking:
-    if dataset.tracking is not None:
+    if dataset.tracking is not None and len(dataset.tracking):
         if POSITIONS in steps:
             report(f"  positions from {dataset.config.where('tracking_file')} (instead of detection)")
         return positions_only(dataset.tracking, dataset.time_points, dataset.voxel_size)
     if POSITIONS in steps:
         detector = models.of_step(POSITIONS)
-        tracking = Tracking(dataset.voxel_size or detector.settings.voxel_size)  # (run_step warns of the latter)
+        tracking = Tracking() if dataset.tracking is None else dataset.tracking.empty_copy()  # keeps its file data
+        tracking.voxel_size = dataset.voxel_size or detector.settings.voxel_size  # (run_step warns of the latter)
         run_step(POSITIONS, detector, dataset, tracking, folder)
         return tracking
     earlier = folder / "positions.aut"
@@ -193,7 +198,7 @@ def run_step(step: str, predictor: Predictor, dataset: Dataset, tracking: Tracki
     inputs = fingerprint([(round(p.x, 3), round(p.y, 3), round(p.z, 3), p.t) for p in tracking.positions()])
     progress = Progress(folder / progress_file(step), {
         "model": fingerprint(predictor.fingerprint(), frames.voxel_size, inputs),
-        "images": dataset.images.describe(), "channels": list(dataset.config.image_channels)})
+        "images": dataset.images.describe(), "channels": dataset.how_read()})
     time_points = predictor.time_points(tracking, dataset)
     todo = [t for t in time_points if t not in progress.done]
     for time_point in tqdm(todo, desc=f"{step}, dataset {dataset.config.number}", unit="time point"):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from octrack.errors import UserError
 from octrack.linking import has_link_probabilities, link_tracks
 from octrack.tracking import VoxelSize, load_tracking, save_tracking
+from octrack.tracking.io import data_left_out
+
+log = logging.getLogger(__name__)
 
 
 def track_file(positions_path: Path, output: Path | None = None, *, voxel_size: VoxelSize | None = None,
@@ -26,4 +30,7 @@ def track_file(positions_path: Path, output: Path | None = None, *, voxel_size: 
     output = output or positions_path.with_name(f"{positions_path.stem}-tracks.aut")
     result = link_tracks(tracking, image_shape_zyx=image_shape_zyx)
     save_tracking(result.tracking, output, image_shape_zyx=image_shape_zyx)
+    left_out = data_left_out(result.tracking, output)
+    if left_out:
+        log.warning(left_out)
     return f"wrote {output}: {result.describe()}"

@@ -1,14 +1,18 @@
-"""`octrack stats` and `octrack convert`: what a tracking file holds, and the same tracking in another format."""
+"""`octrack stats` and `octrack convert`: what a tracking file holds, and the same tracking in another format
+(.aut and .geff keep everything; CSV and CTC say what they leave out)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from octrack.config import Config
 from octrack.errors import UserError
 from octrack.tracking import VoxelSize, load_tracking, save_tracking, tracking_stats
-from octrack.tracking.io import format_stats
+from octrack.tracking.io import data_left_out, format_stats
+
+log = logging.getLogger(__name__)
 
 
 def stats(path: Path | None, config_path: Path, *, as_json: bool) -> str:
@@ -32,5 +36,8 @@ def convert(source: Path, target: Path, *, voxel_size: VoxelSize | None, image_s
     """Writes the tracking of `source` to `target` (format by extension, or a CTC folder); returns a summary."""
     tracking = load_tracking(source, voxel_size)
     save_tracking(tracking, target, image_shape_zyx=image_shape_zyx, radius_um=radius_um, radius_px=radius_px)
+    left_out = data_left_out(tracking, target)
+    if left_out:
+        log.warning(left_out)
     return (f"wrote {target}: {len(tracking)} positions, {tracking.link_count()} links, "
             f"{len(tracking.divisions())} divisions")

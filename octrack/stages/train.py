@@ -20,7 +20,7 @@ def train_options(section: TrainSection, epochs: int | None) -> TrainOptions:
         patience=section.patience, seed=section.seed, steps_per_epoch=section.steps_per_epoch,
         pretrained_model_path=section.pretrained_model_path, output_folder=section.output_folder,
         max_minutes=section.max_training_minutes, mixed_precision=section.mixed_precision,
-        distribution=section.distribution)
+        distribution=section.distribution, model_name=section.model_name)
 
 
 def run_training(config: Config, names: list[str] | None = None, *, epochs: int | None = None,

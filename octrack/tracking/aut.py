@@ -17,15 +17,29 @@ The layouts follow `organoid_tracker/imaging/io.py` of OrganoidTracker (jvzonlab
   time point lies in the coordinates of the positions (image pixel = position - offset; time points without
   an entry have none). They become `Tracking.image_offsets` and are written back as they were read.
 
-OrganoidTracker cannot hold a link that skips a time point (it raises "Link skipped a time point"), so v2
-tracks only join consecutive time points. Links that skip time points go into the extra top-level key
-`octrack_gap_links`, which OrganoidTracker ignores. Positions are read and written as they are in the file,
-offsets not applied. Lineage metadata are not part of octrack's model: they are ignored on reading.
+Lossless: every other top-level key of the file (`name`, `name_is_automatic`, `image_filters`, `image_timings`,
+`image_channel_descriptions`, `warning_limits`, `color`, `other_data`, `beacons`, `data_axes`, `data_axes_meta`,
+`connections`, and any key a later OrganoidTracker adds) is kept as read in `Tracking.file_data` and written back
+in OrganoidTracker's key order; v2 `lineage_meta` (on the first track of a lineage) in `Tracking.lineage_data`.
+`link_meta_before` lists are written one element longer than `coords_xyz_px_before`, ending in null, as
+OrganoidTracker writes them (its reader ignores the extra element), so that a file read and written back is
+unchanged. Positions are read and written as they are in the file, offsets not applied.
+
+The time step: OrganoidTracker refuses a resolution without one (`t_m` 0) for a movie of several time points,
+and its own writer then leaves `image_resolution` out. octrack does the same and keeps the voxel size in its
+own key `octrack_spatial_resolution`, which OrganoidTracker ignores (it asks for the resolution, as for any file
+without one). For a single time point `t_m` 0 is what OrganoidTracker writes.
+
+OrganoidTracker cannot hold a link that skips a time point (its `Links.add_link` raises "Link skipped a time
+point", and its CTC reader drops such links); `connections` are pairs of positions of one time point, not links
+over time. So links that skip time points go into the top-level key `octrack_gap_links`, which OrganoidTracker
+ignores: octrack reads them back, and `save_aut` warns that OrganoidTracker will not show them.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,7 +49,15 @@ from octrack.files import write_text_atomic
 from octrack.tracking.model import Offset, Position, Tracking, VoxelSize
 
 GAP_LINKS_KEY = "octrack_gap_links"
+SPATIAL_RESOLUTION_KEY = "octrack_spatial_resolution"  # the voxel size where the time step is unknown
 _TRACKING_KEYS = ("positions", "shapes", "tracks", "links", "links_scratch", "links_baseline")
+_INTERPRETED_KEYS = ("version", *_TRACKING_KEYS, "image_resolution", "image_offsets", GAP_LINKS_KEY,
+                     SPATIAL_RESOLUTION_KEY)
+# The order of OrganoidTracker's writer (`save_data_to_json`); other keys follow in the order read
+_KEY_ORDER = ("version", "positions", "tracks", GAP_LINKS_KEY, "name", "name_is_automatic", "data_axes",
+              "data_axes_meta", "beacons", "warning_limits", "connections", "image_resolution",
+              SPATIAL_RESOLUTION_KEY, "image_offsets", "image_filters", "image_timings", "image_channel_descriptions",
+              "color", "other_data")
 
 
 def load_aut(path: str | Path) -> Tracking:
@@ -55,18 +77,30 @@ def load_aut(path: str | Path) -> Tracking:
 
 
 def save_aut(tracking: Tracking, path: str | Path) -> None:
-    """Writes `tracking` as an OrganoidTracker v2 `.aut` file."""
-    data: dict[str, Any] = {"version": "v2", "positions": _encode_positions(tracking)}
+    """Writes `tracking` as an OrganoidTracker v2 `.aut` file, with the file data it was read with."""
+    data: dict[str, Any] = {**tracking.file_data, "version": "v2"}
+    positions = _encode_positions(tracking)
+    if positions:
+        data["positions"] = positions
     tracks = _encode_tracks(tracking)
     if tracks:
         data["tracks"] = tracks
     gap_links = _encode_gap_links(tracking)
     if gap_links:
         data[GAP_LINKS_KEY] = gap_links
+        warnings.warn(f"{path}: {len(gap_links)} link(s) skip time points, which OrganoidTracker cannot hold; they "
+                      f"are kept under {GAP_LINKS_KEY} for octrack, and OrganoidTracker will not show them",
+                      stacklevel=3)
     if tracking.voxel_size is not None:
-        data["image_resolution"] = _encode_resolution(tracking.voxel_size)
+        data.pop("image_resolution", None)
+        data.update(_encode_resolution(tracking.voxel_size, len(tracking.time_points())))
     data["image_offsets"] = _encode_offsets(tracking.image_offsets)
-    write_text_atomic(path, json.dumps(data))
+    write_text_atomic(path, json.dumps(_in_key_order(data)))
+
+
+def _in_key_order(data: dict[str, Any]) -> dict[str, Any]:
+    order = {key: index for index, key in enumerate(_KEY_ORDER)}
+    return dict(sorted(data.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -77,14 +111,24 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: file not found; check the path") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not valid JSON ({error}); give an OrganoidTracker .aut file") from error
-    if not isinstance(data, dict) or not any(key in data for key in _TRACKING_KEYS):
+    if not isinstance(data, dict) or not any(key in data for key in (*_TRACKING_KEYS, "version")):
         raise UserError(f"{path}: holds no positions or links; give an OrganoidTracker .aut file")
     return data
 
 
 # Reading
+def _new_tracking(data: dict[str, Any]) -> Tracking:
+    """A tracking with the file's voxel size, image offsets and the data octrack keeps without interpreting."""
+    voxel_size = _parse_resolution(data)
+    tracking = Tracking(voxel_size, _parse_offsets(data))
+    tracking.file_data = {key: value for key, value in data.items() if key not in _INTERPRETED_KEYS}
+    if voxel_size is None and "image_resolution" in data:
+        tracking.file_data["image_resolution"] = data["image_resolution"]  # e.g. all 0: kept as it was
+    return tracking
+
+
 def _parse_v2(data: dict[str, Any]) -> Tracking:
-    tracking = Tracking(_parse_resolution(data), _parse_offsets(data))
+    tracking = _new_tracking(data)
     for time_point_json in data.get("positions", ()):
         _parse_time_point(tracking, time_point_json)
     for track_json in data.get("tracks", ()):
@@ -110,6 +154,8 @@ def _parse_track(tracking: Tracking, track_json: dict[str, Any]) -> None:
                  for i, coords in enumerate(track_json["coords_xyz_px"])]
     for i, (earlier, later) in enumerate(zip(positions, positions[1:])):
         tracking.add_link(earlier, later, **_metadata_at(track_json.get("link_meta", {}), i))
+    if track_json.get("lineage_meta"):
+        tracking.lineage_data[positions[0]] = dict(track_json["lineage_meta"])
 
 
 def _parse_track_connections(tracking: Tracking, track_json: dict[str, Any]) -> None:
@@ -127,7 +173,7 @@ def _parse_gap_link(tracking: Tracking, gap_link_json: dict[str, Any]) -> None:
 
 
 def _parse_v1(data: dict[str, Any]) -> Tracking:
-    tracking = Tracking(_parse_resolution(data), _parse_offsets(data))
+    tracking = _new_tracking(data)
     positions_json = data.get("shapes", data.get("positions", {}))
     for time_point, coords_list in positions_json.items():
         for coords in coords_list:
@@ -152,7 +198,7 @@ def _parse_node_link_graph(tracking: Tracking, graph: dict[str, Any]) -> None:
 
 def _parse_resolution(data: dict[str, Any]) -> VoxelSize | None:
     """OrganoidTracker writes 0 for what is not set; no x/y size means no voxel size at all."""
-    resolution = data.get("image_resolution")
+    resolution = data.get("image_resolution") or data.get(SPATIAL_RESOLUTION_KEY)
     if not resolution or not resolution.get("x_um") or not resolution.get("y_um"):
         return None
     t_m = resolution.get("t_m")
@@ -216,7 +262,9 @@ def _encode_tracks(tracking: Tracking) -> list[dict[str, Any]]:
             track_json["coords_xyz_px_before"] = [_xyz(p) for p in before]
             link_meta_before = _metadata_lists([tracking.link_data(p, position) for p in before])
             if link_meta_before:
-                track_json["link_meta_before"] = link_meta_before
+                track_json["link_meta_before"] = {key: values + [None] for key, values in link_meta_before.items()}
+        elif tracking.lineage_data.get(position):
+            track_json["lineage_meta"] = tracking.lineage_data[position]
         tracks_json.append(track_json)
     return tracks_json
 
@@ -235,9 +283,13 @@ def _encode_gap_links(tracking: Tracking) -> list[dict[str, Any]]:
     return gap_links
 
 
-def _encode_resolution(voxel_size: VoxelSize) -> dict[str, float]:
-    return {"x_um": voxel_size.x_um, "y_um": voxel_size.y_um, "z_um": voxel_size.z_um,
-            "t_m": voxel_size.t_minutes or 0.0}
+def _encode_resolution(voxel_size: VoxelSize, time_points: int) -> dict[str, dict[str, float]]:
+    """`image_resolution`; without a time step, for several time points, octrack's own key instead (see the
+    module's docstring)."""
+    spatial = {"x_um": voxel_size.x_um, "y_um": voxel_size.y_um, "z_um": voxel_size.z_um}
+    if voxel_size.t_minutes is None and time_points > 1:
+        return {SPATIAL_RESOLUTION_KEY: spatial}
+    return {"image_resolution": {**spatial, "t_m": voxel_size.t_minutes or 0.0}}
 
 
 def _encode_offsets(offsets: dict[int, Offset]) -> list[dict[str, float]]:

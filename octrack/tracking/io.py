@@ -13,21 +13,25 @@ from octrack.errors import UserError
 from octrack.tracking.aut import load_aut, save_aut
 from octrack.tracking.ctc import TRACK_FILES, load_ctc, save_ctc
 from octrack.tracking.csv_io import load_csv, save_csv
+from octrack.tracking.geff_io import load_geff, save_geff
 from octrack.tracking.model import Tracking, VoxelSize
 
 _LOADERS: dict[str, Callable[[Path], Tracking]] = {".aut": load_aut, ".csv": load_csv}
-_SAVERS: dict[str, Callable[[Tracking, Path], None]] = {".aut": save_aut, ".csv": save_csv}
-_FORMATS = ".aut, .csv or a Cell Tracking Challenge folder"
+_SAVERS: dict[str, Callable[[Tracking, Path], None]] = {".aut": save_aut, ".csv": save_csv, ".geff": save_geff}
+_FORMATS = ".aut, .csv, .geff or a Cell Tracking Challenge folder"
+_LOSSLESS = (".aut", ".geff")  # the formats that hold image offsets, file data and lineage data
 
 
 def load_tracking(path: str | Path, voxel_size: VoxelSize | None = None) -> Tracking:
-    """Reads an .aut or .csv file or a CTC folder (or its man_track.txt / res_track.txt).
+    """Reads an .aut or .csv file, a .geff folder or a CTC folder (or its man_track.txt / res_track.txt).
 
     `voxel_size` is used where the file has none."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: not found; check the path")
-    if path.is_dir():
+    if path.suffix.lower() == ".geff":
+        tracking = load_geff(path, voxel_size)
+    elif path.is_dir():
         tracking = load_ctc(path)
     elif path.name in TRACK_FILES:
         tracking = load_ctc(path.parent)
@@ -43,27 +47,36 @@ def load_tracking(path: str | Path, voxel_size: VoxelSize | None = None) -> Trac
 def save_tracking(tracking: Tracking, path: str | Path, *, image_shape_zyx: tuple[int, ...] | None = None,
                   radius_um: float | None = None, radius_px: float | None = None,
                   ground_truth: bool = False) -> None:
-    """Writes .aut or .csv, or a CTC folder for a path without suffix or an existing folder.
+    """Writes .aut, .csv or .geff, or a CTC folder for a path without suffix or an existing folder.
 
     The image shape, radius and `ground_truth` (man_track instead of res_track files) apply to CTC only."""
     path = Path(path)
-    if path.suffix.lower() != ".aut":
-        _warn_of_lost_offsets(tracking, path)
-    if path.is_dir() or not path.suffix:
+    if path.suffix.lower() not in _LOSSLESS:
+        _warn_of_lost_data(tracking, path)
+    if path.suffix.lower() in _SAVERS:
+        _SAVERS[path.suffix.lower()](tracking, path)
+    elif path.is_dir() or not path.suffix:
         save_ctc(tracking, path, image_shape_zyx=image_shape_zyx, radius_um=radius_um, radius_px=radius_px,
                  ground_truth=ground_truth)
-    elif path.suffix.lower() in _SAVERS:
-        _SAVERS[path.suffix.lower()](tracking, path)
     else:
         raise UserError(f"{path}: unknown tracking format {path.suffix!r}; give {_FORMATS}")
 
 
-def _warn_of_lost_offsets(tracking: Tracking, path: Path) -> None:
-    """Only .aut files hold image offsets: elsewhere the positions no longer say where they are in the images."""
+def _warn_of_lost_data(tracking: Tracking, path: Path) -> None:
+    """Only .aut and .geff hold image offsets: elsewhere the positions no longer say where they are in the images."""
     shifted = sum(any(offset) for offset in tracking.image_offsets.values())
     if shifted:
-        warnings.warn(f"{path}: only .aut files hold image offsets; the offsets of {shifted} time point(s) are left "
-                      f"out, and the positions are written as they are, not in image pixels", stacklevel=3)
+        warnings.warn(f"{path}: only .aut and .geff hold image offsets; the offsets of {shifted} time point(s) are "
+                      f"left out, and the positions are written as they are, not in image pixels", stacklevel=3)
+
+
+def data_left_out(tracking: Tracking, path: Path) -> str | None:
+    """What a tracking file at `path` cannot hold of the tracking's file data and lineage metadata (only .aut and
+    .geff hold them), as a warning for a command that writes the format the user chose; None if nothing."""
+    lost = list(tracking.file_data) + (["lineage metadata"] if tracking.lineage_data else [])
+    if not lost or path.suffix.lower() in _LOSSLESS:
+        return None
+    return f"{path}: only .aut and .geff hold {', '.join(lost)} of the input; left out here"
 
 
 def tracking_stats(tracking: Tracking) -> dict[str, Any]:

@@ -6,6 +6,11 @@ position - offset of its time point, see `Tracking.image_position`. A position w
 positions is a division. Links normally join consecutive time points; a link may skip time points
 (Cell Tracking Challenge tracks with gaps), and every reader and writer keeps such links.
 
+A tracking read from a file keeps what octrack does not interpret, so that every file written from it holds it
+again: `file_data` (the other top-level data of an OrganoidTracker file: its name, image filters, channel
+descriptions, beacons, data axes, global data, ...) and `lineage_data` (metadata of a whole lineage, by the
+lineage's first position).
+
 A position whose metadata `uncertain` is true is an annotation that may or may not be counted as a nucleus,
 such as a nucleus mostly outside the image: evaluation counts it neither for nor against a prediction, and
 training neither asks for nor against a detection there (KITTI's "don't care" annotations).
@@ -56,11 +61,19 @@ class Tracking:
     def __init__(self, voxel_size: VoxelSize | None = None, image_offsets: dict[int, Offset] | None = None):
         self.voxel_size = voxel_size
         self.image_offsets: dict[int, Offset] = dict(image_offsets or {})  # per time point; absent = no offset
+        self.file_data: dict[str, Any] = {}  # the file's top-level data that octrack does not interpret, as read
+        self.lineage_data: dict[Position, dict[str, Any]] = {}  # by the first position of a lineage
         self._by_time: dict[int, dict[Position, None]] = defaultdict(dict)
         self._future: dict[Position, set[Position]] = defaultdict(set)
         self._past: dict[Position, set[Position]] = defaultdict(set)
         self._position_data: dict[Position, dict[str, Any]] = {}
         self._link_data: dict[Link, dict[str, Any]] = {}
+
+    def empty_copy(self) -> Tracking:
+        """A tracking without positions, with this one's voxel size, image offsets and file data."""
+        copy = Tracking(self.voxel_size, self.image_offsets)
+        copy.file_data = dict(self.file_data)
+        return copy
 
     # Positions
     def add_position(self, position: Position, **data: Any) -> Position:
@@ -77,6 +90,7 @@ class Tracking:
         if not self._by_time[position.t]:
             del self._by_time[position.t]
         self._position_data.pop(position, None)
+        self.lineage_data.pop(position, None)
         self._future.pop(position, None)
         self._past.pop(position, None)
 
