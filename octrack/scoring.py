@@ -131,11 +131,11 @@ def _resolve_distance(max_distance_um: float | None, max_distance_px: float | No
         return _checked_distance(max_distance_px, "--max-distance-px"), UNIT_PX
     if voxel_size is None and max_distance_um is None:
         log.warning(f"the voxel size is unknown: matching within {DEFAULT_MAX_DISTANCE_UM:g} pixels (choose with "
-                    f"--max-distance-px, or give --voxel-size X Y Z)")
+                    f"--max-distance-px, or give --voxel-size Z Y X)")
         return DEFAULT_MAX_DISTANCE_UM, UNIT_PX
     if voxel_size is None:
         raise UserError("the voxel size is unknown, so a distance in µm cannot be measured: pass "
-                        "--max-distance-px D, or a voxel size with --voxel-size X Y Z")
+                        "--max-distance-px D, or a voxel size with --voxel-size Z Y X")
     if min(voxel_size.zyx_um()) <= 0 or not all(map(math.isfinite, voxel_size.zyx_um())):
         raise UserError(f"voxel size {voxel_size.x_um} {voxel_size.y_um} {voxel_size.z_um} µm: every size "
                         f"must be a positive number")

@@ -1,5 +1,5 @@
-"""`octrack init`: a starting ini for the user's images; and `organoid_tracker.ini.example`, from the key
-declarations.
+"""`octrack init`: a starting ini for the user's images; and `octrack init --example` (also kept in the checkout as
+`organoid_tracker.ini.example`): every key, from the key declarations.
 
 Both are rendered from `octrack.config.KEYS` / `DATASET_KEYS`, so the documentation of a key cannot
 drift from its parser and default.
@@ -68,8 +68,11 @@ def render_example() -> str:
 
 
 def write_initial_config(images: Path, tracking: Path | None, output: Path, *, force: bool = False) -> str:
-    """Writes a starting ini for the user's images (pattern guessed from the file names); returns a report."""
-    from octrack.images import open_images
+    """Writes a starting ini for the user's images (pattern guessed from the file names); returns a report.
+
+    Only the keys that apply and have a value are written: the images and what their metadata say (voxel size,
+    time between time points), and in [prepare] the annotations; `octrack init --example` lists every key."""
+    from octrack.images import is_container, open_images
     from octrack.patterns import guess_pattern
 
     if output.exists() and not force:
@@ -78,20 +81,26 @@ def write_initial_config(images: Path, tracking: Path | None, output: Path, *, f
         raise UserError(f"--images {images}: no such file or folder")
     if tracking is not None and not tracking.exists():
         raise UserError(f"--tracking {tracking}: no such file or folder")
-    container, pattern = (images, guess_pattern(images)[0]) if images.is_dir() else (images, None)
-    source = open_images(container, pattern)
-    dataset = {"images_container": _relative(container, output), "images_pattern": pattern}
+    pattern = guess_pattern(images)[0] if images.is_dir() and not is_container(images) else None
+    source = open_images(images, pattern)
+    dataset = {"images_container": _relative(images, output), "images_pattern": pattern}
     if source.voxel_size:
         dataset.update(pixel_size_x_um=source.voxel_size.x_um, pixel_size_y_um=source.voxel_size.y_um,
-                       pixel_size_z_um=source.voxel_size.z_um)
+                       pixel_size_z_um=source.voxel_size.z_um, time_point_duration_m=source.voxel_size.t_minutes)
     training = {**dataset, "tracking_file": _relative(tracking, output) if tracking else None}
-    text = (f"# Written by `octrack init` for {images}. Every key and its default: "
-            f"organoid_tracker.ini.example.\n[{DEFAULTS}]\noutput_folder = training_output\n\n"
-            f"[prepare]\n{_dataset_block('prepare', 1, training, False)}\n[predict]\n{_dataset_block('predict', 1, dataset, False)}")
+    text = (f"# Written by `octrack init` for {images}. Every key with its meaning and default: "
+            f"`octrack init --example`.\n[{DEFAULTS}]\noutput_folder = training_output\n\n"
+            f"[prepare]\n{_set_keys('prepare', 1, training)}\n[predict]\n{_set_keys('predict', 1, dataset)}")
     write_text_atomic(output, text)
-    return (f"wrote {output}\n  images: {source.describe()}\n  pattern: {pattern or '(single file)'}\n"
+    return (f"wrote {output}\n  images: {source.describe()}\n  pattern: {dataset['images_pattern'] or '(none)'}\n"
             f"  voxel size: {_voxel_text(source.voxel_size)}\n"
             f"  next: check the ini, then run `octrack prepare --config {output}`")
+
+
+def _set_keys(section: str, number: int, values: dict[str, Any]) -> str:
+    """`key_N = value` lines of the dataset keys that `section` reads and that have a value."""
+    return "".join(f"{key.name}_{number} = {format_value(values[key.name])}\n" for key in DATASET_KEYS.values()
+                   if section in key.sections and values.get(key.name) is not None)
 
 
 def _relative(path: Path, ini: Path) -> str:
@@ -104,5 +113,7 @@ def _relative(path: Path, ini: Path) -> str:
 
 def _voxel_text(voxel_size: Any) -> str:
     if voxel_size is None:
-        return "not in the TIFF metadata: set pixel_size_x_um_1, pixel_size_y_um_1 and pixel_size_z_um_1"
-    return f"{voxel_size.x_um:g} × {voxel_size.y_um:g} × {voxel_size.z_um:g} µm (from the TIFF metadata)"
+        return "not in the image metadata: set pixel_size_x_um_1, pixel_size_y_um_1 and pixel_size_z_um_1"
+    interval = f", {voxel_size.t_minutes:g} min per time point" if voxel_size.t_minutes else ""
+    return (f"z, y, x = {voxel_size.z_um:g}, {voxel_size.y_um:g}, {voxel_size.x_um:g} µm{interval} (from the image "
+            f"metadata)")
