@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -80,6 +81,13 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     logging.getLogger("tensorflow").setLevel(level if verbose else logging.WARNING)  # its notes on devices
     logging.captureWarnings(True)
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """Warnings as one line for the user, without the source line Python shows by default."""
+    return f"warning: {message}"
 
 
 def _add_config(command: argparse.ArgumentParser, what: str = "the ini file") -> None:
@@ -325,6 +333,42 @@ def _run_evaluate(arguments: argparse.Namespace) -> None:
                            traccuracy=arguments.traccuracy, plot=plot, as_json=arguments.json))
 
 
+# view
+def _add_view(command: argparse.ArgumentParser) -> None:
+    command.add_argument("tracking", help="tracks to show (.aut, .csv, or a CTC folder), e.g. "
+                                          "training_output/predictions/1/tracks.aut")
+    command.add_argument("--images", help="the time lapse, drawn as maximum projection (a TIFF file or folder, an "
+                                          "OME-Zarr folder, ...); default: the positions on black")
+    command.add_argument("--pattern", help="with --images: file name pattern of the folder (default: guessed)")
+    command.add_argument("--channels", default="1", help="with --images: channel(s) to sum (default %(default)s)")
+    command.add_argument("--output", help="folder to write to (default: TRACKING's name with -view)")
+    command.add_argument("--format", choices=("gif", "mp4"), default="gif",
+                         help="the movie's format (default %(default)s; mp4 needs octrack[mp4])")
+    command.add_argument("--fps", type=float, default=4.0, help="time points per second (default %(default)s)")
+    command.add_argument("--lineages", metavar="N,...",
+                         help="lineages to plot (and label in the pictures), as numbered in the table view prints; "
+                              "default: the 6 with most divisions")
+    command.add_argument("--png", metavar="T,...", help="time points to write as PNG (default: first, middle, last)")
+
+
+def _run_view(arguments: argparse.Namespace) -> None:
+    from octrack.stages.view import ViewRequest, view
+    _say(view(ViewRequest(
+        Path(arguments.tracking), Path(arguments.output) if arguments.output else None,
+        Path(arguments.images) if arguments.images else None, arguments.pattern,
+        _numbers(arguments.channels, "--channels"), arguments.format, arguments.fps,
+        _numbers(arguments.lineages, "--lineages"), _numbers(arguments.png, "--png"))))
+
+
+def _numbers(text: str | None, option: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UserError(f"{option} {text}: give whole numbers separated by commas, e.g. 3,7") from None
+
+
 _COMMANDS = [
     ("init", _run_init, "write a starting organoid_tracker.ini for a folder of images", _add_init),
     ("synth", _run_synth, "make a synthetic time lapse with ground truth and an ini that runs on it", _add_synth),
@@ -345,6 +389,8 @@ _COMMANDS = [
                           "dataset", _add_merge),
     ("evaluate", _run_evaluate, "score predicted positions and tracks against ground truth",
      _add_evaluate),
+    ("view", _run_view, "pictures of tracks: a movie and PNGs of maximum projections with tracks, divisions and "
+                        "the links under review, and lineage trees", _add_view),
 ]
 
 

@@ -15,8 +15,11 @@ position's nearest voxel, in images of the size of the movie (never guessed from
 line up with the images voxel for voxel). Where balls overlap, a voxel goes to the nearest centre in µm (the
 watershed of the distance to the centres, as OrganoidTracker splits its spheres), so no label covers two nuclei;
 each ball is then trimmed to be point symmetric around its centre voxel, so that the centroid read back is
-exactly that voxel: positions come back rounded to whole pixels, even where balls touch each other or the image
-border. CTC allows one parent per track: of a cell merge only the link from the first parent is written.
+exactly that voxel: positions come back rounded to whole pixels, even where balls touch each other. Ground truth
+is trimmed at the image border too (its small markers give back every position exactly); a result is not, as its
+marker must cover the true marker of a nucleus at the border even where the predicted centre lies nearer to the
+border (a result's positions within a radius of the border come back moved inward). CTC allows one parent per
+track: of a cell merge only the link from the first parent is written.
 
 Results can be read by the CTC's tools (py-ctcmetrics, traccuracy, napari-ctc-io: `res_track.txt` and
 `maskTTT.tif`) and by OrganoidTracker, which opens a track file `<name>.txt` and reads `<name>TTT.tif` beside
@@ -95,6 +98,17 @@ def ctc_geometry(folder: str | Path) -> tuple[tuple[int, int, int], int, VoxelSi
         raise UserError(f"{images[last]}: cannot read this TIFF ({error}); give a label image") from error
     shape_zyx = _image_shape(tuple(size for size in shape if size != 1) if len(shape) > 3 else shape)
     return shape_zyx, last + 1, tiff_voxel_size(images[last], depth=shape_zyx[0])
+
+
+def label_image_paths(folder: str | Path) -> dict[int, Path]:
+    """The label image of each time point of a CTC folder (or its TRA subfolder)."""
+    folder, _, prefix = _find_ctc_folder(Path(folder))
+    return _label_images(folder, prefix)
+
+
+def read_label_image(path: Path) -> np.ndarray:
+    """A label image as (Z, Y, X); 2D images get Z = 1."""
+    return _read_labels(path)
 
 
 def _find_ctc_folder(folder: Path) -> tuple[Path, Path | None, str | None]:
@@ -226,7 +240,8 @@ def _write_label_images(tracking: Tracking, folder: Path, prefix: str, labels: d
     digits = max(3, len(str(last)))
     options = _tiff_options(tracking.voxel_size, dtype, shape[0] > 1)
     for time_point in range(last + 1):
-        image = _paint(tracking.positions_at(time_point), labels, shape, ball, dtype)
+        image = _paint(tracking.positions_at(time_point), labels, shape, ball, dtype,
+                       symmetric_at_border=prefix == "man_track")
         tifffile.imwrite(folder / f"{prefix}{time_point:0{digits}d}.tif", image if shape[0] > 1 else image[0],
                          **options)
 
@@ -359,8 +374,9 @@ def _consecutive_parts(track: list[Position]) -> list[list[Position]]:
 
 
 def _paint(positions: list[Position], labels: dict[Position, int], shape: tuple[int, int, int],
-           ball: tuple[np.ndarray, np.ndarray], dtype: type) -> np.ndarray:
-    """Label image of one time point: each position a ball, trimmed to be point symmetric (see module doc)."""
+           ball: tuple[np.ndarray, np.ndarray], dtype: type, *, symmetric_at_border: bool) -> np.ndarray:
+    """Label image of one time point: each position a ball, trimmed to be point symmetric (see module doc);
+    without `symmetric_at_border` the part of a ball that the image border cuts off is not mirrored."""
     offsets, distances = ball
     centres = {_centre_voxel(position): position for position in positions}  # one each: _one_position_per_voxel
     owner = np.full(shape, -1, dtype=np.int32)
@@ -379,7 +395,7 @@ def _paint(positions: list[Position], labels: dict[Position, int], shape: tuple[
         voxels, inside = _voxels(centre, offsets, shape)
         owned = np.zeros(len(offsets), dtype=bool)
         owned[inside] = (owner[voxels] == index) & ~tied[voxels]
-        symmetric = owned & owned[::-1]
+        symmetric = owned & (owned if symmetric_at_border else owned | ~inside)[::-1]
         image[tuple((np.array(centre) + offsets[symmetric]).T)] = labels[position]
     return image
 
