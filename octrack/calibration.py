@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 EPSILON = 1e-7
 BINS = 10
@@ -90,7 +89,7 @@ def roc_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
-    ranks = rankdata(probabilities)
+    ranks = _rank(probabilities)
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
@@ -183,3 +182,11 @@ def _cells(row: ReliabilityBin) -> str:
     if not row.count:
         return f"{0:>9}          –        –"
     return f"{row.count:>9} {row.mean_predicted:>10.3f} {row.observed_rate:>8.3f}"
+
+
+def _rank(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given their mean rank (scipy.stats.rankdata, imported only when scores are computed:
+    scipy.stats alone takes a second to import)."""
+    from scipy.stats import rankdata
+
+    return rankdata(values)

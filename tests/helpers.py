@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import configparser
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +76,23 @@ def write_tiny_detection_model(folder: Path, *, time_window: tuple[int, int] = (
         voxel_size=VoxelSize(0.32, 0.32, 2.0), unet_levels=levels, unet_filters=filters,
         tile_multiple_zyx=unet_tile_multiple(patch_depth, levels), min_distance_um=3.0, peak_threshold=0.5))
     return folder
+
+
+@contextlib.contextmanager
+def interrupted_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> Iterator[None]:
+    """Inside the block, training raises KeyboardInterrupt (as Ctrl-C would) right after the checkpoint of `epoch`
+    (counted from 1) is written; after it, training runs as usual."""
+    from octrack.training import EpochCheckpoint
+
+    original = EpochCheckpoint.on_epoch_end
+
+    def interrupt(self: EpochCheckpoint, index: int, logs: dict[str, float] | None = None) -> None:
+        original(self, index, logs)
+        if index + 1 == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", interrupt)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)

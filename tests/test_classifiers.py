@@ -18,8 +18,7 @@ from octrack.networks import divide, link
 from octrack.synth import generate
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
 from octrack.model_folder import load_settings
-from octrack.training import EpochCheckpoint
-from tests.helpers import octrack, set_keys
+from tests.helpers import interrupted_after_epoch, octrack, set_keys
 
 TINY = {"steps_per_epoch": 2, "batch_size": 4, "encoder_levels": 2, "encoder_filters": 4, "patience": 0,
         "epochs": 2}
@@ -207,16 +206,8 @@ def test_interrupted_training_resumes_and_matches(capsys, dividing_2d, tmp_path,
     for movie in (dividing_2d, other):
         tiny(movie, "24, 24, 1", epochs=3)
     octrack(capsys, f"train-{network}", "--config", str(dividing_2d / "organoid_tracker.ini"))
-    original = EpochCheckpoint.on_epoch_end
-
-    def interrupt_after_epoch_2(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", interrupt_after_epoch_2)
-    assert main([f"train-{network}", "--config", str(other / "organoid_tracker.ini")]) == 130
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
+    with interrupted_after_epoch(monkeypatch, 2):
+        assert main([f"train-{network}", "--config", str(other / "organoid_tracker.ini")]) == 130
     assert f"resuming {network}" in octrack(capsys, f"train-{network}", "--config", str(other / "organoid_tracker.ini"))
 
     def history(movie: Path) -> list[dict[str, str]]:

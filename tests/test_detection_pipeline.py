@@ -14,9 +14,8 @@ import tifffile
 from octrack.cli import main
 from octrack.model_folder import load_settings
 from octrack.networks.detect_model import DetectSettings
-from octrack.training import EpochCheckpoint
 from octrack.tracking import VoxelSize, load_tracking, save_tracking
-from tests.helpers import octrack, set_keys
+from tests.helpers import interrupted_after_epoch, octrack, set_keys
 
 TINY = {"steps_per_epoch": 3, "batch_size": 2, "unet_levels": 2, "unet_filters": 4, "patience": 0}
 
@@ -76,17 +75,9 @@ def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(capsys, m
     other = Path(shutil.copytree(movie_3d, tmp_path / "other"))
     octrack(capsys, "train-detect", "--config", tiny_config(movie_3d, "32, 32, 8", epochs=3))
 
-    original = EpochCheckpoint.on_epoch_end
-
-    def interrupt_after_epoch_2(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", interrupt_after_epoch_2)
     ini = tiny_config(other, "32, 32, 8", epochs=3)
-    assert main(["train-detect", "--config", ini]) == 130
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
+    with interrupted_after_epoch(monkeypatch, 2):
+        assert main(["train-detect", "--config", ini]) == 130
     out = octrack(capsys, "train-detect", "--config", ini)
     assert "resuming detect" in out and "epoch 2" in out
 

@@ -14,6 +14,7 @@ from octrack.errors import UserError
 from octrack.model_folder import load_model_folder
 from octrack.training import EpochCheckpoint, TrainOptions, train
 from tests.fake_network import DenseSettings, DenseTraining
+from tests.helpers import interrupted_after_epoch
 
 
 def options(folder: Path, **changes: object) -> TrainOptions:
@@ -32,17 +33,8 @@ def quiet(_: str) -> None:
 
 def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     train(DenseTraining(), options(tmp_path / "whole"), report=quiet)
-    original = EpochCheckpoint.on_epoch_end
-
-    def interrupt_after_epoch_2(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", interrupt_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after_epoch(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
         train(DenseTraining(), options(tmp_path / "resumed"), report=quiet)
-    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
     said = []
     train(DenseTraining(), options(tmp_path / "resumed"), report=said.append)
     assert any("resuming dense" in line and "epoch 2" in line for line in said)
