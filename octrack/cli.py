@@ -80,6 +80,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     logging.getLogger("tensorflow").setLevel(level if verbose else logging.WARNING)  # its notes on devices
+    logging.captureWarnings(False)  # install anew: a caller (a test) may have set its own showwarning since
     logging.captureWarnings(True)
     warnings.formatwarning = _one_line_warning
 

@@ -43,7 +43,7 @@ def test_breast_cancer_result_and_ground_truth_score_with_default_options(tmp_pa
     data = real_data("breast-cancer-2d")
     _, err = run(capsys, "track", str(data / "01_GT" / "TRA"), "--images", str(data / "01"),
                  "--output", str(tmp_path / "01_RES"))
-    assert "radius" in err and "pixels" in err  # no voxel size: the default in pixels, with a warning
+    assert "warning: the voxel size is unknown, so the CTC markers are balls of 10 pixels" in err
     result = tmp_path / "01_RES"
     mask = tifffile.imread(result / "mask000.tif")
     assert mask.shape == tifffile.imread(data / "01" / "t0000.tif").shape == (724, 1024)
@@ -69,7 +69,7 @@ def test_synthetic_3d_result_scores_against_ground_truth_from_convert(movie_3d: 
         "--images", str(images))
     _, err = run(capsys, "convert", str(movie_3d / "ground_truth.aut"), str(movie_3d / "01_RES"),
                  "--images", str(images))
-    assert "warning" not in err
+    assert "warning" not in err  # the voxel size is known
     mask = tifffile.imread(movie_3d / "01_RES" / "mask000.tif")
     assert mask.shape == tifffile.imread(images / "nuclei_t000.tif").shape
     assert np.count_nonzero(mask.any(axis=(1, 2))) > 1  # balls in 3D
