@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -68,8 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _common_options(default: object) -> argparse.ArgumentParser:
     """Options accepted both before and after the subcommand (SUPPRESS keeps the first from being reset)."""
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("--config", default=DEFAULT_CONFIG if default is None else default,
-                         help=f"the ini file (default ./{DEFAULT_CONFIG})")
     options.add_argument("-v", "--verbose", action="store_true",
                          default=False if default is None else default, help="print more")
     options.add_argument("-q", "--quiet", action="store_true",
@@ -81,7 +80,62 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     logging.getLogger("tensorflow").setLevel(level if verbose else logging.WARNING)  # its notes on devices
+    logging.captureWarnings(False)  # install anew: a caller (a test) may have set its own showwarning since
     logging.captureWarnings(True)
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """Warnings as one line for the user, without the source line Python shows by default."""
+    return f"warning: {message}"
+
+
+def _add_config(command: argparse.ArgumentParser, what: str = "the ini file") -> None:
+    """--config, for the commands that read the ini."""
+    command.add_argument("--config", default=DEFAULT_CONFIG, help=f"{what} (default ./{DEFAULT_CONFIG})")
+
+
+def _add_zyx(command: argparse.ArgumentParser, option: str, help_text: str) -> None:
+    """An option of three values z y x (or labelled z=… y=… x=…), parsed by `_zyx`."""
+    command.add_argument(option, nargs=3, metavar=("Z", "Y", "X"),
+                         help=f"{help_text}, in the order z y x (or labelled, in any order: z=… y=… x=…)")
+
+
+def _zyx(arguments: argparse.Namespace, option: str, *, whole: bool = False) -> tuple | None:
+    from octrack.stages.common import parse_zyx
+    values = getattr(arguments, option.lstrip("-").replace("-", "_"))
+    return None if values is None else parse_zyx(values, option, whole=whole)
+
+
+def _voxel_size(arguments: argparse.Namespace) -> object:
+    from octrack.tracking import VoxelSize
+    zyx = _zyx(arguments, "--voxel-size")
+    return None if zyx is None else VoxelSize(zyx[2], zyx[1], zyx[0])
+
+
+def _add_ctc_options(command: argparse.ArgumentParser, *, ground_truth: bool) -> None:
+    """How a Cell Tracking Challenge folder is written: the images it must match and the markers' radius."""
+    command.add_argument("--images", help="CTC output: the time lapse the positions belong to (a TIFF file or "
+                                          "folder, an OME-Zarr folder, a CTC folder of the same movie): the size, "
+                                          "frames and voxel size of the labels")
+    _add_zyx(command, "--shape", "CTC output: the image size in pixels instead of --images")
+    radius = command.add_mutually_exclusive_group()
+    radius.add_argument("--radius-um", type=float, metavar="R",
+                        help="CTC output: radius of the ball painted per position, in µm (default 7, "
+                             "OrganoidTracker's, where the voxel size is known)")
+    radius.add_argument("--radius-px", type=float, metavar="R",
+                        help="CTC output: the same in pixels (default 10 where the voxel size is unknown)")
+    if ground_truth:
+        command.add_argument("--ground-truth", action="store_true",
+                             help="CTC output: a ground-truth folder (TRA/man_track.txt, man_trackTTT.tif, small "
+                                  "markers) instead of a result (res_track.txt, maskTTT.tif)")
+
+
+def _geometry(arguments: argparse.Namespace) -> object:
+    from octrack.stages.common import image_geometry
+    return image_geometry(Path(arguments.images) if arguments.images else None,
+                          _zyx(arguments, "--shape", whole=True))
 
 
 def _say(text: str) -> None:
@@ -92,7 +146,8 @@ def _say(text: str) -> None:
 
 # init
 def _add_init(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--images", required=True, help="folder of the time lapse's TIFF files, or one TIFF")
+    command.add_argument("--images", help="the time lapse: a folder of TIFF files, one TIFF file, or (with "
+                                          "octrack[formats]) an OME-Zarr folder or a .nd2, .lif or .czi file")
     command.add_argument("--tracking", help="annotations (.aut, CSV, or a CTC TRA folder) to train on")
     command.add_argument("--output", default=DEFAULT_CONFIG, help="ini file to write (default %(default)s)")
     command.add_argument("--force", action="store_true", help="overwrite an existing ini file")
@@ -100,10 +155,17 @@ def _add_init(command: argparse.ArgumentParser) -> None:
                          help="octrack: datasets as numbered keys (default); organoidtracker: the training folder "
                               "that OrganoidTracker's GUI writes (its [train_*_network] sections and a "
                               "Dataset.autlist beside the ini)")
+    command.add_argument("--example", action="store_true",
+                         help="print every key of the ini with its meaning and default, instead")
 
 
 def _run_init(arguments: argparse.Namespace) -> None:
-    from octrack.stages.init import write_initial_config
+    from octrack.stages.init import render_example, write_initial_config
+    if arguments.example:
+        print(render_example(), end="")
+        return
+    if not arguments.images:
+        raise UserError("init needs --images (the time lapse to track); or give --example for every key")
     _say(write_initial_config(Path(arguments.images), Path(arguments.tracking) if arguments.tracking else None,
                               Path(arguments.output), force=arguments.force, form=arguments.format))
 
@@ -114,8 +176,7 @@ def _add_synth(command: argparse.ArgumentParser) -> None:
     command.add_argument("--2d", dest="two_d", action="store_true", help="2D+time (one z slice)")
     command.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     command.add_argument("--time-points", type=int, default=10, help="number of time points (default %(default)s)")
-    command.add_argument("--size", type=int, nargs=3, metavar=("X", "Y", "Z"),
-                         help="image size in pixels (default 128 128 16; 256 256 1 with --2d)")
+    _add_zyx(command, "--size", "image size in pixels (default 16 128 128; 1 256 256 with --2d)")
     command.add_argument("--nuclei", type=int, help="nuclei per time point at the start")
 
 
@@ -123,7 +184,8 @@ def _run_synth(arguments: argparse.Namespace) -> None:
     from octrack.synth import generate
     result = generate(Path(arguments.outdir), two_d=arguments.two_d, seed=arguments.seed,
                       time_points=arguments.time_points,
-                      size_xyz=tuple(arguments.size) if arguments.size else None, nuclei=arguments.nuclei)
+                      size_xyz=size[::-1] if (size := _zyx(arguments, "--size", whole=True)) else None,
+                      nuclei=arguments.nuclei)
     _say(result.describe())
 
 
@@ -133,6 +195,7 @@ def _add_stats(command: argparse.ArgumentParser) -> None:
                          help="tracking file (.aut, .csv, .geff, CTC folder); without it, the tracking files of the "
                               "[prepare] datasets of --config")
     command.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config(command, "without PATH: the ini whose [prepare] tracking files to report on")
 
 
 def _run_stats(arguments: argparse.Namespace) -> None:
@@ -143,23 +206,17 @@ def _run_stats(arguments: argparse.Namespace) -> None:
 # convert
 def _add_convert(command: argparse.ArgumentParser) -> None:
     command.add_argument("input", help="tracking file to read (.aut, .csv, .geff, or a CTC folder)")
-    command.add_argument("output", help="file to write: .aut, .csv, .geff, or a folder (Cell Tracking Challenge)")
-    command.add_argument("--voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
-                         help="voxel size in µm, where the input does not say")
-    size = command.add_mutually_exclusive_group()
-    size.add_argument("--radius-um", type=float, help="CTC output: sphere radius in µm (default 3)")
-    size.add_argument("--radius-px", type=float, help="CTC output: sphere radius in pixels")
-    command.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
-                         help="CTC output: image size in pixels (default: enclosing the positions)")
+    command.add_argument("output", help="file to write: .aut, .csv, .geff, or a folder (Cell Tracking Challenge: "
+                                        "needs --images or --shape)")
+    _add_zyx(command, "--voxel-size", "voxel size in µm, where the input does not say")
+    _add_ctc_options(command, ground_truth=True)
 
 
 def _run_convert(arguments: argparse.Namespace) -> None:
     from octrack.stages.tracking_files import convert
-    from octrack.tracking import VoxelSize
-    _say(convert(Path(arguments.input), Path(arguments.output),
-                 voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
-                 image_shape_zyx=tuple(reversed(arguments.shape)) if arguments.shape else None,
-                 radius_um=arguments.radius_um, radius_px=arguments.radius_px))
+    _say(convert(Path(arguments.input), Path(arguments.output), voxel_size=_voxel_size(arguments),
+                 geometry=_geometry(arguments), radius_um=arguments.radius_um, radius_px=arguments.radius_px,
+                 ground_truth=arguments.ground_truth))
 
 
 # track
@@ -168,24 +225,22 @@ def _add_track(command: argparse.ArgumentParser) -> None:
                                            "the link and division probabilities are used where present")
     command.add_argument("--output", help="tracks to write: .aut, .csv, .geff, or a folder (Cell Tracking Challenge "
                                           "result); default: POSITIONS' name with -tracks.aut")
-    command.add_argument("--voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
-                         help="voxel size in µm, where the positions file does not say")
-    command.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
-                         help="image size in pixels: tracks start and end more readily near its border")
+    _add_zyx(command, "--voxel-size", "voxel size in µm, where the positions file does not say")
+    _add_ctc_options(command, ground_truth=False)  # the images' size also lets tracks end at their border
 
 
 def _run_track(arguments: argparse.Namespace) -> None:
     from octrack.stages.track import track_file
-    from octrack.tracking import VoxelSize
     result = track_file(Path(arguments.positions), Path(arguments.output) if arguments.output else None,
-                        voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
-                        image_shape_zyx=tuple(reversed(arguments.shape)) if arguments.shape else None)
+                        voxel_size=_voxel_size(arguments), geometry=_geometry(arguments),
+                        radius_um=arguments.radius_um, radius_px=arguments.radius_px)
     _say(result)
 
 
 # prepare
 def _add_prepare(command: argparse.ArgumentParser) -> None:
     command.add_argument("--rebuild", action="store_true", help="rebuild the cache even where it is up to date")
+    _add_config(command)
 
 
 def _run_prepare(arguments: argparse.Namespace) -> None:
@@ -198,6 +253,7 @@ def _run_prepare(arguments: argparse.Namespace) -> None:
 def _add_train(command: argparse.ArgumentParser) -> None:
     command.add_argument("--epochs", type=int, help="train until this epoch (overrides `epochs` of the ini)")
     command.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    _add_config(command)
 
 
 def _trainer(network: str | None) -> Callable[[argparse.Namespace], None]:
@@ -218,6 +274,7 @@ def _add_predict(command: argparse.ArgumentParser) -> None:
                          help="only time points A to B, both included (A: and :B leave an end open), into "
                               "shard_A-B/ of each predictions folder: a shard for `octrack merge`. Give shards that "
                               "share their boundary time point (0:50, 50:100, ...), where merge joins the tracks")
+    _add_config(command)
 
 
 def _run_predict(arguments: argparse.Namespace) -> None:
@@ -231,7 +288,8 @@ def _run_predict(arguments: argparse.Namespace) -> None:
 
 # merge
 def _add_merge(command: argparse.ArgumentParser) -> None:
-    """No options: the ini names the datasets and their predictions folders."""
+    """The ini names the datasets and their predictions folders."""
+    _add_config(command)
 
 
 def _run_merge(arguments: argparse.Namespace) -> None:
@@ -250,8 +308,7 @@ def _add_evaluate(command: argparse.ArgumentParser) -> None:
                           help="furthest a prediction may lie from a true position to match it, in µm (default 5, "
                                "needs a voxel size)")
     distance.add_argument("--max-distance-px", type=float, metavar="D", help="the same in pixels")
-    command.add_argument("--voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
-                         help="voxel size in µm (default: the ground truth's, else the prediction's)")
+    _add_zyx(command, "--voxel-size", "voxel size in µm (default: the ground truth's, else the prediction's)")
     command.add_argument("--time-points", metavar="A:B",
                          help="score only the ground truth's time points A to B, both included "
                               "(A: and :B leave an end open)")
@@ -272,14 +329,49 @@ def _add_evaluate(command: argparse.ArgumentParser) -> None:
 
 def _run_evaluate(arguments: argparse.Namespace) -> None:
     from octrack.stages.evaluate import PlotRequest, evaluate_command
-    from octrack.tracking import VoxelSize
     plot = PlotRequest(Path(arguments.plot), arguments.plot_time_point, arguments.images,
                        arguments.pattern) if arguments.plot else None
     print(evaluate_command(Path(arguments.ground_truth), Path(arguments.predicted),
                            max_distance_um=arguments.max_distance_um, max_distance_px=arguments.max_distance_px,
-                           voxel_size=VoxelSize(*arguments.voxel_size) if arguments.voxel_size else None,
+                           voxel_size=_voxel_size(arguments),
                            time_range=arguments.time_points, restrict_to_annotated_box=arguments.annotated_box,
                            traccuracy=arguments.traccuracy, plot=plot, as_json=arguments.json))
+
+
+# view
+def _add_view(command: argparse.ArgumentParser) -> None:
+    command.add_argument("tracking", help="tracks to show (.aut, .csv, or a CTC folder), e.g. "
+                                          "training_output/predictions/1/tracks.aut")
+    command.add_argument("--images", help="the time lapse, drawn as maximum projection (a TIFF file or folder, an "
+                                          "OME-Zarr folder, ...); default: the positions on black")
+    command.add_argument("--pattern", help="with --images: file name pattern of the folder (default: guessed)")
+    command.add_argument("--channels", default="1", help="with --images: channel(s) to sum (default %(default)s)")
+    command.add_argument("--output", help="folder to write to (default: TRACKING's name with -view)")
+    command.add_argument("--format", choices=("gif", "mp4"), default="gif",
+                         help="the movie's format (default %(default)s; mp4 needs octrack[mp4])")
+    command.add_argument("--fps", type=float, default=4.0, help="time points per second (default %(default)s)")
+    command.add_argument("--lineages", metavar="N,...",
+                         help="lineages to plot (and label in the pictures), as numbered in the table view prints; "
+                              "default: the 6 with most divisions")
+    command.add_argument("--png", metavar="T,...", help="time points to write as PNG (default: first, middle, last)")
+
+
+def _run_view(arguments: argparse.Namespace) -> None:
+    from octrack.stages.view import ViewRequest, view
+    _say(view(ViewRequest(
+        Path(arguments.tracking), Path(arguments.output) if arguments.output else None,
+        Path(arguments.images) if arguments.images else None, arguments.pattern,
+        _numbers(arguments.channels, "--channels"), arguments.format, arguments.fps,
+        _numbers(arguments.lineages, "--lineages"), _numbers(arguments.png, "--png"))))
+
+
+def _numbers(text: str | None, option: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UserError(f"{option} {text}: give whole numbers separated by commas, e.g. 3,7") from None
 
 
 _COMMANDS = [
@@ -303,6 +395,8 @@ _COMMANDS = [
                           "dataset", _add_merge),
     ("evaluate", _run_evaluate, "score predicted positions and tracks against ground truth",
      _add_evaluate),
+    ("view", _run_view, "pictures of tracks: a movie and PNGs of maximum projections with tracks, divisions and "
+                        "the links under review, and lineage trees", _add_view),
 ]
 
 

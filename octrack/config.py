@@ -282,15 +282,21 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("link_model_folder", optional(path_value), None, _PREDICT,
         "Link model used by predict (octrack's, or an OrganoidTracker links model folder); empty = as for "
         "detect_model_folder (model_link, model_links)."),
+    Key("ctc_radius_um", optional(number(minimum=0)), None, _PREDICT,
+        "Radius in µm of the ball painted per position in the Cell Tracking Challenge result (ctc/); empty = 7 "
+        "(OrganoidTracker's) where the voxel size is known, else ctc_radius_px."),
+    Key("ctc_radius_px", optional(number(minimum=0)), None, _PREDICT,
+        "The same radius in pixels, for images without a voxel size; empty = 10 (with a warning)."),
 ]}
 
 DATASET_KEYS: dict[str, Key] = {key.name: key for key in [
     Key("images_container", path_value, None, (DEFAULTS, *DATASET_SECTIONS),
-        "Folder of the images, or a single multi-dimensional TIFF file. Ends the list of datasets when "
-        "missing or `<stop>`."),
+        "Folder of the images, a single multi-dimensional TIFF file, or (with octrack[formats]) an OME-Zarr "
+        "folder or a .nd2, .lif or .czi file. Ends the list of datasets when missing or `<stop>`."),
     Key("images_pattern", optional(text_value), None, (DEFAULTS, *DATASET_SECTIONS),
         "File name pattern with {time} (or {time:03} for zero padding) and optional {channel}; empty when "
-        "images_container is a file."),
+        "images_container is a TIFF file; for a .nd2, .lif, .czi file or OME-Zarr folder the scene (series): a "
+        "number from 1 or its name, empty = the first."),
     Key("image_channels", channel_list, (1,), (DEFAULTS, *DATASET_SECTIONS),
         "Channel(s) to use, from 1; several are summed per voxel in floating point (3,4 = channel 3 + 4). "
         "OrganoidTracker's spelling images_channels_N is accepted too."),
@@ -301,16 +307,17 @@ DATASET_KEYS: dict[str, Key] = {key.name: key for key in [
         "First time point to use; empty = the first there is."),
     Key("max_time_point", optional(whole_number()), None, (DEFAULTS, *DATASET_SECTIONS),
         "Last time point to use; empty = the last there is."),
-    Key("use_for", choice("train", "validation", "both"), "both", (DEFAULTS, *DATASET_SECTIONS),
+    Key("use_for", choice("train", "validation", "both"), "both", (DEFAULTS, "prepare"),
         "train, validation, or both (time points split by validation_fraction)."),
     Key("images_axes", optional(axes_value), None, (DEFAULTS, *DATASET_SECTIONS),
-        "Axes of a multi-dimensional TIFF (e.g. TZYX) when its metadata are wrong; empty = trust the file."),
+        "Axes of a multi-dimensional image file (e.g. TZYX), one letter per dimension, when its metadata are "
+        "wrong; empty = trust the file."),
     Key("pixel_size_x_um", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS),
         "Voxel size in µm; empty = from the TIFF metadata, else from the tracking file."),
     Key("pixel_size_y_um", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS), "See pixel_size_x_um."),
     Key("pixel_size_z_um", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS), "See pixel_size_x_um."),
     Key("time_point_duration_m", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS),
-        "Minutes between time points; empty = from the tracking file."),
+        "Minutes between time points; empty = from the image metadata, else from the tracking file."),
     Key("predictions_folder", optional(path_value), None, (DEFAULTS, "predict"),
         "Where predict writes this dataset's results; empty = <output_folder>/predictions/N."),
 ]}
@@ -751,6 +758,8 @@ class PredictSection:
     detect_model_folder: Path | None = _resolved("detect_model_folder")
     divide_model_folder: Path | None = _resolved("divide_model_folder")
     link_model_folder: Path | None = _resolved("link_model_folder")
+    ctc_radius_um: float | None
+    ctc_radius_px: float | None
     trained_model_folders: dict[str, Path] = derived(_trained_model_folders)
 
     def model_folder(self, network: str) -> Path:

@@ -101,12 +101,12 @@ class Dataset:
         return inside, outside, uncertain
 
     def describe(self) -> str:
-        voxel = (f"{self.voxel_size.x_um:g} × {self.voxel_size.y_um:g} × {self.voxel_size.z_um:g} µm"
+        voxel = (f"z, y, x = {self.voxel_size.z_um:g}, {self.voxel_size.y_um:g}, {self.voxel_size.x_um:g} µm"
                  if self.voxel_size else "unknown (pixels)")
         annotated = f", {len(self.tracking)} annotated positions" if self.tracking is not None else ""
         z, y, x = self.images.shape_zyx
         return (f"{self.name}: time points {self.time_points[0]}–{self.time_points[-1]}, "
-                f"x,y,z = {x},{y},{z}, channels {','.join(map(str, self.config.image_channels))}, "
+                f"z, y, x = {z}, {y}, {x}, channels {','.join(map(str, self.config.image_channels))}, "
                 f"voxel size {voxel}{annotated}")
 
 
@@ -114,7 +114,7 @@ def open_datasets(config: Config, section: str, *, check_all_files: bool = False
     datasets = [open_dataset(dataset, check_all_files=check_all_files) for dataset in config.datasets(section)]
     if not datasets:
         raise UserError(f"{config.path} [{section}]: no datasets; add images_container_1 and "
-                        f"images_pattern_1 (see organoid_tracker.ini.example)")
+                        f"images_pattern_1 (`octrack init --example` lists every key)")
     return datasets
 
 

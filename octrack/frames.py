@@ -101,8 +101,8 @@ def voxel_size_or_model(dataset: Dataset, model_voxel_size: VoxelSize) -> VoxelS
     if dataset.voxel_size is not None:
         return dataset.voxel_size
     log.warning(f"{dataset.config.where('pixel_size_x_um')}: the voxel size of {dataset.name} is not known; "
-                f"assuming the model's, {model_voxel_size.x_um:g} × {model_voxel_size.y_um:g} × "
-                f"{model_voxel_size.z_um:g} µm")
+                f"assuming the model's, z, y, x = {model_voxel_size.z_um:g}, {model_voxel_size.y_um:g}, "
+                f"{model_voxel_size.x_um:g} µm")
     return model_voxel_size
 
 

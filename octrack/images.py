@@ -1,13 +1,16 @@
 """Image sources: a time lapse read one time point at a time, so that movies larger than memory work.
 
-Two layouts: a folder with one TIFF file per time point (and channel) named by a pattern (see
-`octrack.patterns`), or one multi-dimensional TIFF (ImageJ hyperstack, OME-TIFF, any tifffile series).
+Three layouts: a folder with one TIFF file per time point (and channel) named by a pattern (see
+`octrack.patterns`); one multi-dimensional TIFF (ImageJ hyperstack, OME-TIFF, any tifffile series); or, through
+bioio and its plugins (the extra `octrack[formats]`), an OME-Zarr folder or a microscope file (Nikon .nd2, Leica
+.lif, Zeiss .czi), whose scene (series) the pattern names: a number from 1 or its name, as in OrganoidTracker.
 Every read returns float32 (z, y, x); several channels are summed in floating point. In a pattern folder a
 time point that lacks its file (or the file of one of its channels) is a gap: it is not in `time_points`.
 
-Axes are tifffile's letters for the first series, with its length-1 dimensions left out. Inside a
-file, tifffile's 'S' (samples, e.g. RGB) counts as channels; one unknown dimension ('Q', 'I') is taken
-as the only axis it can be (in a pattern folder: Z, else C), and anything else needs `axes` from the user.
+Axes are tifffile's (or bioio's) letters for the data, with tifffile's length-1 dimensions left out. Inside a
+file, 'S' (samples, e.g. RGB) counts as channels; one unknown dimension ('Q', 'I') is taken as the only axis
+it can be (in a pattern folder: Z, else C), and anything else needs `axes` from the user, which also overrides
+the letters of the metadata where they are wrong.
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import tifffile
 
 from octrack.errors import UserError
 from octrack.image_filters import ImageFilters
-from octrack.patterns import FilePattern
+from octrack.patterns import TIFF_SUFFIXES, FilePattern
 from octrack.tracking.model import VoxelSize
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,12 @@ _LENGTH_UM = {"um": 1.0, "µm": 1.0, "μm": 1.0, "\\u00b5m": 1.0, "micron": 1.0,
               "micrometer": 1.0, "micrometre": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 _RESOLUTION_UNIT_UM = {3: 1e4, 4: 1e3, 5: 1.0}
 _MAX_PIXEL_UM = 50.0  # x/y pixels larger than this are no microscope's: such metadata are wrong
-_TIME_MINUTES = {"ms": 1 / 60000, "s": 1 / 60, "sec": 1 / 60, "second": 1 / 60, "seconds": 1 / 60,
-                 "min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hr": 60.0, "hour": 60.0, "hours": 60.0}
+_TIME_MINUTES = {"ms": 1 / 60000, "millisecond": 1 / 60000, "s": 1 / 60, "sec": 1 / 60, "second": 1 / 60,
+                 "seconds": 1 / 60, "min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hr": 60.0, "hour": 60.0,
+                 "hours": 60.0}
+FORMATS = ("octrack reads TIFF (folders of TIFF files, ImageJ hyperstacks, OME-TIFF) and, with the extra "
+           "octrack[formats] (pip install 'octrack[formats]'), OME-Zarr (.zarr), Nikon .nd2, Leica .lif and Zeiss "
+           ".czi files")
 
 
 class ImageSource(ABC):
@@ -86,7 +93,7 @@ class ImageSource(ABC):
                  else f"1 time point ({first})")
         z, y, x = self.shape_zyx
         channels = _plural(self.channel_count, "channel")
-        return f"{self._label()}: {times}, {channels}, z,y,x = {z},{y},{x}, {self.dtype.name}"
+        return f"{self._label()}: {times}, {channels}, z, y, x = {z}, {y}, {x}, {self.dtype.name}"
 
     def check_shapes(self, time_points: Iterable[int] | None = None) -> None:
         """Checks that the files of these time points (default: all) exist and hold images of the same shape.
@@ -119,15 +126,19 @@ def tiff_voxel_size(path: Path, depth: int) -> VoxelSize | None:
 
 
 def open_images(container: str | os.PathLike, pattern: str | None = None, axes: str | None = None) -> ImageSource:
-    """The images in a folder of files named by `pattern`, or in one TIFF file.
+    """The images in a folder of files named by `pattern`, in one TIFF file, or in a file or OME-Zarr folder
+    that bioio reads.
 
     `container` is a folder with `pattern` a file name with {time} (and {channel}) fields, or with `pattern`
-    the name of one file in it; or `container` is the file itself. `axes` (e.g. "TZYX") overrides the axes
-    that the TIFF metadata declare, for files whose metadata are wrong.
+    the name of one file in it; or `container` is the file itself; or a file or OME-Zarr folder that bioio
+    reads, with `pattern` its scene (empty: the first). `axes` (e.g. "TZYX") overrides the axes that the
+    metadata declare, for files whose metadata are wrong.
     """
     container = Path(container)
     if not container.exists():
         raise UserError(f"image path {container} does not exist; give the folder of the images or a TIFF file")
+    if is_container(container) or (container.is_file() and not container.name.lower().endswith(TIFF_SUFFIXES)):
+        return BioioSource(container, pattern, axes)
     if not container.is_dir():
         if pattern:
             raise UserError(f"{container} is a file, so it needs no file name pattern (got '{pattern}'); "
@@ -144,6 +155,109 @@ def open_images(container: str | os.PathLike, pattern: str | None = None, axes: 
     if not path.is_file():
         raise UserError(f"image file {path} does not exist; a pattern without {{time}} names one TIFF file")
     return TiffFileSource(path, axes)
+
+
+def is_container(path: Path) -> bool:
+    """Whether a folder is one image (OME-Zarr) rather than a folder of image files."""
+    return path.is_dir() and (path.suffix.lower() == ".zarr" or any(
+        (path / name).exists() for name in ("zarr.json", ".zattrs", ".zgroup")))
+
+
+class BioioSource(ImageSource):
+    """A file or OME-Zarr folder read through bioio: one scene, each read decoding only the chunks (planes) of
+    the time point and channels asked for."""
+
+    def __init__(self, path: Path, scene: str | None = None, axes: str | None = None):
+        self.path = path
+        image = _open_bioimage(path)
+        self.scene = _choose_scene(image, path, scene)
+        self._data, order = _samples_as_channels(image.reader.dask_data, image.reader.dims.order)
+        dtype = np.dtype(self._data.dtype)
+        series = _Series(axes=order, shape=tuple(self._data.shape), dtype=dtype, stored_dtype=dtype,
+                         data_offset=None, page_ndim=2, calibration=None)
+        self.axes = _resolve_axes(path, series, axes, one_time_point=False)
+        sizes = dict(zip(self.axes, self._data.shape))
+        self.shape_zyx = (sizes.get("Z", 1), sizes["Y"], sizes["X"])
+        self.time_points = list(range(sizes.get("T", 1)))
+        self.channel_count = sizes.get("C", 1)
+        self.dtype = np.dtype(self._data.dtype)
+        self.voxel_size = _voxel_size(_bioio_calibration(image, path), self.shape_zyx[0])
+
+    def _label(self) -> str:
+        scene = f", scene {self.scene}" if self.scene else ""
+        return f"{self.path.name} through bioio ({self.path}{scene}, axes {self.axes})"
+
+    def source_files(self, time_points: Iterable[int]) -> list[Path]:
+        return [self.path]
+
+    def _read_channels(self, time_point: int, indices: list[int]) -> Iterator[np.ndarray]:
+        view = _to_czyx(_select_time(self._data, self.axes, time_point), self.axes.replace("T", ""))
+        for index in indices:
+            try:
+                yield np.asarray(view[index].compute())
+            except Exception as error:  # the plugins raise what their decoders raise
+                raise UserError(f"cannot read time point {time_point} of {self.path}: {error}; the file is "
+                                f"damaged or incomplete") from None
+
+
+def _samples_as_channels(data: Any, order: str) -> tuple[Any, str]:
+    """bioio's 'S' (samples, e.g. RGB) as channels, where the data have no channels beside them."""
+    if "S" not in order or ("C" in order and data.shape[order.index("C")] > 1):
+        return data, order
+    if "C" in order:
+        data = data[(slice(None),) * order.index("C") + (0,)]
+        order = order.replace("C", "")
+    return data, order.replace("S", "C")
+
+
+def _open_bioimage(path: Path) -> Any:
+    try:
+        from bioio import BioImage
+        from bioio_base.exceptions import UnsupportedFileFormatError
+    except ImportError:
+        raise UserError(f"cannot read {path}: not a TIFF file, and bioio is not installed; {FORMATS}") from None
+    try:
+        return BioImage(path)
+    except UnsupportedFileFormatError:
+        kind = "folder" if path.is_dir() else f"{path.suffix or 'extension-less'} file"
+        raise UserError(f"cannot read {path}: no installed reader takes this {kind}; {FORMATS}") from None
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise UserError(f"cannot read {path}: {error}; the file is damaged or incomplete, or not what its name "
+                        f"says") from None
+
+
+def _choose_scene(image: Any, path: Path, scene: str | None) -> str | None:
+    """Selects the scene (series, position) named by a number from 1 or by its name; None: the first."""
+    scenes = list(image.scenes)
+    if scene is None or not str(scene).strip():
+        return scenes[0] if len(scenes) > 1 else None
+    text = str(scene).strip()
+    index = int(text) - 1 if text.isdigit() else scenes.index(text) if text in scenes else None
+    if index is None or not 0 <= index < len(scenes):
+        names = ", ".join(f"{number} ({name})" for number, name in enumerate(scenes[:10], 1))
+        raise UserError(f"{path} has no scene '{text}'; give a number from 1 to {len(scenes)} or a name: {names}")
+    image.set_scene(index)
+    return scenes[index]
+
+
+def _bioio_calibration(image: Any, path: Path) -> _Calibration | None:
+    """Voxel size (bioio gives µm) and time interval (a timedelta, or a number in the time axis' unit)."""
+    try:
+        sizes = image.physical_pixel_sizes
+        interval = image.time_interval
+    except Exception as error:  # metadata a plugin cannot parse must not stop the pixels from being read
+        log.warning(f"{path}: cannot read the voxel size from the metadata ({error}); set it in the ini")
+        return None
+    if not sizes.X or not sizes.Y:
+        return None
+    minutes = None
+    if hasattr(interval, "total_seconds"):
+        minutes = interval.total_seconds() / 60
+    elif interval:
+        unit = getattr(getattr(getattr(image, "dimension_properties", None), "T", None), "unit", None)
+        per_unit = _TIME_MINUTES.get(str(unit).lower()) if unit is not None else None
+        minutes = float(interval) * per_unit if per_unit else None
+    return _Calibration(float(sizes.X), float(sizes.Y), float(sizes.Z) if sizes.Z else None, minutes)
 
 
 class TiffFileSource(ImageSource):
@@ -406,7 +520,7 @@ def _calibration(tif: tifffile.TiffFile, path: Path) -> _Calibration | None:
     where they give no length unit or pixels too large to be meant (then with a warning)."""
     calibration = _ome_calibration(tif.ome_metadata) or _tiff_calibration(tif.pages[0], tif.imagej_metadata or {})
     if calibration is not None and max(calibration.x_um, calibration.y_um) > _MAX_PIXEL_UM:
-        log.warning(f"{path}: the TIFF metadata give pixels of {calibration.x_um:g} × {calibration.y_um:g} µm, "
+        log.warning(f"{path}: the TIFF metadata give pixels of y, x = {calibration.y_um:g}, {calibration.x_um:g} µm, "
                     f"larger than any microscope's, so the pixel size is taken as unknown; set it in the ini "
                     f"(pixel_size_x_um and the others) if it is needed")
         return None

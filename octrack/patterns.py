@@ -94,7 +94,9 @@ def guess_pattern(folder: str | os.PathLike) -> tuple[str, list[int]]:
     """
     names = _tiff_names(folder)
     if not names:
-        raise UserError(f"no TIFF files (.tif, .tiff) in {Path(folder)}; point to the folder of the images")
+        raise UserError(f"no TIFF files (.tif, .tiff) in {Path(folder)}; give the folder of the TIFF images, or the "
+                        f"image file itself (a TIFF, or with octrack[formats] a .nd2, .lif or .czi file or an "
+                        f"OME-Zarr folder)")
     split = _largest_group(names)
     runs = range(1, len(split[0]), 2)
     channel_run = next((run for run in runs if _label(split[0][run - 1]) in _CHANNEL_LABELS), None)

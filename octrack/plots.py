@@ -1,4 +1,5 @@
-"""Pictures of a scoring: the true and predicted positions of one time point and how they matched."""
+"""Pictures of a scoring: the true and predicted positions of one time point and how they matched, and the links
+leaving that time point and the divisions at it that were wrong or missed."""
 
 from __future__ import annotations
 
@@ -11,18 +12,20 @@ import numpy as np
 from octrack.errors import UserError
 from octrack.files import atomic_path
 from octrack.matching import UNIT_UM, TimePointMatching
-from octrack.scoring import DetectionScores
+from octrack.scoring import DetectionScores, TrackingErrors
 from octrack.tracking.model import Position, coordinates_um
 
 
 def plot_time_point(scores: DetectionScores, target: Path, *, time_point: int | None = None,
-                    images: str | os.PathLike | None = None, pattern: str | None = None) -> int:
+                    images: str | os.PathLike | None = None, pattern: str | None = None,
+                    errors: TrackingErrors | None = None) -> int:
     """Draws the matching of `time_point` (default: the first scored) to a PNG (or any format matplotlib
     writes, by the file's extension), over the maximum projection of that time point's image when `images`
-    is given; returns the time point drawn."""
+    is given, with the `errors` of the links from that time point and of its divisions; returns the time point
+    drawn."""
     time_point = _plotted_time_point(scores, time_point)
     background = None if images is None else _max_projection(Path(images), pattern, time_point)
-    _draw(scores.per_time_point[time_point], background, target)
+    _draw(scores.per_time_point[time_point], background, target, errors)
     return time_point
 
 
@@ -47,7 +50,8 @@ def _max_projection(images: Path, pattern: str | None, time_point: int) -> np.nd
     return open_images(images, pattern).read(time_point).max(axis=0)
 
 
-def _draw(scores: DetectionScores, background: np.ndarray | None, target: Path) -> None:
+def _draw(scores: DetectionScores, background: np.ndarray | None, target: Path,
+          errors: TrackingErrors | None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
@@ -71,6 +75,8 @@ def _draw(scores: DetectionScores, background: np.ndarray | None, target: Path) 
     _scatter(axes, one.unmatched_true(), "o", "orange", f"true, missed ({scores.false_negatives})", hollow=True)
     _scatter(axes, matched_predicted, "+", "deepskyblue", f"predicted, matched ({len(matched_predicted)})")
     _scatter(axes, one.unmatched_predicted(), "x", "red", f"predicted, false positive ({scores.false_positives})")
+    if errors is not None:
+        _draw_errors(axes, errors, one.time_point)
     axes.set_xlim(low[0], high[0])
     axes.set_ylim(high[1], low[1])  # image orientation: y down
     axes.set_aspect("equal")
@@ -80,6 +86,24 @@ def _draw(scores: DetectionScores, background: np.ndarray | None, target: Path) 
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.05), ncols=2, fontsize=8)  # off the positions
     with atomic_path(target) as temporary:
         figure.savefig(temporary, format=image_format, dpi=120, bbox_inches="tight")
+
+
+def _draw_errors(axes: Any, errors: TrackingErrors, time_point: int) -> None:
+    """The links from `time_point` that were wrong (predicted) or missed (true), as arrows to the next position,
+    and the divisions at it: found, wrong and missed."""
+    from matplotlib.collections import LineCollection
+
+    for links, colour, style, label in ((errors.false_links, "red", "-", "false link"),
+                                        (errors.missed_links, "orange", "--", "missed link")):
+        leaving = [((a.x, a.y), (b.x, b.y)) for a, b in links if a.t == time_point]
+        axes.add_collection(LineCollection(leaving, colors=colour, linestyles=style, linewidths=1.6,
+                                           label=f"{label} to the next time point ({len(leaving)})"))
+    for mothers, colour, label in ((errors.found_divisions, "limegreen", "division, found"),
+                                   (errors.false_divisions, "red", "division, false"),
+                                   (errors.missed_divisions, "orange", "division, missed")):
+        here = [m for m in mothers if m.t == time_point]
+        axes.scatter([m.x for m in here], [m.y for m in here], marker="*", s=140, facecolors="none",
+                     edgecolors=colour, linewidths=1.3, label=f"{label} ({len(here)})")
 
 
 def _extent(one: TimePointMatching, background: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -131,11 +131,11 @@ def _resolve_distance(max_distance_um: float | None, max_distance_px: float | No
         return _checked_distance(max_distance_px, "--max-distance-px"), UNIT_PX
     if voxel_size is None and max_distance_um is None:
         log.warning(f"the voxel size is unknown: matching within {DEFAULT_MAX_DISTANCE_UM:g} pixels (choose with "
-                    f"--max-distance-px, or give --voxel-size X Y Z)")
+                    f"--max-distance-px, or give --voxel-size Z Y X)")
         return DEFAULT_MAX_DISTANCE_UM, UNIT_PX
     if voxel_size is None:
         raise UserError("the voxel size is unknown, so a distance in µm cannot be measured: pass "
-                        "--max-distance-px D, or a voxel size with --voxel-size X Y Z")
+                        "--max-distance-px D, or a voxel size with --voxel-size Z Y X")
     if min(voxel_size.zyx_um()) <= 0 or not all(map(math.isfinite, voxel_size.zyx_um())):
         raise UserError(f"voxel size {voxel_size.x_um} {voxel_size.y_um} {voxel_size.z_um} µm: every size "
                         f"must be a positive number")
@@ -179,28 +179,17 @@ class TrackingScores:
 
 def score_tracking(ground_truth: Tracking, predicted: Tracking, detection: DetectionScores, *,
                    division_tolerance: int = DIVISION_TOLERANCE) -> TrackingScores:
-    """Links, divisions and tracks, on the matching of `detection`, at its time points.
+    """Links, divisions and tracks, on the matching of `detection`, at its time points (see `tracking_errors`).
 
-    A predicted link is right when the true positions matched to its ends are linked. A predicted division
-    (a mother) is right when its matched true position is a true mother, or lies on the same cell up to
-    `division_tolerance` time points before or after one; each true division is found at most once, the
-    closest in time first. A true track is without error when every position of it is matched, and the
-    links of each match are exactly the matches of the true links (into and out of the track included).
+    A true track is without error when every position of it is matched, and the links of each match are exactly
+    the matches of the true links (into and out of the track included).
     """
+    errors = tracking_errors(ground_truth, predicted, detection, division_tolerance=division_tolerance)
+    links = Counts(len(errors.found_links), len(errors.false_links), len(errors.missed_links))
+    divisions = Counts(len(errors.found_divisions), len(errors.false_divisions), len(errors.missed_divisions))
     matching = detection.matching
     to_true = matching.predicted_to_true()
     scored_true = {p for one in matching.time_points.values() for p in one.true}
-    scored_predicted = {p for one in matching.time_points.values() for p in one.predicted}
-    true_links = {link for link in ground_truth.links() if link[0] in scored_true and link[1] in scored_true}
-    predicted_links = [link for link in predicted.links()
-                       if link[0] in scored_predicted and link[1] in scored_predicted]
-    found = {(to_true.get(a), to_true.get(b)) for a, b in predicted_links} & true_links
-    links = Counts(len(found), len(predicted_links) - len(found), len(true_links) - len(found))
-    true_mothers = {m for m in ground_truth.divisions() if m in scored_true}
-    predicted_mothers = [m for m in predicted.divisions() if m in scored_predicted]
-    found_divisions = _matched_divisions(ground_truth, [to_true.get(m) for m in predicted_mothers], true_mothers,
-                                         division_tolerance)
-    divisions = Counts(found_divisions, len(predicted_mothers) - found_divisions, len(true_mothers) - found_divisions)
     tracks = [track for track in ground_truth.tracks() if all(p in scored_true for p in track)]
     from_true = {true: guess for guess, true in to_true.items()}
     without_error = sum(all(_same_links(ground_truth, predicted, p, from_true.get(p), to_true) for p in track)
@@ -208,22 +197,64 @@ def score_tracking(ground_truth: Tracking, predicted: Tracking, detection: Detec
     return TrackingScores(detection, links, divisions, len(tracks), without_error)
 
 
+@dataclass(frozen=True)
+class TrackingErrors:
+    """Which links and divisions were right, wrong or missed: what `score_tracking` counts and `evaluate --plot`
+    draws. Predicted links and mothers are predicted positions; missed ones are true positions."""
+
+    found_links: list[tuple[Position, Position]]  # predicted links whose matched ends are linked in the truth
+    false_links: list[tuple[Position, Position]]
+    missed_links: list[tuple[Position, Position]]  # true links no predicted link matches
+    found_divisions: list[Position]  # predicted mothers that find a true one
+    false_divisions: list[Position]
+    missed_divisions: list[Position]  # true mothers no predicted one finds
+
+
+def tracking_errors(ground_truth: Tracking, predicted: Tracking, detection: DetectionScores, *,
+                    division_tolerance: int = DIVISION_TOLERANCE) -> TrackingErrors:
+    """A predicted link is right when the true positions matched to its ends are linked. A predicted division
+    (a mother) is right when its matched true position is a true mother, or lies on the same cell up to
+    `division_tolerance` time points before or after one; each true division is found at most once, the
+    closest in time first."""
+    matching = detection.matching
+    to_true = matching.predicted_to_true()
+    scored_true = {p for one in matching.time_points.values() for p in one.true}
+    scored_predicted = {p for one in matching.time_points.values() for p in one.predicted}
+    true_links = {link for link in ground_truth.links() if link[0] in scored_true and link[1] in scored_true}
+    predicted_links = [link for link in predicted.links()
+                       if link[0] in scored_predicted and link[1] in scored_predicted]
+    right = [(to_true.get(a), to_true.get(b)) in true_links for a, b in predicted_links]
+    found = {(to_true[a], to_true[b]) for (a, b), ok in zip(predicted_links, right) if ok}
+    true_mothers = {m for m in ground_truth.divisions() if m in scored_true}
+    predicted_mothers = [m for m in predicted.divisions() if m in scored_predicted]
+    hits = _matched_divisions(ground_truth, [to_true.get(m) for m in predicted_mothers], true_mothers,
+                              division_tolerance)
+    return TrackingErrors(
+        found_links=[link for link, ok in zip(predicted_links, right) if ok],
+        false_links=[link for link, ok in zip(predicted_links, right) if not ok],
+        missed_links=sorted(true_links - found), found_divisions=[m for m, hit in zip(predicted_mothers, hits) if hit],
+        false_divisions=[m for m, hit in zip(predicted_mothers, hits) if hit is None],
+        missed_divisions=sorted(true_mothers - {hit for hit in hits if hit is not None}))
+
+
 def _matched_divisions(ground_truth: Tracking, guesses: list[Position | None], true_mothers: set[Position],
-                       tolerance: int) -> int:
-    """How many true mothers the guessed ones (matched true positions) find, one each, closest first."""
-    unmatched, found = set(true_mothers), 0
-    remaining = [guess for guess in guesses if guess is not None]
+                       tolerance: int) -> list[Position | None]:
+    """Per guessed mother (its matched true position), the true mother it finds (None: none), one each, the
+    closest in time first."""
+    unmatched = set(true_mothers)
+    hits: list[Position | None] = [None] * len(guesses)
+    remaining = [index for index, guess in enumerate(guesses) if guess is not None]
     for steps in range(tolerance + 1):
         left = []
-        for guess in remaining:
-            hit = next((m for m in _same_cell(ground_truth, guess, steps) if m in unmatched), None)
+        for index in remaining:
+            hit = next((m for m in _same_cell(ground_truth, guesses[index], steps) if m in unmatched), None)
             if hit is None:
-                left.append(guess)
+                left.append(index)
             else:
                 unmatched.discard(hit)
-                found += 1
+                hits[index] = hit
         remaining = left
-    return found
+    return hits
 
 
 def _same_cell(tracking: Tracking, position: Position, steps: int) -> list[Position]:

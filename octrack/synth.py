@@ -117,8 +117,8 @@ class SynthResult:
         voxel = self.voxel_size
         first, last = (IMAGES_PATTERN.format(time=time_point) for time_point in (0, self.time_points - 1))
         return (f"Wrote a synthetic {'2D' if self.two_d else '3D'} time lapse (seed {self.seed}) to "
-                f"{self.outdir}: {self.time_points} time point{'s' * (self.time_points != 1)} of x,y,z = {x},{y},{z} voxels of "
-                f"{voxel.x_um:g} × {voxel.y_um:g} × {voxel.z_um:g} µm, {voxel.t_minutes:g} min apart, in "
+                f"{self.outdir}: {self.time_points} time point{'s' * (self.time_points != 1)} of z, y, x = {z}, {y}, {x} voxels of "
+                f"{voxel.z_um:g} × {voxel.y_um:g} × {voxel.x_um:g} µm, {voxel.t_minutes:g} min apart, in "
                 f"{IMAGES_FOLDER}/ ({first} to {last}); the ground truth ({self.positions} positions, "
                 f"{self.divisions} divisions, {self.tracks} tracks) in {GROUND_TRUTH_AUT} and "
                 f"{GROUND_TRUTH_CSV}; and {CONFIG_FILE}, which points octrack at both. Next: "
@@ -165,18 +165,18 @@ def _validate(size_xyz: tuple[int, ...], time_points: int, nuclei: int, voxel_si
                         f"nucleus per time point)")
     if min(voxel_size.x_um, voxel_size.y_um, voxel_size.z_um) <= 0 or not (voxel_size.t_minutes or 0) > 0:
         raise UserError(f"voxel size {voxel_size}: sizes and the time between time points must be above 0")
-    shown = ",".join(map(str, size_xyz))
     if len(size_xyz) != 3:
-        raise UserError(f"image size {shown}: give three numbers x,y,z")
+        raise UserError(f"image size {size_xyz}: give three numbers z, y, x")
+    shown = ", ".join(map(str, size_xyz[::-1]))
     if two_d and size_xyz[2] != 1:
-        raise UserError(f"image size x,y,z = {shown}: a 2D time lapse has z = 1")
+        raise UserError(f"image size z, y, x = {shown}: a 2D time lapse has z = 1")
     minimum = _minimum_size(voxel_size, two_d)
     if any(size < least for size, least in zip(size_xyz, minimum)):
-        raise UserError(f"image size x,y,z = {shown}: too small for a nucleus {NUCLEUS_DIAMETER_UM:g} µm "
-                        f"across; use at least {','.join(map(str, minimum))}")
+        raise UserError(f"image size z, y, x = {shown}: too small for a nucleus {NUCLEUS_DIAMETER_UM:g} µm "
+                        f"across; use at least {' '.join(map(str, minimum[::-1]))}")
     capacity = _capacity(size_xyz, voxel_size, two_d)
     if nuclei > capacity:
-        raise UserError(f"nuclei = {nuclei}: at most {capacity} fit in x,y,z = {shown} without overlapping; "
+        raise UserError(f"nuclei = {nuclei}: at most {capacity} fit in z, y, x = {shown} without overlapping; "
                         f"ask for fewer or for a larger image")
 
 

@@ -9,6 +9,7 @@ A:B`) writes the same into `shard_A-B/` of that folder.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from octrack.autlist import autlist_entry, write_autlist
@@ -16,9 +17,19 @@ from octrack.dataset import Dataset
 from octrack.tracking import Tracking, VoxelSize, save_tracking
 from octrack.tracking.csv_io import save_links_csv
 
-CTC_RADIUS_UM = 3.0  # the sphere painted per position in the CTC masks
 SHARD_PREFIX = "shard_"
 OPEN_LIST = "open_in_organoid_tracker.autlist"
+
+
+@dataclass(frozen=True)
+class CtcOutput:
+    """What a Cell Tracking Challenge result of a movie needs: the images' size (z, y, x) and number of frames,
+    and the radius of the markers (None: `octrack.tracking.ctc.marker_ball`'s defaults)."""
+
+    image_shape_zyx: tuple[int, int, int]
+    frame_count: int
+    radius_um: float | None = None
+    radius_px: float | None = None
 
 
 def predictions_folder(predict_output_folder: Path, dataset_folder: Path | None, number: int) -> Path:
@@ -50,13 +61,14 @@ def write_predictions(tracking: Tracking, folder: Path, *, with_links: bool) -> 
         save_links_csv(tracking, folder / "links.csv", ["link_probability"])
 
 
-def write_tracks(tracking: Tracking, folder: Path, image_shape_zyx: tuple[int, int, int] | None) -> str:
-    """Writes tracks.aut, tracks.csv and, given the image shape, ctc/ (Cell Tracking Challenge); returns what."""
+def write_tracks(tracking: Tracking, folder: Path, ctc: CtcOutput | None) -> str:
+    """Writes tracks.aut, tracks.csv and, given `ctc`, ctc/ (Cell Tracking Challenge); returns what."""
     save_tracking(tracking, folder / "tracks.aut")
     save_tracking(tracking, folder / "tracks.csv")
-    if image_shape_zyx is None:
+    if ctc is None:
         return f"{folder / 'tracks.aut'}, tracks.csv"
-    save_tracking(tracking, folder / "ctc", image_shape_zyx=image_shape_zyx, radius_um=CTC_RADIUS_UM)
+    save_tracking(tracking, folder / "ctc", image_shape_zyx=ctc.image_shape_zyx, frame_count=ctc.frame_count,
+                  radius_um=ctc.radius_um, radius_px=ctc.radius_px)
     return f"{folder / 'tracks.aut'}, tracks.csv, ctc/"
 
 

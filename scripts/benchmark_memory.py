@@ -11,7 +11,7 @@ allocated (tracemalloc: the arrays, not TensorFlow's own buffers), next to the s
 loads the model and runs it once on a small frame (the fixed cost of the framework). The figures are in MiB
 and in float32 frames (4 bytes per voxel of one time point).
 
-    nice -n 19 env PYTHONPATH=$PWD /work/main/.venv/bin/python scripts/benchmark_memory.py [--size 2048 2048 64]
+    nice -n 19 env PYTHONPATH=$PWD /work/main/.venv/bin/python scripts/benchmark_memory.py [--size 64 2048 2048]
 
 Ends with a JSON line.
 """
@@ -77,7 +77,8 @@ def measure(ini: Path, mode: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, nargs=3, default=(2048, 2048, 64), metavar=("X", "Y", "Z"))
+    parser.add_argument("--size", type=int, nargs=3, default=(64, 2048, 2048), metavar=("Z", "Y", "X"),
+                        help="frame size, z y x as every octrack command line takes it")
     parser.add_argument("--time-points", type=int, default=5)
     parser.add_argument("--levels", type=int, default=0, help="poolings of the tiny model's U-Net")
     parser.add_argument("--filters", type=int, default=1, help="filters of its first level")
@@ -85,14 +86,15 @@ def main() -> None:
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=arguments.output) as folder:
         folder = Path(folder)
-        write_noise_movie(folder / "images", tuple(arguments.size), arguments.time_points)
+        size_xyz = tuple(arguments.size[::-1])
+        write_noise_movie(folder / "images", size_xyz, arguments.time_points)
         model = write_tiny_detection_model(folder / "model", levels=arguments.levels, filters=arguments.filters)
         ini = folder / "organoid_tracker.ini"
         ini.write_text(INI.format(model=model))
         baseline, predict = measure(ini, "baseline"), measure(ini, "predict")
     frame_mib = 4 * math.prod(arguments.size) / 2 ** 20
-    x, y, z = arguments.size
-    print(f"frames {x} × {y} × {z}, {arguments.time_points} time points, time window 3, a U-Net of "
+    z, y, x = arguments.size
+    print(f"frames z, y, x = {z}, {y}, {x}, {arguments.time_points} time points, time window 3, a U-Net of "
           f"{arguments.levels} levels and {arguments.filters} filters; one float32 frame = {frame_mib:.0f} MiB")
     print(f"{'':28}{'max RSS':>12}{'numpy+Python':>14}{'seconds':>9}")
     for name, figures in (("baseline (model, no frames)", baseline), ("predict --steps positions", predict)):
@@ -102,7 +104,7 @@ def main() -> None:
     traced_above = predict["traced_peak_mib"] - baseline["traced_peak_mib"]
     print(f"predict above the baseline: {above:.0f} MiB = {above / frame_mib:.2f} float32 frames "
           f"(numpy+Python: {traced_above:.0f} MiB = {traced_above / frame_mib:.2f} frames)")
-    print(json.dumps({"size_xyz": list(arguments.size), "time_points": arguments.time_points,
+    print(json.dumps({"size_zyx": list(arguments.size), "time_points": arguments.time_points,
                       "levels": arguments.levels, "filters": arguments.filters,
                       "frame_float32_mib": frame_mib, "baseline": baseline, "predict": predict,
                       "above_baseline_frames": above / frame_mib,

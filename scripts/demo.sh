@@ -57,10 +57,15 @@ step "octrack evaluate: score positions, links and divisions against the test mo
 octrack evaluate --ground-truth "$OUT/test/ground_truth.aut" \
     --predicted training_output/predictions/1/tracks.aut --plot "$OUT/detections.png" --images "$OUT/test/images"
 
+step "octrack view: a movie and pictures of the tracks, and lineage trees"
+octrack view training_output/predictions/1/tracks.aut --images "$OUT/test/images" --output "$OUT/view"
+
 step "done"
 echo "training movie and its ini:  $OUT/train (images/, ground_truth.aut, organoid_tracker.ini)"
 echo "test movie:                  $OUT/test"
 echo "models:                      $OUT/train/training_output/model_{detect,divide,link} (model.keras, settings.json)"
 echo "training logs and curves:    $OUT/train/training_output/training_{detect,divide,link} (log.csv, curves.png, tensorboard/)"
 echo "predictions:                 $OUT/train/training_output/predictions/1 (positions, links.csv, tracks.aut, tracks.csv, ctc/)"
-echo "plot of one time point:      $OUT/detections.png"
+echo "plot of one time point:      $OUT/detections.png (matching, false and missed links and divisions)"
+echo "movie, pictures, lineages:   $OUT/view (movie.gif, tTTT.png, lineages.png)"
+echo "look in napari (pip install 'napari[all]'): napari $OUT/train/organoid_tracker.ini"

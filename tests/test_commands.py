@@ -41,7 +41,7 @@ def test_stats_text_of_the_config_datasets(capsys, movie_3d):
 def test_convert_chain_keeps_everything(capsys, tmp_path):
     source = real_data("celegans-lineage/ce01_t000-119.csv")
     original = load_tracking(source)
-    run_ok(capsys, "convert", str(source), str(tmp_path / "lineage.aut"), "--voxel-size", "0.09", "0.09", "1.0")
+    run_ok(capsys, "convert", str(source), str(tmp_path / "lineage.aut"), "--voxel-size", "1.0", "0.09", "0.09")
     run_ok(capsys, "convert", str(tmp_path / "lineage.aut"), str(tmp_path / "back.csv"))
     back = load_tracking(tmp_path / "back.csv")
     assert len(back) == len(original) == 5552

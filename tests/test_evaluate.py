@@ -249,7 +249,7 @@ def test_cli_table(capsys, files):
 
 
 def test_cli_voxel_size_gives_default_um_distance(capsys, files):
-    code, out, _ = evaluate(capsys, "--ground-truth", files[0], "--predicted", files[1], "--voxel-size", "1", "1", "2",
+    code, out, _ = evaluate(capsys, "--ground-truth", files[0], "--predicted", files[1], "--voxel-size", "2", "1", "1",
                             "--json")
     assert code == 0 and json.loads(out)["distance_unit"] == "um" and json.loads(out)["max_distance"] == 5.0
 

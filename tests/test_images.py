@@ -50,7 +50,7 @@ def test_pattern_folder_one_based_time_and_channel(tmp_path):
     np.testing.assert_array_equal(frame, data[2, 2])
     np.testing.assert_array_equal(images.read(3), data[3, 1])
     assert images.describe() == (f"pattern folder {tmp_path}/nd799xy08t{{time:03}}c{{channel}}.tif: "
-                                 f"3 time points (1-3), 2 channels, z,y,x = 5,6,7, uint16")
+                                 f"3 time points (1-3), 2 channels, z, y, x = 5, 6, 7, uint16")
 
 
 def test_pattern_folder_zero_based_time_and_channel(tmp_path):
@@ -116,7 +116,7 @@ def test_missing_time_point_file_is_a_gap(tmp_path):
     (tmp_path / "t002.tif").unlink()
     images = open_images(tmp_path, "t{time:03}.tif")
     assert images.time_points == [0, 1, 3]
-    assert images.describe().endswith("3 time points (0-3), 1 channel, z,y,x = 1,4,5, uint16")
+    assert images.describe().endswith("3 time points (0-3), 1 channel, z, y, x = 1, 4, 5, uint16")
     with pytest.raises(UserError, match=f"time point 2 requested but image file {tmp_path / 't002.tif'} is missing"):
         images.read(2)
     with pytest.raises(UserError, match="time point 4 requested but it is not in the images"):
@@ -235,7 +235,7 @@ def test_imagej_hyperstack(tmp_path):
     np.testing.assert_array_equal(images.read(1, [2]), data[1, :, 1])
     np.testing.assert_array_equal(images.read(2, [1, 2]), data[2].sum(axis=1, dtype=np.float32))
     assert images.describe() == (f"TIFF file {tmp_path / 'movie.tif'} (axes TZCYX): 3 time points (0-2), "
-                                 f"2 channels, z,y,x = 4,5,6, uint16")
+                                 f"2 channels, z, y, x = 4, 5, 6, uint16")
 
 
 def test_folder_and_file_name_without_time_is_one_file(tmp_path):
@@ -347,7 +347,7 @@ def test_default_dots_per_inch_are_no_voxel_size(tmp_path, options):
 def test_implausible_pixel_size_is_unknown_with_a_warning(tmp_path, caplog, options):
     tifffile.imwrite(tmp_path / "image.tif", np.zeros((4, 5), np.uint8), **options)
     assert open_images(tmp_path / "image.tif").voxel_size is None
-    assert "pixels of 100 × 100 µm" in caplog.text and "image.tif" in caplog.text
+    assert "pixels of y, x = 100, 100 µm" in caplog.text and "image.tif" in caplog.text
 
 
 def test_ome_physical_size_of_2d_image(tmp_path):

@@ -40,8 +40,9 @@ def test_track_links_a_csv_without_parents_and_every_output_opens_again(tmp_path
                                                                           capsys: pytest.CaptureFixture) -> None:
     truth = _lineage()
     _write_positions_csv(truth, tmp_path / "positions.csv")
+    size = ["--shape", "10", "64", "80"] if output == "ctc" else []
     assert main(["track", str(tmp_path / "positions.csv"), "--output", str(tmp_path / output),
-                 "--voxel-size", "0.5", "0.5", "2"]) == 0
+                 "--voxel-size", "2", "0.5", "0.5", *size]) == 0
     assert "1 divisions" in capsys.readouterr().out
     tracks = load_tracking(tmp_path / output)
     assert set(tracks.links()) == set(truth.links())
@@ -51,12 +52,12 @@ def test_track_links_a_csv_without_parents_and_every_output_opens_again(tmp_path
 
 def test_track_default_output_and_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     _write_positions_csv(_lineage(), tmp_path / "positions.csv")
-    assert main(["track", str(tmp_path / "positions.csv"), "--voxel-size", "0.5", "0.5", "2"]) == 0
+    assert main(["track", str(tmp_path / "positions.csv"), "--voxel-size", "2", "0.5", "0.5"]) == 0
     assert (tmp_path / "positions-tracks.aut").is_file()
     capsys.readouterr()
     cases = [([str(tmp_path / "missing.csv")], "not found"),
              ([str(tmp_path / "positions.csv")], "--voxel-size"),  # 3D positions, voxel size unknown
-             ([str(tmp_path / "positions.csv"), "--voxel-size", "0.5", "0", "2"], "positive"),
+             ([str(tmp_path / "positions.csv"), "--voxel-size", "2", "0", "0.5"], "above 0"),
              ([str(tmp_path / "positions.csv"), "--voxel-size", "1", "1", "1", "--output", str(tmp_path / "t.txt")],
               "unknown tracking format")]
     (tmp_path / "empty.csv").write_text("t,y,x\n")

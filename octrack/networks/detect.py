@@ -137,7 +137,7 @@ def _crop_summary(path: Path) -> str:
             shapes = [cache_file[dataset_name][t]["image"].shape for t in cache_file[dataset_name]]
             voxels = [np.prod(shape[:3]) for shape in shapes]
             z, y, x, frames = shapes[int(np.argmax(voxels))]
-            lines.append(f"  {dataset_name}: {len(shapes)} crops, largest x,y,z = {x},{y},{z} with {frames} "
+            lines.append(f"  {dataset_name}: {len(shapes)} crops, largest z, y, x = {z}, {y}, {x} with {frames} "
                          f"frame(s) each, {sum(voxels) / 1e6:.1f} M voxels in all")
     return "\n".join(lines)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from octrack.errors import UserError
-from octrack.scoring import DIVISION_TOLERANCE, Counts, TrackingScores, score_detections, score_tracking
+from octrack.scoring import (DIVISION_TOLERANCE, Counts, TrackingScores, score_detections, score_tracking,
+                             tracking_errors)
 from octrack.stages.common import parse_time_range
 from octrack.tracking import VoxelSize, load_tracking
 from octrack.tracking.model import Tracking
@@ -31,22 +32,27 @@ class PlotRequest:
 def evaluate_command(ground_truth_path: Path, predicted_path: Path, *, plot: PlotRequest | None = None,
                      as_json: bool = False, **options: Any) -> str:
     """`octrack evaluate`: the scores of `evaluate_files` (given `options`) as text or JSON; draws `plot`."""
-    scores = evaluate_files(ground_truth_path, predicted_path, **options)
+    scores, ground_truth, predicted = _evaluate(ground_truth_path, predicted_path, **options)
     if plot is not None:
         from octrack.plots import plot_time_point
 
+        errors = tracking_errors(ground_truth, predicted, scores.detection)
         time_point = plot_time_point(scores.detection, plot.target, time_point=plot.time_point, images=plot.images,
-                                     pattern=plot.pattern)
+                                     pattern=plot.pattern, errors=errors)
         log.info(f"wrote {plot.target} (time point {time_point})")
     return json.dumps(scores.to_json(), indent=2) if as_json else format_report(scores)
 
 
-def evaluate_files(ground_truth_path: Path, predicted_path: Path, *, max_distance_um: float | None = None,
-                   max_distance_px: float | None = None, voxel_size: VoxelSize | None = None,
-                   time_range: str | None = None, restrict_to_annotated_box: bool = False,
-                   traccuracy: bool = False) -> TrackingScores:
+def evaluate_files(ground_truth_path: Path, predicted_path: Path, **options: Any) -> TrackingScores:
     """Loads both tracking files and scores detections, links and divisions (and with `traccuracy`, adds the
     scores of that package); `time_range` ("A:B", "A:", ":B" or "T") selects time points of the ground truth."""
+    return _evaluate(ground_truth_path, predicted_path, **options)[0]
+
+
+def _evaluate(ground_truth_path: Path, predicted_path: Path, *, max_distance_um: float | None = None,
+              max_distance_px: float | None = None, voxel_size: VoxelSize | None = None, time_range: str | None = None,
+              restrict_to_annotated_box: bool = False, traccuracy: bool = False
+              ) -> tuple[TrackingScores, Tracking, Tracking]:
     ground_truth = _load(ground_truth_path, voxel_size, "ground truth")
     predicted = _load(predicted_path, voxel_size, "predicted tracking")
     time_points = _selected_time_points(ground_truth, ground_truth_path, time_range)
@@ -57,7 +63,7 @@ def evaluate_files(ground_truth_path: Path, predicted_path: Path, *, max_distanc
     if traccuracy:
         from octrack.traccuracy_check import traccuracy_scores
         scores = dataclasses.replace(scores, traccuracy=traccuracy_scores(ground_truth, predicted, detection.matching))
-    return scores
+    return scores, ground_truth, predicted
 
 
 def _load(path: Path, voxel_size: VoxelSize | None, what: str) -> Tracking:

@@ -1,5 +1,5 @@
-"""`octrack init`: a starting ini for the user's images; and `organoid_tracker.ini.example`, from the key
-declarations.
+"""`octrack init`: a starting ini for the user's images; and `octrack init --example` (also kept in the checkout as
+`organoid_tracker.ini.example`): every key, from the key declarations.
 
 Both are rendered from `octrack.config.KEYS` / `DATASET_KEYS`, so the documentation of a key cannot
 drift from its parser and default.
@@ -92,10 +92,12 @@ def write_initial_config(images: Path, tracking: Path | None, output: Path, *, f
                          form: str = "octrack") -> str:
     """Writes a starting ini for the user's images (pattern guessed from the file names); returns a report.
 
-    `form` octrack: the datasets as numbered keys of [prepare] and [predict]. organoidtracker: the training
-    folder that OrganoidTracker's GUI writes (its three [train_*_network] sections with the GUI's values, and
-    the training dataset in Dataset.autlist beside the ini), with octrack's [predict]."""
-    from octrack.images import open_images
+    Only the keys that apply and have a value are written: the images and what their metadata say (voxel size,
+    time between time points), and the annotations; `octrack init --example` lists every key. `form` octrack:
+    the datasets as numbered keys of [prepare] and [predict]. organoidtracker: the training folder that
+    OrganoidTracker's GUI writes (its three [train_*_network] sections with the GUI's values, and the training
+    dataset in Dataset.autlist beside the ini), with octrack's [predict]."""
+    from octrack.images import is_container, open_images
     from octrack.patterns import guess_pattern
 
     if form not in FORMATS:
@@ -108,27 +110,27 @@ def write_initial_config(images: Path, tracking: Path | None, output: Path, *, f
         raise UserError(f"--images {images}: no such file or folder")
     if tracking is not None and not tracking.exists():
         raise UserError(f"--tracking {tracking}: no such file or folder")
-    container, pattern = (images, guess_pattern(images)[0]) if images.is_dir() else (images, None)
-    source = open_images(container, pattern)
-    dataset = {"images_container": _relative(container, output), "images_pattern": pattern}
+    pattern = guess_pattern(images)[0] if images.is_dir() and not is_container(images) else None
+    source = open_images(images, pattern)
+    dataset = {"images_container": _relative(images, output), "images_pattern": pattern}
     if source.voxel_size:
         dataset.update(pixel_size_x_um=source.voxel_size.x_um, pixel_size_y_um=source.voxel_size.y_um,
-                       pixel_size_z_um=source.voxel_size.z_um)
-    header = f"# Written by `octrack init` for {images}. Every key and its default: organoid_tracker.ini.example.\n"
+                       pixel_size_z_um=source.voxel_size.z_um, time_point_duration_m=source.voxel_size.t_minutes)
+    header = (f"# Written by `octrack init` for {images}. Every key with its meaning and default: "
+              f"`octrack init --example`.\n")
     if form == "organoidtracker":
-        write_autlist(list_file, [autlist_entry(list_file, experiment_file=tracking, images_container=container,
+        write_autlist(list_file, [autlist_entry(list_file, experiment_file=tracking, images_container=images,
                                                 images_pattern=pattern)])
         text = (f"{header}[{DEFAULTS}]\n\n{_organoid_tracker_sections(list_file.name)}"
-                f"[predict]\noutput_folder = ./output\n{_dataset_block('predict', 1, dataset, False)}")
+                f"[predict]\noutput_folder = ./output\n{_set_keys('predict', 1, dataset)}")
         written = f"wrote {output} and {list_file}"
     else:
         training = {**dataset, "tracking_file": _relative(tracking, output) if tracking else None}
         text = (f"{header}[{DEFAULTS}]\noutput_folder = training_output\n\n"
-                f"[prepare]\n{_dataset_block('prepare', 1, training, False)}\n"
-                f"[predict]\n{_dataset_block('predict', 1, dataset, False)}")
+                f"[prepare]\n{_set_keys('prepare', 1, training)}\n[predict]\n{_set_keys('predict', 1, dataset)}")
         written = f"wrote {output}"
     write_text_atomic(output, text)
-    return (f"{written}\n  images: {source.describe()}\n  pattern: {pattern or '(single file)'}\n"
+    return (f"{written}\n  images: {source.describe()}\n  pattern: {dataset['images_pattern'] or '(none)'}\n"
             f"  voxel size: {_voxel_text(source.voxel_size)}\n"
             f"  next: check the ini, then run `octrack prepare --config {output}`")
 
@@ -145,6 +147,12 @@ def _organoid_tracker_sections(list_name: str) -> str:
     return text
 
 
+def _set_keys(section: str, number: int, values: dict[str, Any]) -> str:
+    """`key_N = value` lines of the dataset keys that `section` reads and that have a value."""
+    return "".join(f"{key.name}_{number} = {format_value(values[key.name])}\n" for key in DATASET_KEYS.values()
+                   if section in key.sections and values.get(key.name) is not None)
+
+
 def _relative(path: Path, ini: Path) -> str:
     """Paths in the ini are relative to its folder where that is possible."""
     try:
@@ -155,5 +163,7 @@ def _relative(path: Path, ini: Path) -> str:
 
 def _voxel_text(voxel_size: Any) -> str:
     if voxel_size is None:
-        return "not in the TIFF metadata: set pixel_size_x_um_1, pixel_size_y_um_1 and pixel_size_z_um_1"
-    return f"{voxel_size.x_um:g} × {voxel_size.y_um:g} × {voxel_size.z_um:g} µm (from the TIFF metadata)"
+        return "not in the image metadata: set pixel_size_x_um_1, pixel_size_y_um_1 and pixel_size_z_um_1"
+    interval = f", {voxel_size.t_minutes:g} min per time point" if voxel_size.t_minutes else ""
+    return (f"z, y, x = {voxel_size.z_um:g}, {voxel_size.y_um:g}, {voxel_size.x_um:g} µm{interval} (from the image "
+            f"metadata)")

@@ -20,7 +20,7 @@ from octrack.config import Config, PredictSection
 from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
 from octrack.matching import match_time_point
-from octrack.stages.predict import SECTION, dataset_folder, read_section
+from octrack.stages.predict import SECTION, ctc_output, dataset_folder, read_section
 from octrack.tracking import Tracking, load_tracking
 from octrack.writers import SHARD_PREFIX, write_open_list, write_predictions, write_tracks
 
@@ -59,7 +59,7 @@ def run_merge(config: Config, report: Callable[[str], None] = print) -> list[Pat
         with_tracks = (shards[0].folder / "tracks.aut").exists()
         if with_tracks:
             tracks, _ = join([load_tracking(shard.folder / "tracks.aut") for shard in shards], shards)
-            described = write_tracks(tracks, folder, dataset.images.shape_zyx)
+            described = write_tracks(tracks, folder, ctc_output(predict, dataset))
             report(f"  tracks: {len(tracks)} positions, {tracks.link_count()} links, {len(tracks.divisions())} "
                    f"divisions → {described}")
         write_open_list(folder, dataset, "tracks.aut" if with_tracks else "positions.aut")

@@ -33,7 +33,8 @@ from octrack.networks.base import Predictor
 from octrack.progress import Progress
 from octrack.stages.common import TimeRange, format_time_range
 from octrack.tracking import Tracking, load_tracking
-from octrack.writers import (positions_only, predictions_folder, shard_folder, write_open_list, write_predictions,
+from octrack.writers import (CtcOutput, positions_only, predictions_folder, shard_folder, write_open_list,
+                             write_predictions,
                              write_tracks)
 
 SECTION = "predict"
@@ -155,8 +156,14 @@ def _track(predict: PredictSection, dataset: Dataset, tracking: Tracking, folder
 
     result = link_tracks(tracking, image_shape_zyx=dataset.images.shape_zyx,
                          candidate_factor=predict.link_candidate_factor or DEFAULT_FACTOR)
-    written = write_tracks(result.tracking, folder, dataset.images.shape_zyx if with_ctc else None)
+    written = write_tracks(result.tracking, folder, ctc_output(predict, dataset) if with_ctc else None)
     report(f"  tracks: {result.describe()} → {written}")
+
+
+def ctc_output(predict: PredictSection, dataset: Dataset) -> CtcOutput:
+    """The CTC result of a dataset: masks of its images' size for every frame of the movie."""
+    return CtcOutput(dataset.images.shape_zyx, dataset.images.time_points[-1] + 1, predict.ctc_radius_um,
+                     predict.ctc_radius_px)
 
 
 def predict_dataset(dataset: Dataset, steps: list[str], folder: Path, models: Models,

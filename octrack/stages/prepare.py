@@ -84,7 +84,7 @@ def _require_annotations(dataset: Dataset) -> None:
     outside = sum(dataset.outside_positions(t) for t in dataset.time_points)
     if outside:
         log.warning(f"{where}: {outside} annotated position(s) lie outside the images "
-                    f"(x,y,z = {','.join(map(str, reversed(dataset.images.shape_zyx)))} pixels) and are left out")
+                    f"(z, y, x = {', '.join(map(str, dataset.images.shape_zyx))} pixels) and are left out")
     if not dataset.annotated_time_points():
         raise UserError(f"{where}: no annotated positions in time points {dataset.time_points[0]}–"
                         f"{dataset.time_points[-1]}; check min_time_point_{dataset.config.number} and "

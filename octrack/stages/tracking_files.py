@@ -9,8 +9,9 @@ from pathlib import Path
 
 from octrack.config import Config
 from octrack.errors import UserError
-from octrack.tracking import VoxelSize, load_tracking, save_tracking, tracking_stats
-from octrack.tracking.io import data_left_out, format_stats
+from octrack.stages.common import ImageGeometry
+from octrack.tracking import Tracking, VoxelSize, load_tracking, save_tracking, tracking_stats
+from octrack.tracking.io import data_left_out, format_stats, is_ctc_path
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,35 @@ def stats(path: Path | None, config_path: Path, *, as_json: bool) -> str:
     return "\n".join(f"{name}\n{format_stats(one)}" for name, one in values.items())
 
 
-def convert(source: Path, target: Path, *, voxel_size: VoxelSize | None, image_shape_zyx: tuple[int, ...] | None,
-            radius_um: float | None, radius_px: float | None) -> str:
-    """Writes the tracking of `source` to `target` (format by extension, or a CTC folder); returns a summary."""
+def convert(source: Path, target: Path, *, voxel_size: VoxelSize | None = None,
+            geometry: ImageGeometry | None = None, radius_um: float | None = None, radius_px: float | None = None,
+            ground_truth: bool = False) -> str:
+    """Writes the tracking of `source` to `target` (format by extension, or a CTC folder: a result, or with
+    `ground_truth` a ground-truth folder, its size from `geometry`); returns a summary."""
     tracking = load_tracking(source, voxel_size)
-    save_tracking(tracking, target, image_shape_zyx=image_shape_zyx, radius_um=radius_um, radius_px=radius_px)
+    written = save_ctc_or_file(tracking, target, geometry, radius_um=radius_um, radius_px=radius_px,
+                               ground_truth=ground_truth)
+    return (f"wrote {written}: {len(tracking)} positions, {tracking.link_count()} links, "
+            f"{len(tracking.divisions())} divisions")
+
+
+def save_ctc_or_file(tracking: Tracking, target: Path, geometry: ImageGeometry | None, *,
+                     radius_um: float | None = None, radius_px: float | None = None,
+                     ground_truth: bool = False) -> Path:
+    """`save_tracking`, where a CTC folder takes its size, frames and (if the tracking has none) voxel size from
+    the images' `geometry`; the CTC options stop a command whose output is no CTC folder."""
+    if not is_ctc_path(target):
+        used = [flag for flag, value in (("--radius-um", radius_um), ("--radius-px", radius_px),
+                                         ("--ground-truth", ground_truth or None)) if value is not None]
+        if used:
+            raise UserError(f"{used[0]} applies to Cell Tracking Challenge folders only, and {target} is a "
+                            f"{target.suffix} file; give a folder name (no suffix) or leave {used[0]} out")
+    if geometry is not None and tracking.voxel_size is None:
+        tracking.voxel_size = geometry.voxel_size
+    written = save_tracking(tracking, target, image_shape_zyx=geometry.shape_zyx if geometry else None,
+                            frame_count=geometry.frame_count if geometry else None, radius_um=radius_um,
+                            radius_px=radius_px, ground_truth=ground_truth)
     left_out = data_left_out(tracking, target)
     if left_out:
         log.warning(left_out)
-    return (f"wrote {target}: {len(tracking)} positions, {tracking.link_count()} links, "
-            f"{len(tracking.divisions())} divisions")
+    return written

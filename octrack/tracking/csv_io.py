@@ -6,9 +6,11 @@
   merges cannot be written (only the link from the first parent is kept).
 - Reading also accepts files without `parent_id` (positions only), without `node_id` (then also without
   `parent_id`) and without `z` (2D: z = 0).
-- Any other column is position metadata, except columns `link_<key>`: those hold metadata `<key>` of the link
-  from the row's parent to the row's node (for example `link_link_probability`). Empty cells are missing
-  values; numbers are read as int or float, `True`/`False` as booleans, anything else as text.
+- Any other column is position metadata, except columns that start with `link_`: those hold metadata of the link
+  from the row's parent to the row's node, named as the column (`link_probability`, `link_confidence`); a link
+  key without that prefix gets it in its column name (`present_in_original` → `link_present_in_original`). Files
+  of older octrack versions doubled the prefix (`link_link_probability`): read as `link_probability`. Empty
+  cells are missing values; numbers are read as int or float, `True`/`False` as booleans, anything else as text.
 - CSV files carry no image offsets (`Tracking.image_offsets`, from .aut files): positions are written as they
   are and read back without offsets.
 """
@@ -52,7 +54,7 @@ def save_csv(tracking: Tracking, path: str | Path) -> None:
     ids = node_ids(tracking)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow([*COLUMNS, *position_keys, *(LINK_PREFIX + key for key in link_keys)])
+    writer.writerow([*COLUMNS, *position_keys, *(link_column(key) for key in link_keys)])
     merges = 0
     for position, node_id in ids.items():
         past = tracking.past(position)
@@ -66,6 +68,11 @@ def save_csv(tracking: Tracking, path: str | Path) -> None:
         warnings.warn(f"{path}: CSV allows one parent per node: {merges} cell merges keep only their first parent",
                       stacklevel=2)
     write_text_atomic(path, text.getvalue())
+
+
+def link_column(key: str) -> str:
+    """The CSV column of a link metadata key: the key itself where it starts with `link_`, else `link_<key>`."""
+    return key if key.startswith(LINK_PREFIX) else LINK_PREFIX + key
 
 
 def node_ids(tracking: Tracking) -> dict[Position, int]:
@@ -149,8 +156,10 @@ def _metadata(row: list[str], metadata_columns: list[tuple[str, int]]) -> tuple[
         value = _parse_value(row[index])
         if value is None:
             continue
-        if name.startswith(LINK_PREFIX):
+        if name.startswith(LINK_PREFIX * 2):  # written by older octrack versions
             link_data[name[len(LINK_PREFIX):]] = value
+        elif name.startswith(LINK_PREFIX):
+            link_data[name] = value
         else:
             position_data[name] = value
     return position_data, link_data

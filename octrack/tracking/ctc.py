@@ -10,11 +10,21 @@ skip time points), and a parent's last position to each daughter's first. Withou
 give positions only, as label values of segmentation masks need not follow cells over time.
 
 Writing (`save_ctc`; results by default, ground truth with `ground_truth=True`): one label per track segment
-(`Tracking.tracks()`, cut where a link skips time points), painted as a ball of the given radius around
-each position's nearest voxel. A voxel goes to the nearest centre only, and each ball is trimmed to be point
-symmetric around its centre voxel, so that the centroid read back is exactly that voxel: positions come back
-rounded to whole pixels, even where balls touch each other or the image border. CTC allows one parent per
+(`Tracking.tracks()`, cut where a link skips time points), painted as a ball (`marker_ball`) around each
+position's nearest voxel, in images of the size of the movie (never guessed from the positions: the labels must
+line up with the images voxel for voxel). Where balls overlap, a voxel goes to the nearest centre in µm (the
+watershed of the distance to the centres, as OrganoidTracker splits its spheres), so no label covers two nuclei;
+each ball is then trimmed to be point symmetric around its centre voxel, so that the centroid read back is
+exactly that voxel: positions come back rounded to whole pixels, even where balls touch each other. Ground truth
+is trimmed at the image border too (its small markers give back every position exactly); a result is not, as its
+marker must cover the true marker of a nucleus at the border even where the predicted centre lies nearer to the
+border (a result's positions within a radius of the border come back moved inward). CTC allows one parent per
 track: of a cell merge only the link from the first parent is written.
+
+Results can be read by the CTC's tools (py-ctcmetrics, traccuracy, napari-ctc-io: `res_track.txt` and
+`maskTTT.tif`) and by OrganoidTracker, which opens a track file `<name>.txt` and reads `<name>TTT.tif` beside
+it: `mask.txt` holds the same lines as `res_track.txt` for it (open `mask.txt` in OrganoidTracker). Ground
+truth (`man_track.txt`, `man_trackTTT.tif` in `TRA/`) suits all of them as it is.
 
 The voxel size goes into the TIFF resolution tags (ImageJ style, with the z spacing) and is read back from
 the label images by the same rules as the voxel size of images (`octrack.images.tiff_voxel_size`: a
@@ -38,7 +48,10 @@ from octrack.errors import UserError
 from octrack.files import atomic_path
 from octrack.tracking.model import Position, Tracking, VoxelSize
 
-DEFAULT_RADIUS_PX = 3.0
+RESULT_RADIUS_UM = 7.0  # OrganoidTracker's radius of result markers
+RESULT_RADIUS_PX = 10.0  # without a voxel size: covers the markers of typical ground truth (docs/benchmarks.md)
+GROUND_TRUTH_RADIUS_PX = 2.0
+RESULT_FOR_ORGANOIDTRACKER = "mask.txt"  # res_track.txt again: OrganoidTracker reads <name>TTT.tif beside <name>.txt
 TRACK_FILES = {"man_track.txt": "man_track", "res_track.txt": "mask"}  # track file name -> label image prefix
 _LABEL_IMAGE = re.compile(r"^(man_track|mask)(\d+)\.tiff?$")
 
@@ -62,6 +75,40 @@ def load_ctc(folder: str | Path) -> Tracking:
     if track_file is not None:
         _link(tracking, appearances, _read_track_file(track_file), track_file)
     return tracking
+
+
+def is_ctc_folder(folder: Path) -> bool:
+    """Whether a folder (or its TRA subfolder) holds CTC tracking files rather than, say, images."""
+    return folder.is_dir() and any((candidate / name).is_file() for candidate in (folder, folder / "TRA")
+                                   for name in TRACK_FILES)
+
+
+def ctc_geometry(folder: str | Path) -> tuple[tuple[int, int, int], int, VoxelSize | None]:
+    """The image size (z, y, x), the number of frames (last time point + 1) and the voxel size of the label
+    images of a CTC folder: the geometry that results for the same movie must have."""
+    from octrack.images import tiff_voxel_size  # not at the top: octrack.images imports octrack.tracking
+
+    folder, _, prefix = _find_ctc_folder(Path(folder))
+    images = _label_images(folder, prefix)
+    last = max(images)
+    try:
+        with tifffile.TiffFile(images[last]) as tif:
+            shape = tuple(int(size) for size in tif.series[0].shape)
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
+        raise UserError(f"{images[last]}: cannot read this TIFF ({error}); give a label image") from error
+    shape_zyx = _image_shape(tuple(size for size in shape if size != 1) if len(shape) > 3 else shape)
+    return shape_zyx, last + 1, tiff_voxel_size(images[last], depth=shape_zyx[0])
+
+
+def label_image_paths(folder: str | Path) -> dict[int, Path]:
+    """The label image of each time point of a CTC folder (or its TRA subfolder)."""
+    folder, _, prefix = _find_ctc_folder(Path(folder))
+    return _label_images(folder, prefix)
+
+
+def read_label_image(path: Path) -> np.ndarray:
+    """A label image as (Z, Y, X); 2D images get Z = 1."""
+    return _read_labels(path)
 
 
 def _find_ctc_folder(folder: Path) -> tuple[Path, Path | None, str | None]:
@@ -152,38 +199,49 @@ def _link(tracking: Tracking, appearances: dict[int, list[Position]], rows: list
 
 
 # Writing
-def save_ctc(tracking: Tracking, folder: str | Path, *, image_shape_zyx: tuple[int, ...] | None = None,
-             radius_um: float | None = None, radius_px: float | None = None, ground_truth: bool = False) -> None:
-    """Writes a CTC folder: `res_track.txt` and `maskT.tif`, or with `ground_truth` `man_track.txt` and
-    `man_trackT.tif`. The radius is in µm (pixels where the voxel size is unknown) or in pixels; without
-    either it is DEFAULT_RADIUS_PX. The image shape (Z, Y, X) or (Y, X) defaults to just fit all positions."""
+def save_ctc(tracking: Tracking, folder: str | Path, *, image_shape_zyx: tuple[int, ...] | None,
+             frame_count: int | None = None, radius_um: float | None = None, radius_px: float | None = None,
+             ground_truth: bool = False) -> Path:
+    """Writes a CTC folder and returns it: results as `res_track.txt` with `maskTTT.tif` (and `mask.txt`, see
+    RESULT_FOR_ORGANOIDTRACKER), or with `ground_truth` `man_track.txt` with `man_trackTTT.tif` in the `TRA`
+    subfolder of `folder` (unless `folder` is named TRA), as the CTC's evaluation tools expect.
+
+    The image shape (Z, Y, X) or (Y, X) is that of the images the positions belong to: the labels must line up
+    with them voxel for voxel. Frames are written from 0 to the last time point with positions, or to
+    `frame_count` - 1 if that is later (a result needs one mask per frame of the movie). The markers are
+    described by `marker_ball`."""
     folder = Path(folder)
-    _check_writable(tracking, folder)
-    centres = np.array([_centre_voxel(position) for position in tracking.positions()], dtype=np.intp).reshape(-1, 3)
-    shape = _image_shape(centres, image_shape_zyx, tracking.voxel_size, radius_um, radius_px)
-    outside = np.any((centres < 0) | (centres >= np.array(shape)), axis=1)
-    if outside.any():
-        raise UserError(f"{folder}: {outside.sum()} positions lie outside the image of shape {shape} (z, y, x),"
-                        f" for example {tuple(centres[outside][0])}; give a larger image shape")
-    ball = _ball(tracking.voxel_size, radius_um, radius_px, is_3d=shape[0] > 1)
+    target = folder / "TRA" if ground_truth and folder.name != "TRA" else folder
+    _check_writable(tracking, target)
+    if image_shape_zyx is None:
+        raise UserError(f"{folder}: Cell Tracking Challenge labels need the size of the images; give the images "
+                        f"(--images), or their size as --shape Z Y X")
+    shape = _image_shape(image_shape_zyx)
+    tracking = _one_position_per_voxel(tracking, shape, target)
+    ball = marker_ball(tracking.voxel_size, radius_um, radius_px, is_3d=shape[0] > 1, ground_truth=ground_truth)
     labels, rows = _label_tracks(tracking)
     prefix, track_file = ("man_track", "man_track.txt") if ground_truth else ("mask", "res_track.txt")
-    with atomic_path(folder) as temporary:
+    last = max(tracking.time_points()[-1] if len(tracking) else 0, (frame_count or 1) - 1)
+    lines = "".join(f"{label} {begin} {end} {parent}\n" for label, begin, end, parent in rows)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as temporary:
         temporary.mkdir()
-        _write_label_images(tracking, temporary, prefix, labels, len(rows), shape, ball)
-        lines = "".join(f"{label} {begin} {end} {parent}\n" for label, begin, end, parent in rows)
+        _write_label_images(tracking, temporary, prefix, labels, len(rows), shape, ball, last)
         (temporary / track_file).write_text(lines, encoding="utf-8")
+        if not ground_truth:
+            (temporary / RESULT_FOR_ORGANOIDTRACKER).write_text(lines, encoding="utf-8")
+    return target
 
 
 def _write_label_images(tracking: Tracking, folder: Path, prefix: str, labels: dict[Position, int], label_count: int,
-                        shape: tuple[int, int, int], ball: tuple[np.ndarray, np.ndarray]) -> None:
-    """One image per time point from 0 to the last, also where there are no positions, as CTC expects."""
+                        shape: tuple[int, int, int], ball: tuple[np.ndarray, np.ndarray], last: int) -> None:
+    """One image per time point from 0 to `last`, also where there are no positions, as CTC expects."""
     dtype = np.uint16 if label_count <= np.iinfo(np.uint16).max else np.uint32
-    last = tracking.time_points()[-1] if len(tracking) else 0
     digits = max(3, len(str(last)))
     options = _tiff_options(tracking.voxel_size, dtype, shape[0] > 1)
     for time_point in range(last + 1):
-        image = _paint(tracking.positions_at(time_point), labels, shape, ball, dtype)
+        image = _paint(tracking.positions_at(time_point), labels, shape, ball, dtype,
+                       symmetric_at_border=prefix == "man_track")
         tifffile.imwrite(folder / f"{prefix}{time_point:0{digits}d}.tif", image if shape[0] > 1 else image[0],
                          **options)
 
@@ -194,7 +252,7 @@ def _check_writable(tracking: Tracking, folder: Path) -> None:
         raise UserError(f"{folder}: exists and is not a folder; give a folder name for the CTC output")
     if folder.is_dir():
         others = [path.name for path in folder.iterdir()
-                  if path.name not in TRACK_FILES and not _LABEL_IMAGE.match(path.name)]
+                  if path.name not in (*TRACK_FILES, RESULT_FOR_ORGANOIDTRACKER) and not _LABEL_IMAGE.match(path.name)]
         if others:
             raise UserError(f"{folder}: holds other files ({', '.join(sorted(others)[:3])}); save the CTC output"
                             f" to a new or empty folder")
@@ -203,32 +261,86 @@ def _check_writable(tracking: Tracking, folder: Path) -> None:
                         f" shift the time points first")
 
 
-def _image_shape(centres: np.ndarray, image_shape_zyx: tuple[int, ...] | None, voxel_size: VoxelSize | None,
-                 radius_um: float | None, radius_px: float | None) -> tuple[int, int, int]:
-    """The given (Z, Y, X) or (Y, X) shape, else just large enough for the balls around the centre voxels."""
-    if image_shape_zyx is not None:
-        if len(image_shape_zyx) not in (2, 3):
-            raise UserError(f"image shape {image_shape_zyx} must be (Z, Y, X) or (Y, X)")
-        return tuple(int(size) for size in (1,) * (3 - len(image_shape_zyx)) + tuple(image_shape_zyx))
-    is_3d = bool(np.any(centres[:, 0] != 0))
-    offsets, _ = _ball(voxel_size, radius_um, radius_px, is_3d=is_3d)
-    size = (centres.max(axis=0) if len(centres) else np.zeros(3, np.intp)) + offsets.max(axis=0) + 1
-    return (int(size[0]) if is_3d else 1, int(size[1]), int(size[2]))
+def _image_shape(image_shape_zyx: tuple[int, ...]) -> tuple[int, int, int]:
+    """(Z, Y, X) of a (Z, Y, X) or (Y, X) shape."""
+    if len(image_shape_zyx) not in (2, 3) or min(image_shape_zyx) < 1:
+        raise UserError(f"image size {tuple(image_shape_zyx)} (z, y, x): give two or three sizes of at least 1 pixel")
+    return tuple(int(size) for size in (1,) * (3 - len(image_shape_zyx)) + tuple(image_shape_zyx))
 
 
-def _ball(voxel_size: VoxelSize | None, radius_um: float | None, radius_px: float | None, *,
-          is_3d: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel offsets (n, 3) of a ball and their squared distances, ordered so that offset i = -offset n-1-i."""
+def _one_position_per_voxel(tracking: Tracking, shape: tuple[int, int, int], folder: Path) -> Tracking:
+    """The tracking without the positions that no label can hold: those whose nearest voxel lies outside the
+    image, and all but the first of those that share a voxel. The lineage is kept: the position before a left-out
+    one is linked to those after it (a link that skips a time point, written as a parent link)."""
+    seen: set[tuple[int, int, int, int]] = set()
+    left_out = {"outside the image": 0, "sharing a voxel with another position": 0}
+    kept = Tracking(tracking.voxel_size, tracking.image_offsets)
+    for position in tracking.positions():
+        voxel = _centre_voxel(position)
+        if not all(0 <= index < size for index, size in zip(voxel, shape)):
+            left_out["outside the image"] += 1
+        elif (*voxel, position.t) in seen:
+            left_out["sharing a voxel with another position"] += 1
+        else:
+            seen.add((*voxel, position.t))
+            kept.add_position(position)
+    if len(kept) == len(tracking):
+        return tracking
+    for position in kept.positions():  # links, bridging left-out positions
+        for later in _kept_future(tracking, kept, position):
+            kept.add_link(position, later)
+    warnings.warn(f"{folder}: " + " and ".join(f"{count} positions {why}" for why, count in left_out.items() if count)
+                  + " are left out of the CTC labels (image size z, y, x = " + ", ".join(map(str, shape)) + ")",
+                  stacklevel=4)
+    return kept
+
+
+def _kept_future(tracking: Tracking, kept: Tracking, position: Position) -> list[Position]:
+    """The nearest kept positions after `position` along its links."""
+    found, todo = [], list(tracking.future(position))
+    while todo:
+        later = todo.pop()
+        if later in kept:
+            found.append(later)
+        else:
+            todo.extend(tracking.future(later))
+    return found
+
+
+def marker_ball(voxel_size: VoxelSize | None, radius_um: float | None, radius_px: float | None, *,
+                is_3d: bool, ground_truth: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels painted around a position: offsets (n, 3) of a ball and their squared distances, ordered so
+    that offset i = -offset n-1-i.
+
+    The radius is `radius_um` (needs the voxel size) or `radius_px`. Without either: a result gets
+    RESULT_RADIUS_UM where the voxel size is known (OrganoidTracker's), else RESULT_RADIUS_PX, with a warning;
+    ground truth gets GROUND_TRUTH_RADIUS_PX in the xy plane of the position only (small markers inside the
+    nucleus, which any result that finds the nucleus covers, like OrganoidTracker's 5 × 5 px squares)."""
     if radius_um is not None and radius_px is not None:
-        raise UserError("give the radius of the painted positions in µm or in pixels, not both")
-    if radius_um is not None and voxel_size is not None:
-        radius, scale = radius_um, np.array(voxel_size.zyx_um(), dtype=float)
-    else:
-        radius = next((r for r in (radius_um, radius_px) if r is not None), DEFAULT_RADIUS_PX)
-        scale = np.ones(3)
-    if radius < 0 or not np.all(scale[0 if is_3d else 1:] > 0):
-        raise UserError(f"cannot paint positions with radius {radius} and voxel size {voxel_size};"
-                        f" give a radius ≥ 0 and a positive voxel size")
+        raise UserError("give the radius of the CTC markers in µm or in pixels, not both")
+    if radius_um is not None and voxel_size is None:
+        raise UserError(f"a marker radius of {radius_um:g} µm needs the voxel size, which is unknown; give the "
+                        f"voxel size (--voxel-size Z Y X, or images with a calibration) or the radius in pixels")
+    if radius_um is None and radius_px is None:
+        if ground_truth:
+            return _ball(np.ones(3), GROUND_TRUTH_RADIUS_PX, is_3d=False)
+        if voxel_size is not None:
+            radius_um = RESULT_RADIUS_UM
+        else:
+            radius_px = RESULT_RADIUS_PX
+            warnings.warn(f"the voxel size is unknown, so the CTC markers are balls of {RESULT_RADIUS_PX:g} pixels "
+                          f"radius; give the voxel size or a radius (--radius-px, --radius-um) if that does not fit",
+                          stacklevel=3)
+    if radius_um is not None:
+        return _ball(np.array(voxel_size.zyx_um(), dtype=float), radius_um, is_3d=is_3d)
+    return _ball(np.ones(3), radius_px, is_3d=is_3d)
+
+
+def _ball(scale: np.ndarray, radius: float, *, is_3d: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets within `radius` (in the units of `scale`, the voxel size (z, y, x)) and their squared distances."""
+    if not radius >= 0 or not np.all(scale[0 if is_3d else 1:] > 0):
+        raise UserError(f"cannot paint CTC markers of radius {radius:g} with voxel size (z, y, x) "
+                        f"{', '.join(f'{size:g}' for size in scale)}; give a radius ≥ 0 and a positive voxel size")
     half = [math.floor(radius / s + 1e-9) for s in scale]
     if not is_3d:
         half[0] = 0
@@ -262,10 +374,11 @@ def _consecutive_parts(track: list[Position]) -> list[list[Position]]:
 
 
 def _paint(positions: list[Position], labels: dict[Position, int], shape: tuple[int, int, int],
-           ball: tuple[np.ndarray, np.ndarray], dtype: type) -> np.ndarray:
-    """Label image of one time point: each position a ball, trimmed to be point symmetric (see module doc)."""
+           ball: tuple[np.ndarray, np.ndarray], dtype: type, *, symmetric_at_border: bool) -> np.ndarray:
+    """Label image of one time point: each position a ball, trimmed to be point symmetric (see module doc);
+    without `symmetric_at_border` the part of a ball that the image border cuts off is not mirrored."""
     offsets, distances = ball
-    centres = _unique_centres(positions)
+    centres = {_centre_voxel(position): position for position in positions}  # one each: _one_position_per_voxel
     owner = np.full(shape, -1, dtype=np.int32)
     best = np.full(shape, np.inf, dtype=np.float32)
     tied = np.zeros(shape, dtype=bool)
@@ -282,19 +395,9 @@ def _paint(positions: list[Position], labels: dict[Position, int], shape: tuple[
         voxels, inside = _voxels(centre, offsets, shape)
         owned = np.zeros(len(offsets), dtype=bool)
         owned[inside] = (owner[voxels] == index) & ~tied[voxels]
-        symmetric = owned & owned[::-1]
+        symmetric = owned & (owned if symmetric_at_border else owned | ~inside)[::-1]
         image[tuple((np.array(centre) + offsets[symmetric]).T)] = labels[position]
     return image
-
-
-def _unique_centres(positions: list[Position]) -> dict[tuple[int, int, int], Position]:
-    centres: dict[tuple[int, int, int], Position] = {}
-    for position in positions:
-        centres.setdefault(_centre_voxel(position), position)
-    if len(centres) < len(positions):
-        warnings.warn(f"{len(positions) - len(centres)} positions at time point {positions[0].t} share a voxel with"
-                      f" another position and are left out of the CTC labels", stacklevel=4)
-    return centres
 
 
 def _centre_voxel(position: Position) -> tuple[int, int, int]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from octrack.errors import UserError
 from octrack.tracking.aut import load_aut, save_aut
-from octrack.tracking.ctc import TRACK_FILES, load_ctc, save_ctc
+from octrack.tracking.ctc import RESULT_FOR_ORGANOIDTRACKER, TRACK_FILES, load_ctc, save_ctc
 from octrack.tracking.csv_io import load_csv, save_csv
 from octrack.tracking.geff_io import load_geff, save_geff
 from octrack.tracking.model import Tracking, VoxelSize
@@ -33,7 +33,7 @@ def load_tracking(path: str | Path, voxel_size: VoxelSize | None = None) -> Trac
         tracking = load_geff(path, voxel_size)
     elif path.is_dir():
         tracking = load_ctc(path)
-    elif path.name in TRACK_FILES:
+    elif path.name in (*TRACK_FILES, RESULT_FOR_ORGANOIDTRACKER):
         tracking = load_ctc(path.parent)
     elif path.suffix.lower() in _LOADERS:
         tracking = _LOADERS[path.suffix.lower()](path)
@@ -45,21 +45,28 @@ def load_tracking(path: str | Path, voxel_size: VoxelSize | None = None) -> Trac
 
 
 def save_tracking(tracking: Tracking, path: str | Path, *, image_shape_zyx: tuple[int, ...] | None = None,
-                  radius_um: float | None = None, radius_px: float | None = None,
-                  ground_truth: bool = False) -> None:
-    """Writes .aut, .csv or .geff, or a CTC folder for a path without suffix or an existing folder.
+                  frame_count: int | None = None, radius_um: float | None = None, radius_px: float | None = None,
+                  ground_truth: bool = False) -> Path:
+    """Writes .aut, .csv or .geff, or a CTC folder for a path without suffix or an existing folder; returns what
+    it wrote (a ground-truth CTC folder goes into `TRA/`).
 
-    The image shape, radius and `ground_truth` (man_track instead of res_track files) apply to CTC only."""
+    The image shape and frame count (which a CTC folder needs: see `save_ctc`), the marker radius and
+    `ground_truth` (man_track instead of res_track files) apply to CTC only."""
     path = Path(path)
     if path.suffix.lower() not in _LOSSLESS:
         _warn_of_lost_data(tracking, path)
     if path.suffix.lower() in _SAVERS:
         _SAVERS[path.suffix.lower()](tracking, path)
-    elif path.is_dir() or not path.suffix:
-        save_ctc(tracking, path, image_shape_zyx=image_shape_zyx, radius_um=radius_um, radius_px=radius_px,
-                 ground_truth=ground_truth)
-    else:
-        raise UserError(f"{path}: unknown tracking format {path.suffix!r}; give {_FORMATS}")
+        return path
+    if is_ctc_path(path):
+        return save_ctc(tracking, path, image_shape_zyx=image_shape_zyx, frame_count=frame_count,
+                        radius_um=radius_um, radius_px=radius_px, ground_truth=ground_truth)
+    raise UserError(f"{path}: unknown tracking format {path.suffix!r}; give {_FORMATS}")
+
+
+def is_ctc_path(path: Path) -> bool:
+    """Whether `save_tracking` writes a CTC folder there: a folder (not a .geff one), or a path without suffix."""
+    return path.suffix.lower() not in _SAVERS and (path.is_dir() or not path.suffix)
 
 
 def _warn_of_lost_data(tracking: Tracking, path: Path) -> None:
@@ -124,7 +131,7 @@ def format_stats(stats: dict[str, Any]) -> str:
 def _format_voxel_size(voxel_size: dict[str, Any] | None) -> str:
     if voxel_size is None:
         return "unknown"
-    text = f"{voxel_size['x_um']:g} × {voxel_size['y_um']:g} × {voxel_size['z_um']:g} µm (x × y × z)"
+    text = f"z, y, x = {voxel_size['z_um']:g}, {voxel_size['y_um']:g}, {voxel_size['x_um']:g} µm"
     if voxel_size["t_minutes"] is not None:
         text += f", {voxel_size['t_minutes']:g} min per time point"
     return text
