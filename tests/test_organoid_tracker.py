@@ -332,7 +332,7 @@ def test_aut_geff_csv_chain_keeps_positions_links_divisions_metadata(capsys, tmp
     chain = [tmp_path / "a.geff", tmp_path / "b.csv", tmp_path / "c.geff", tmp_path / "d.aut"]
     previous = source
     for target in chain:
-        options = ["--voxel-size", "0.32", "0.32", "2.0"] if previous.suffix == ".csv" else []
+        options = ["--voxel-size", "2.0", "0.32", "0.32"] if previous.suffix == ".csv" else []
         octrack(capsys, "convert", str(previous), str(target), *options)
         previous = target
     for path in chain:
