@@ -205,7 +205,7 @@ def test_large_time_point_is_fast():
                  in zip(true, rng.normal(0, 1.5, (3000, 3)))] + random_positions(rng, 300, 400)
     start = time.perf_counter()
     scores = score_detections(from_positions(true), from_positions(predicted), max_distance_px=5)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 5.0  # about 0.1 s; generous, as other tests may share the cores
     assert scores.true_positives > 2900 and scores.false_positives >= 300
 
 
