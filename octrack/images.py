@@ -81,10 +81,28 @@ class ImageSource(ABC):
         arrays = self._read_channels(time_point, indices)
         if filters:
             arrays = (filters.apply(array, time_point, index) for array, index in zip(arrays, indices))
-        total = np.array(next(arrays), dtype=np.float32, order="C")
-        for array in arrays:
-            total += array
-        return total
+        with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32: inf, handled below
+            total = np.array(next(arrays), dtype=np.float32, order="C")
+            for array in arrays:
+                total += array
+        return self._finite(total, time_point)
+
+    def _finite(self, frame: np.ndarray, time_point: int) -> np.ndarray:
+        """The frame with NaN as its lowest and ±inf as its lowest/highest finite value, with a warning once per
+        source; a frame without any finite value cannot be read into anything meaningful and is refused."""
+        finite = np.isfinite(frame)
+        if finite.all():
+            return frame
+        where = f"{', '.join(map(str, self.source_files([time_point])))} (time point {time_point})"
+        if not finite.any():
+            raise UserError(f"{where}: no pixel has a finite value (all NaN or inf, or beyond float32's range); "
+                            f"write the images again with finite values")
+        low, high = frame[finite].min(), frame[finite].max()
+        if not getattr(self, "_warned_of_non_finite", False):
+            self._warned_of_non_finite = True
+            log.warning(f"{where}: {frame.size - int(finite.sum()):,} pixel(s) are NaN or inf (first seen here); "
+                        f"read as the frame's lowest finite value (NaN, -inf) or highest (inf)")
+        return np.nan_to_num(frame, nan=low, posinf=high, neginf=low)
 
     def describe(self) -> str:
         """One line: what was found, e.g. for `octrack init` and error messages."""
@@ -398,7 +416,9 @@ class PatternSource(ImageSource):
             for channel in self._channels:
                 path = self._existing_path(time_point, channel)
                 with _reading(path), tifffile.TiffFile(path) as tif:
-                    self._check_shape(path, tuple(_first_series(tif).shape))
+                    series = _first_series(tif)
+                    _check_complete(path, series)
+                    self._check_shape(path, tuple(series.shape))
 
 
 class _Calibration(NamedTuple):
@@ -425,12 +445,45 @@ class _Series:
 def _reading(path: Path) -> Iterator[None]:
     """Turns the errors of a missing, damaged or non-TIFF file into a UserError that names it."""
     try:
-        yield
+        with reading_tiff(path):
+            yield
     # TiffFileError is a ValueError; damaged compressed data raise zlib.error or imagecodecs' RuntimeErrors
     except (OSError, ValueError, EOFError, RuntimeError, zlib.error) as error:
         fix = ("install it: pip install imagecodecs" if "imagecodecs" in str(error)
                else "the file is damaged, incomplete or not a TIFF")
         raise UserError(f"cannot read TIFF file {path}: {error}; {fix}") from None
+
+
+class _Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def reading_tiff(path: Path) -> Iterator[None]:
+    """Keeps tifffile's own log lines off the user's screen and makes its errors ours: tifffile logs an error
+    and carries on where a file is truncated or its metadata contradict its data (an ImageJ hyperstack cut short
+    reads as one 2D frame), so such a file is refused here, by name, instead of read wrong. Its warnings (odd but
+    readable files) are shown with -v only."""
+    logger = logging.getLogger("tifffile")
+    collected, propagate = _Collected(), logger.propagate
+    logger.addHandler(collected)
+    logger.propagate = False
+    try:
+        yield
+    finally:  # tifffile's error explains any other that followed from it (e.g. a shape that seems wrong)
+        logger.removeHandler(collected)
+        logger.propagate = propagate
+        for record in collected.records:
+            log.debug(f"{path}: tifffile: {record.getMessage()}")
+        errors = [record.getMessage() for record in collected.records if record.levelno >= logging.ERROR]
+        if errors:
+            raise UserError(f"cannot read TIFF file {path}: it is truncated or damaged, or its metadata contradict "
+                            f"its data (tifffile: {errors[-1]}); write the file again") from None
 
 
 def _first_series(tif: tifffile.TiffFile) -> tifffile.TiffPageSeries:
@@ -444,9 +497,22 @@ def _inspect(path: Path) -> _Series:
     with _reading(path), tifffile.TiffFile(path) as tif:
         series = _first_series(tif)
         dtype = np.dtype(series.dtype)
+        _check_complete(path, series)
         return _Series(axes=series.axes, shape=tuple(series.shape), dtype=dtype.newbyteorder("="),
                        stored_dtype=dtype.newbyteorder(tif.byteorder), data_offset=series.dataoffset,
                        page_ndim=len(series.keyframe.shape), calibration=_calibration(tif, path))
+
+
+def _check_complete(path: Path, series: tifffile.TiffPageSeries) -> None:
+    """Refuses a file too short for the data its header declares (uncompressed data stored in one piece, which
+    would otherwise be read from beyond the file's end)."""
+    if series.dataoffset is None:
+        return
+    needed = series.dataoffset + math.prod(series.shape) * np.dtype(series.dtype).itemsize
+    size = path.stat().st_size
+    if needed > size:
+        raise UserError(f"cannot read TIFF file {path}: it is truncated ({size:,} bytes, its header declares "
+                        f"{needed:,}); copy or write the file again")
 
 
 def _resolve_axes(path: Path, series: _Series, override: str | None, *, one_time_point: bool) -> str:
