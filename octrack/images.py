@@ -407,9 +407,17 @@ class PatternSource(ImageSource):
         return _to_czyx(data, self.axes)
 
     def _check_shape(self, path: Path, shape: tuple[int, ...]) -> None:
-        if shape != self._series.shape:
-            raise UserError(f"image file {path} has shape {shape} but {self._first_path} has shape "
-                            f"{self._series.shape}; all files of a time lapse must have the same shape")
+        """All files of the movie have the shape of the first; where one differs, a third file says which of
+        the two is the odd one, so that the message blames the damaged file, not its healthy neighbour."""
+        if shape == self._series.shape:
+            return
+        odd, odd_shape, usual, usual_shape = path, shape, self._first_path, self._series.shape
+        third = next((self._path(*key) for key in sorted(self._files)
+                      if self._path(*key) not in (path, self._first_path)), None)
+        if third is not None and _inspect(third).shape == shape:
+            odd, odd_shape, usual, usual_shape = self._first_path, self._series.shape, path, shape
+        raise UserError(f"image file {odd} has shape {odd_shape} but {usual} has shape {usual_shape}; all files "
+                        f"of a time lapse must have the same shape")
 
     def check_shapes(self, time_points: Iterable[int] | None = None) -> None:
         for time_point in self.time_points if time_points is None else time_points:
