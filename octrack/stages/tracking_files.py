@@ -84,4 +84,4 @@ def _check_room_for_ctc(tracking: Tracking, target: Path, geometry: ImageGeometr
         raise UserError(f"{target}: {frames:,} label images (time points 0 to {frames - 1}) of z, y, x = "
                         f"{', '.join(map(str, geometry.shape_zyx))} need {needed / 2 ** 30:,.1f} GiB, and "
                         f"{existing} has {free / 2 ** 30:,.1f} GiB free (and octrack writes at most {_MAX_CTC_FRAMES:,} "
-                        f"frames); check the time points of the input")
+                        f"frames); check the time points of the input and the image size (--shape is z y x)")
