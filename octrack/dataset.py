@@ -20,6 +20,7 @@ from octrack.image_filters import FILE_KEY, ImageFilters
 from octrack.images import ImageSource, open_images
 from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
+from octrack.tracking.checks import check_lineage
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +200,11 @@ def _load_tracking(config: DatasetConfig) -> Tracking | None:
     if config.tracking_file is None:
         return None
     try:
-        return load_tracking(config.tracking_file)
+        tracking = load_tracking(config.tracking_file)
     except UserError as error:
         raise UserError(f"{config.where('tracking_file')}: {error}") from None
+    check_lineage(tracking, f"{config.where('tracking_file')}: {config.tracking_file}")
+    return tracking
 
 
 def _time_points(config: DatasetConfig, images: ImageSource) -> list[int]:

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 import zlib
 from abc import ABC, abstractmethod
@@ -462,6 +463,9 @@ def _reading(path: Path) -> Iterator[None]:
         raise UserError(f"cannot read TIFF file {path}: {error}; {fix}") from None
 
 
+_TIFFFILE_OBJECT = re.compile(r"<tifffile\.[^>]*> ?")  # the object tifffile names in its log lines
+
+
 class _Collected(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -488,7 +492,8 @@ def reading_tiff(path: Path) -> Iterator[None]:
         logger.propagate = propagate
         for record in collected.records:
             log.debug(f"{path}: tifffile: {record.getMessage()}")
-        errors = [record.getMessage() for record in collected.records if record.levelno >= logging.ERROR]
+        errors = [_TIFFFILE_OBJECT.sub("", record.getMessage()) for record in collected.records
+                  if record.levelno >= logging.ERROR]
         if errors:
             raise UserError(f"cannot read TIFF file {path}: it is truncated or damaged, or its metadata contradict "
                             f"its data (tifffile: {errors[-1]}); write the file again") from None

@@ -298,8 +298,11 @@ def broken_csv(movie: Path, random: np.random.Generator) -> Case:
         row.append("7")
     path = movie / "broken.csv"
     path.write_text("\n".join([header, *(",".join(one) for one in rows)]) + "\n")
-    output = movie / "tracks.aut"
-    return Case(f"CSV {kind}", ["track", str(path), "--output", str(output)], REFUSED, path.name, changed=[path])
+    if kind == "three children":  # legal in candidate links (input of `track`), not in a lineage to score
+        return Case(f"CSV {kind}", ["evaluate", "--ground-truth", str(path), "--predicted",
+                                    str(movie / "ground_truth.csv")], REFUSED, path.name, changed=[path])
+    return Case(f"CSV {kind}", ["track", str(path), "--output", str(movie / "tracks.aut")], REFUSED, path.name,
+                changed=[path])
 
 
 def broken_ctc(movie: Path, random: np.random.Generator) -> Case:

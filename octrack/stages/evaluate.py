@@ -14,6 +14,7 @@ from octrack.scoring import (DIVISION_TOLERANCE, Counts, TrackingScores, score_d
                              tracking_errors)
 from octrack.stages.common import parse_time_range
 from octrack.tracking import VoxelSize, load_tracking
+from octrack.tracking.checks import check_lineage
 from octrack.tracking.model import Tracking
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,9 @@ def _evaluate(ground_truth_path: Path, predicted_path: Path, *, max_distance_um:
 def _load(path: Path, voxel_size: VoxelSize | None, what: str) -> Tracking:
     if not path.exists():
         raise UserError(f"{what} {path} not found")
-    return load_tracking(path, voxel_size)
+    tracking = load_tracking(path, voxel_size)
+    check_lineage(tracking, f"{what} {path}")
+    return tracking
 
 
 def _in_pixels_of(predicted: Tracking, voxel_size: VoxelSize | None, path: Path) -> Tracking:

@@ -1,9 +1,10 @@
 """What every tracking read from a file must satisfy, whatever its format: checked once, where `load_tracking`
 reads it, so that a damaged or inconsistent file stops with one line naming it instead of giving wrong results.
+Where a tracking must be cell lineages (annotations, tracks to score), `check_lineage` also refuses a cell with
+more than two daughters.
 
 - Coordinates are finite (NaN or inf would poison distances, matching and tracking).
 - Time points are 0 or later (images, CTC frames and OrganoidTracker's time points count from 0).
-- A position has at most two positions linked after it (a cell divides into two).
 - The voxel size, where the file gives one, is finite and above 0 (z may be 0: 2D, as OrganoidTracker writes it).
 """
 
@@ -28,9 +29,16 @@ def check_tracking(tracking: Tracking, path: Path) -> None:
         if position.t < 0:
             raise UserError(f"{path}: a position at time point {position.t} ({_zyx(position)}); time points count "
                             f"from 0, fix its time point")
+
+
+def check_lineage(tracking: Tracking, where: str) -> None:
+    """For a tracking that must be cell lineages (annotations to train on, tracks to score): no position links to
+    more than two later ones. Files of candidate links (e.g. OrganoidTracker's link predictions, input of `octrack
+    track`) may have more, so `load_tracking` does not check this."""
+    for position in tracking.positions():
         children = tracking.future(position)
         if len(children) > MAX_CHILDREN:
-            raise UserError(f"{path}: the position {_zyx(position)} at time point {position.t} has "
+            raise UserError(f"{where}: the position {_zyx(position)} at time point {position.t} has "
                             f"{len(children)} links to later positions; a cell divides into two at most, so "
                             f"remove the wrong link(s)")
 
