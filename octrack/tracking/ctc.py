@@ -139,13 +139,13 @@ def is_ctc_folder(folder: Path) -> bool:
 def ctc_geometry(folder: str | Path) -> tuple[tuple[int, int, int], int, VoxelSize | None]:
     """The image size (z, y, x), the number of frames (last time point + 1) and the voxel size of the label
     images of a CTC folder: the geometry that results for the same movie must have."""
-    from octrack.images import tiff_voxel_size  # not at the top: octrack.images imports octrack.tracking
+    from octrack.images import reading_tiff, tiff_voxel_size  # not at the top: octrack.images imports tracking
 
     folder, _, prefix = _find_ctc_folder(Path(folder))
     images = _label_images(folder, prefix)
     last = max(images)
     try:
-        with tifffile.TiffFile(images[last]) as tif:
+        with reading_tiff(images[last]), tifffile.TiffFile(images[last]) as tif:
             shape = tuple(int(size) for size in tif.series[0].shape)
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
         raise UserError(f"{images[last]}: cannot read this TIFF ({error}); give a label image") from error
