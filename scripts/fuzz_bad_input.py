@@ -229,8 +229,9 @@ def broken_aut(movie: Path, random: np.random.Generator) -> Case:
         whole = json.dumps(data)
         text = whole[:int(len(whole) * random.uniform(0.0, 0.99))]
     elif kind == "missing key":
-        del (entry if random.integers(2) else track)[["coords_xyz_px", "time_point"][random.integers(2)]
-                                                     if "time_point" in entry else "coords_xyz_px"]
+        target = entry if random.integers(2) else track
+        keys = ["coords_xyz_px", "time_point" if target is entry else "time_point_start"]
+        del target[keys[random.integers(2)]]
     elif kind == "non-numeric":
         entry["coords_xyz_px"][0][random.integers(3)] = "abc"
     elif kind == "fractional time point":
