@@ -404,6 +404,7 @@ class PatternSource(ImageSource):
         with _reading(path), tifffile.TiffFile(path) as tif:
             series = _first_series(tif)
             self._check_shape(path, tuple(series.shape))
+            _real_dtype(path, series)
             data = series.asarray()
         return _to_czyx(data, self.axes)
 
@@ -427,6 +428,7 @@ class PatternSource(ImageSource):
                 with _reading(path), tifffile.TiffFile(path) as tif:
                     series = _first_series(tif)
                     _check_complete(path, series)
+                    _real_dtype(path, series)
                     self._check_shape(path, tuple(series.shape))
 
 
@@ -509,11 +511,20 @@ def _first_series(tif: tifffile.TiffFile) -> tifffile.TiffPageSeries:
 def _inspect(path: Path) -> _Series:
     with _reading(path), tifffile.TiffFile(path) as tif:
         series = _first_series(tif)
-        dtype = np.dtype(series.dtype)
+        dtype = _real_dtype(path, series)
         _check_complete(path, series)
         return _Series(axes=series.axes, shape=tuple(series.shape), dtype=dtype.newbyteorder("="),
                        stored_dtype=dtype.newbyteorder(tif.byteorder), data_offset=series.dataoffset,
                        page_ndim=len(series.keyframe.shape), calibration=_calibration(tif, path))
+
+
+def _real_dtype(path: Path, series: tifffile.TiffPageSeries) -> np.dtype:
+    """The series' number type; complex numbers are no intensities (their imaginary part would be dropped)."""
+    dtype = np.dtype(series.dtype)
+    if dtype.kind not in "biuf":
+        raise UserError(f"cannot read TIFF file {path}: it holds {dtype.name} values, not intensities; write the "
+                        f"images as whole or real numbers")
+    return dtype
 
 
 def _check_complete(path: Path, series: tifffile.TiffPageSeries) -> None:

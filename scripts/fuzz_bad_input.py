@@ -139,7 +139,8 @@ def _image(movie: Path, random: np.random.Generator) -> Path:
 
 def damaged_tiff(movie: Path, random: np.random.Generator) -> Case:
     path = _image(movie, random)
-    kind = ["truncated", "zero bytes", "text", "magic and garbage", "2D among 3D", "RGB"][random.integers(6)]
+    kinds = ["truncated", "zero bytes", "text", "magic and garbage", "2D among 3D", "RGB", "complex"]
+    kind = kinds[random.integers(len(kinds))]
     data = path.read_bytes()
     if kind == "truncated":
         path.write_bytes(data[:int(len(data) * random.uniform(0.0, 0.95))])
@@ -151,6 +152,8 @@ def damaged_tiff(movie: Path, random: np.random.Generator) -> Case:
         path.write_bytes(b"II*\x00" + bytes(random.integers(0, 256, 500, dtype=np.uint8)))
     elif kind == "2D among 3D":
         tifffile.imwrite(path, np.zeros((32, 32), np.uint16))
+    elif kind == "complex":
+        tifffile.imwrite(path, tifffile.imread(path) * (1 + 1j))
     else:
         tifffile.imwrite(path, np.zeros((32, 32, 3), np.uint8), photometric="rgb")
     return Case(f"image {kind}: {path.name}", ["prepare", "--config", str(movie / INI)], REFUSED, path.name,

@@ -23,7 +23,7 @@ from octrack.tracking import Position, Tracking, VoxelSize, load_tracking, save_
 from tests.helpers import set_keys, write_tiny_detection_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fuzz_bad_input.py"
-SEEDS_PER_GENERATOR = 3
+SEEDS_PER_GENERATOR = 2
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_generated_bad_input(fuzz, template, tmp_path, generator, seed):
     assert outcome.problem is None, f"{outcome.case.name}: {outcome.problem}; stderr: {outcome.lines}"
 
 
-@pytest.mark.parametrize("generator, seed", [("ini_value", 7), ("broken_aut", 3), ("damaged_tiff", 2)])
+@pytest.mark.parametrize("generator, seed", [("broken_aut", 3), ("damaged_tiff", 2)])
 def test_generated_bad_input_in_a_real_process(fuzz, template, tmp_path, generator, seed):
     outcome = fuzz.run_case(generator, seed, template, tmp_path, in_subprocess=True)
     assert outcome.case.expect == fuzz.REFUSED
