@@ -23,6 +23,7 @@ from __future__ import annotations
 import configparser
 import difflib
 import logging
+import math
 import os
 import re
 from collections.abc import Callable
@@ -58,30 +59,48 @@ class InvalidValue(ValueError):
 # Parsers: str -> value, raising InvalidValue("what is allowed").
 Parser = Callable[[str], Any]
 
+# Upper limits of values that would otherwise exhaust memory or time instead of failing with a message: far above
+# anything useful, far below what breaks (a U-Net of 40 levels, a patch of 894 GiB, batches of 1e23)
+_MAX_PATCH_SIDE = 4096
+_MAX_PATCH_VOXELS = 256 ** 3
+_MIN_ZOOM, _MAX_ZOOM = 0.1, 10.0
+_MAX_LEVELS = 8
+_MAX_FILTERS = 1024
+_MAX_BATCH = 65536
+_MAX_UM = 1000.0  # distances and sizes in µm
 
-def whole_number(minimum: int | None = None) -> Parser:
+
+def whole_number(minimum: int | None = None, maximum: int | None = None) -> Parser:
+    """A whole number; `maximum` keeps out values that would exhaust memory or time rather than fail."""
+    allowed = "must be a whole number" + (
+        f" from {minimum} to {maximum}" if minimum is not None and maximum is not None
+        else f" >= {minimum}" if minimum is not None else f" <= {maximum}" if maximum is not None else "")
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise InvalidValue("must be a whole number" + (f" >= {minimum}" if minimum is not None else ""))
-        if minimum is not None and value < minimum:
-            raise InvalidValue(f"must be a whole number >= {minimum}")
+            raise InvalidValue(allowed)
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise InvalidValue(allowed)
         return value
     return parse
 
 
-def number(minimum: float | None = None, above: float | None = None, below: float | None = None) -> Parser:
+def number(minimum: float | None = None, above: float | None = None, below: float | None = None,
+           maximum: float | None = None) -> Parser:
+    """A finite number within the limits given (inf and nan never pass)."""
     def parse(text: str) -> float:
-        allowed = "must be a number" + "".join(
-            f" {word} {limit:g}" for word, limit in (("above", above), (">=", minimum), ("below", below))
-            if limit is not None)
+        limits = [f"{word} {limit:g}" for word, limit in (("above", above), (">=", minimum), ("below", below),
+                                                          ("at most", maximum)) if limit is not None]
+        allowed = " ".join(["must be a finite number", " and ".join(limits)]).strip()
         try:
             value = float(text)
         except ValueError:
             raise InvalidValue(allowed)
         if ((minimum is not None and value < minimum) or (above is not None and value <= above)
-                or (below is not None and value >= below) or value != value):
+                or (below is not None and value >= below) or (maximum is not None and value > maximum)
+                or not math.isfinite(value)):
             raise InvalidValue(allowed)
         return value
     return parse
@@ -124,12 +143,13 @@ def boolean(text: str) -> bool:
 
 
 def number_range(text: str) -> tuple[float, float]:
-    allowed = "must be two numbers above 0, lowest first (e.g. 0.8, 1.2; 1, 1 = off)"
+    allowed = (f"must be two finite numbers from {_MIN_ZOOM:g} to {_MAX_ZOOM:g}, lowest first (e.g. 0.8, 1.2; "
+               f"1, 1 = off)")
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
         raise InvalidValue(allowed)
-    if not 0 < low <= high:
+    if not _MIN_ZOOM <= low <= high <= _MAX_ZOOM:
         raise InvalidValue(allowed)
     return low, high
 
@@ -137,14 +157,15 @@ def number_range(text: str) -> tuple[float, float]:
 def patch_shape(text: str) -> tuple[int, int, int]:
     """Written `x, y, z` as OrganoidTracker writes it; returned in the same order."""
     parts = [part.strip() for part in text.split(",")]
-    allowed = "must be three whole numbers >= 1 written x, y, z (e.g. 64, 64, 16; z = 1 for 2D)"
+    allowed = (f"must be three whole numbers from 1 to {_MAX_PATCH_SIDE} written x, y, z, at most "
+               f"{_MAX_PATCH_VOXELS:,} voxels in all (e.g. 64, 64, 16; z = 1 for 2D)")
     if len(parts) != 3:
         raise InvalidValue(allowed)
     try:
         values = tuple(int(part) for part in parts)
     except ValueError:
         raise InvalidValue(allowed)
-    if min(values) < 1:
+    if min(values) < 1 or max(values) > _MAX_PATCH_SIDE or math.prod(values) > _MAX_PATCH_VOXELS:
         raise InvalidValue(allowed)
     return values  # type: ignore[return-value]
 
@@ -191,19 +212,19 @@ _CLASSIFIERS = (DEFAULTS, "train_divide", "train_link")
 _DETECT = (DEFAULTS, "train_detect")
 
 KEYS: dict[str, Key] = {key.name: key for key in [
-    Key("epochs", whole_number(1), 50, _TRAINING, "Passes over the training data."),
-    Key("steps_per_epoch", optional(whole_number(1)), None, _TRAINING,
+    Key("epochs", whole_number(1, 1_000_000), 50, _TRAINING, "Passes over the training data."),
+    Key("steps_per_epoch", optional(whole_number(1, 10_000_000)), None, _TRAINING,
         "Batches per epoch; empty = one pass over the training samples."),
-    Key("batch_size", whole_number(1), 8, _TRAINING, "Samples per training step.",
+    Key("batch_size", whole_number(1, _MAX_BATCH), 8, _TRAINING, "Samples per training step.",
         (("train_divide", 32), ("train_link", 32), ("train_position_network", 64), ("train_division_network", 64),
          ("train_link_network", 64))),
     Key("patch_shape", patch_shape, (64, 64, 16), _TRAINING,
         "Size of a training patch in pixels, written x, y, z (z = 1 for 2D+time).",
         (("train_divide", (32, 32, 8)), ("train_link", (32, 32, 8)), ("train_position_network", (64, 64, 32)),
          ("train_division_network", (32, 32, 16)), ("train_link_network", (32, 32, 16)))),
-    Key("max_training_minutes", optional(number(above=0)), None, _TRAINING,
+    Key("max_training_minutes", optional(number(above=0, maximum=10_000_000)), None, _TRAINING,
         "Stop training before the epoch that would end after this many minutes of this run; empty = no limit."),
-    Key("learning_rate", number(above=0), 0.001, _TRAINING, "Learning rate of the Adam optimizer.",
+    Key("learning_rate", number(above=0, maximum=1), 0.001, _TRAINING, "Learning rate of the Adam optimizer.",
         (("train_position_network", 0.0005), ("train_division_network", 0.0003), ("train_link_network", 0.00003))),
     Key("mixed_precision", choice("float32", "mixed_float16", "mixed_bfloat16"), "float32", _TRAINING,
         "Number format of the network's computations: float32, or mixed_bfloat16 / mixed_float16 (weights "
@@ -214,19 +235,19 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "machines (each worker reads the standard TF_CONFIG environment variable). batch_size stays the batch "
         "of a whole step, split evenly among the devices; learning_rate is used as it is (scale it with "
         "batch_size). Needs the tensorflow backend (mirrored: or jax)."),
-    Key("patience", whole_number(0), 10, _TRAINING,
+    Key("patience", whole_number(0, 1_000_000), 10, _TRAINING,
         "Stop after this many epochs without a better validation loss; 0 = never stop early.",
         (("train_position_network", 1), ("train_division_network", 2), ("train_link_network", 2))),
-    Key("time_window_before", whole_number(), 1, _TRAINING,
+    Key("time_window_before", whole_number(-100, 100), 1, _TRAINING,
         "Time points before t that a sample sees: a count (1 = one frame before t). OrganoidTracker writes a "
         "frame offset instead (-1 = one frame before t): a negative value is read that way, and in "
         "OrganoidTracker's [train_*_network] sections only that way (0 or negative).",
         (("train_link", 0), ("train_position_network", -1), ("train_division_network", -1),
          ("train_link_network", -1))),
-    Key("time_window_after", whole_number(0), 1, _TRAINING, "Time points after t that a sample sees."),
+    Key("time_window_after", whole_number(0, 100), 1, _TRAINING, "Time points after t that a sample sees."),
     Key("validation_fraction", number(minimum=0, below=1), 0.2, _CACHE,
         "Share of the time points of a `use_for_N = both` dataset held out for validation."),
-    Key("seed", whole_number(0), 1, _SPLIT, "Seed of every random choice (split, shuffling, augmentation)."),
+    Key("seed", whole_number(0, 2 ** 32 - 1), 1, _SPLIT, "Seed of every random choice (split, shuffling, augmentation)."),
     Key("output_folder", path_value, "training_output", _EVERYWHERE,
         "Where models, logs and predictions go (relative paths: from the ini file's folder). A network's model "
         "goes to model_detect, model_divide, model_link in it; to model_positions, model_divisions, "
@@ -238,20 +259,20 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "A model folder to start training from instead of random weights; empty = none. An OrganoidTracker "
         "model folder (model.keras + settings.json with a `type`) is trained further as it is: its "
         "architecture, time window and conventions, into a folder that OrganoidTracker loads too."),
-    Key("unet_levels", whole_number(1), 3, _DETECT, "Detection U-Net: number of poolings."),
-    Key("unet_filters", whole_number(1), 16, _DETECT,
+    Key("unet_levels", whole_number(1, _MAX_LEVELS), 3, _DETECT, "Detection U-Net: number of poolings."),
+    Key("unet_filters", whole_number(1, _MAX_FILTERS), 16, _DETECT,
         "Detection U-Net: filters of the first level (doubled at every level)."),
-    Key("target_sigma_um", number(above=0), 1.5, _DETECT,
+    Key("target_sigma_um", number(above=0, maximum=_MAX_UM), 1.5, _DETECT,
         "Detection target: standard deviation in µm of the Gaussian dot at each nucleus centre (1.5 suits "
         "nuclei of 6–10 µm; about a fifth of a nucleus diameter)."),
-    Key("min_distance_um", number(above=0), 3.0, _DECODING,
+    Key("min_distance_um", number(above=0, maximum=_MAX_UM), 3.0, _DECODING,
         "Detection: two nucleus centres closer than this (µm) count as one; predict uses the detection "
         "model's value unless set in [predict] (OrganoidTracker's positions models: 6 pixels).",
         (("predict", None),)),
     Key("peak_threshold", optional(number(above=0, below=1)), None, _DECODING,
         "Detection: lowest peak height that counts as a nucleus; empty = the value that gave the best F1 "
         "on the validation data, stored in the model folder (OrganoidTracker's positions models: 0.1)."),
-    Key("match_distance_um", number(above=0), 5.0, _DETECT,
+    Key("match_distance_um", number(above=0, maximum=_MAX_UM), 5.0, _DETECT,
         "Largest distance (µm) at which a detection matches an annotated nucleus when scoring."),
     Key("augment_flip", boolean, True, _TRAINING, "Augmentation: random flips in x and y."),
     Key("augment_rotate", boolean, True, _TRAINING, "Augmentation: rotation in xy by any angle."),
@@ -265,14 +286,14 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "Detection model used by predict (octrack's, or an OrganoidTracker positions model folder); empty = the "
         "one this ini trains ([train_detect] or [train_position_network]), else <output_folder>/model_detect or "
         "model_positions, whichever exists."),
-    Key("encoder_levels", whole_number(1), 3, _CLASSIFIERS,
+    Key("encoder_levels", whole_number(1, _MAX_LEVELS), 3, _CLASSIFIERS,
         "Divide and link networks: poolings of the convolutional encoder."),
-    Key("encoder_filters", whole_number(1), 16, _CLASSIFIERS,
+    Key("encoder_filters", whole_number(1, _MAX_FILTERS), 16, _CLASSIFIERS,
         "Divide and link networks: filters of the encoder's first level (doubled at every level)."),
-    Key("division_multiplier", number(minimum=1), 10.0, _CLASSIFIERS,
+    Key("division_multiplier", number(minimum=1, maximum=1_000_000), 10.0, _CLASSIFIERS,
         "Training draws the rare division samples (mothers; for the link network, links from a mother or to a "
         "daughter) this many times as often as their share of the data."),
-    Key("link_candidate_factor", number(minimum=1), 2.0, (DEFAULTS, "train_link", "predict"),
+    Key("link_candidate_factor", number(minimum=1, maximum=100), 2.0, (DEFAULTS, "train_link", "predict"),
         "Candidate links of a position: the positions of the next time point within this factor times the "
         "nearest one's distance (at most 5, searched both ways); predict uses the link model's value unless "
         "set in [predict].", (("predict", None),)),
@@ -282,10 +303,10 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("link_model_folder", optional(path_value), None, _PREDICT,
         "Link model used by predict (octrack's, or an OrganoidTracker links model folder); empty = as for "
         "detect_model_folder (model_link, model_links)."),
-    Key("ctc_radius_um", optional(number(minimum=0)), None, _PREDICT,
+    Key("ctc_radius_um", optional(number(minimum=0, maximum=_MAX_UM)), None, _PREDICT,
         "Radius in µm of the ball painted per position in the Cell Tracking Challenge result (ctc/); empty = 7 "
         "(OrganoidTracker's) where the voxel size is known, else ctc_radius_px."),
-    Key("ctc_radius_px", optional(number(minimum=0)), None, _PREDICT,
+    Key("ctc_radius_px", optional(number(minimum=0, maximum=_MAX_UM)), None, _PREDICT,
         "The same radius in pixels, for images without a voxel size; empty = 10 (with a warning)."),
 ]}
 
@@ -303,20 +324,20 @@ DATASET_KEYS: dict[str, Key] = {key.name: key for key in [
     Key("tracking_file", optional(path_value), None, (DEFAULTS, *DATASET_SECTIONS),
         "Annotations: an OrganoidTracker .aut file, a Cell Tracking Challenge TRA folder, or a CSV. "
         "positions_file_N is accepted too."),
-    Key("min_time_point", optional(whole_number()), None, (DEFAULTS, *DATASET_SECTIONS),
+    Key("min_time_point", optional(whole_number(0)), None, (DEFAULTS, *DATASET_SECTIONS),
         "First time point to use; empty = the first there is."),
-    Key("max_time_point", optional(whole_number()), None, (DEFAULTS, *DATASET_SECTIONS),
+    Key("max_time_point", optional(whole_number(0)), None, (DEFAULTS, *DATASET_SECTIONS),
         "Last time point to use; empty = the last there is."),
     Key("use_for", choice("train", "validation", "both"), "both", (DEFAULTS, "prepare"),
         "train, validation, or both (time points split by validation_fraction)."),
     Key("images_axes", optional(axes_value), None, (DEFAULTS, *DATASET_SECTIONS),
         "Axes of a multi-dimensional image file (e.g. TZYX), one letter per dimension, when its metadata are "
         "wrong; empty = trust the file."),
-    Key("pixel_size_x_um", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS),
+    Key("pixel_size_x_um", optional(number(above=0, maximum=_MAX_UM)), None, (DEFAULTS, *DATASET_SECTIONS),
         "Voxel size in µm; empty = from the TIFF metadata, else from the tracking file."),
-    Key("pixel_size_y_um", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS), "See pixel_size_x_um."),
-    Key("pixel_size_z_um", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS), "See pixel_size_x_um."),
-    Key("time_point_duration_m", optional(number(above=0)), None, (DEFAULTS, *DATASET_SECTIONS),
+    Key("pixel_size_y_um", optional(number(above=0, maximum=_MAX_UM)), None, (DEFAULTS, *DATASET_SECTIONS), "See pixel_size_x_um."),
+    Key("pixel_size_z_um", optional(number(above=0, maximum=_MAX_UM)), None, (DEFAULTS, *DATASET_SECTIONS), "See pixel_size_x_um."),
+    Key("time_point_duration_m", optional(number(above=0, maximum=1_000_000)), None, (DEFAULTS, *DATASET_SECTIONS),
         "Minutes between time points; empty = from the image metadata, else from the tracking file."),
     Key("predictions_folder", optional(path_value), None, (DEFAULTS, "predict"),
         "Where predict writes this dataset's results; empty = <output_folder>/predictions/N."),
@@ -391,7 +412,7 @@ class Config:
 
     def _read(self) -> None:
         try:
-            self._parser.read(self.path, encoding="utf-8")
+            self._parser.read(self.path, encoding="utf-8-sig")  # -sig: skips a byte order mark (Notepad)
         except (configparser.Error, UnicodeDecodeError) as error:
             first_line = str(error).splitlines()[0]
             raise UserError(f"{self.path}: not a valid ini file ({first_line}); expected [section] headers "
@@ -490,6 +511,8 @@ class Config:
                 break
             datasets.append(self._dataset(section, number))
             number += 1
+        if container is None:
+            self._check_no_dataset_after(section, number)
         list_file = self.dataset_file(section)
         if datasets and list_file is not None:
             log.warning(f"{list_file[1]}: ignored, because [{section}] lists numbered datasets; remove one of "
@@ -497,6 +520,19 @@ class Config:
         elif list_file is not None:
             datasets = [self._listed_dataset(section, list_file[0], entry) for entry in read_autlist(list_file[0])]
         return datasets
+
+    def _check_no_dataset_after(self, section: str, missing: int) -> None:
+        """Refuses numbered keys beyond the first missing dataset number, which would be ignored unseen (a list
+        ends early on purpose with `images_container_N = <stop>`)."""
+        for place in (self.ini_section(section), DEFAULTS):
+            for key in self._parser.options(place) if self._parser.has_section(place) else ():
+                match = _NUMBERED.match(key)
+                base = match and DATASET_KEY_ALIASES.get(match["key"], match["key"])
+                if match and base in DATASET_KEYS and int(match["number"]) > missing:
+                    raise UserError(f"{self.path} [{place}] {key}: there is no images_container_{missing}, so "
+                                    f"the datasets would end at {missing - 1} and this one be ignored; number the "
+                                    f"datasets 1, 2, 3, ... without gaps (or end the list on purpose with "
+                                    f"images_container_{missing} = {STOP})")
 
     def dataset_file(self, section: str) -> tuple[Path, str] | None:
         """The `.autlist` of `dataset_file` for a section's datasets and where the key is: the section, then (for

@@ -20,6 +20,7 @@ from octrack.image_filters import FILE_KEY, ImageFilters
 from octrack.images import ImageSource, open_images
 from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
+from octrack.tracking.checks import check_lineage
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,30 @@ def open_dataset(config: DatasetConfig, *, check_all_files: bool = False) -> Dat
         with _naming_images_key(config):
             images.check_shapes(time_points)
     voxel_size = _voxel_size(config, images, tracking)
-    return Dataset(config, images, tracking, time_points, voxel_size, _image_filters(config, tracking))
+    dataset = Dataset(config, images, tracking, time_points, voxel_size, _image_filters(config, tracking))
+    _check_annotations_fit(dataset)
+    return dataset
+
+
+def _check_annotations_fit(dataset: Dataset) -> None:
+    """Refuses annotations that mostly lie outside the images, or at many depths of images read as 2D: the
+    images' axes (or size) are then read wrong, e.g. a 3D movie whose metadata say 2D, and training on what is
+    left would be silently wrong. A few outside (at the border) only warn, where prepare counts them."""
+    if dataset.tracking is None:
+        return
+    positions = [dataset.tracking.image_position(position) for t in dataset.time_points
+                 for position in dataset.tracking.positions_at(t)]
+    depths = {round(position.z) for position in positions}
+    outside = sum(dataset.outside_positions(t) for t in dataset.time_points)
+    problem = (f"{len(positions) - outside} of {len(positions)} annotated positions lie inside the images"
+               if outside * 2 > len(positions) else
+               f"the annotations lie at {len(depths)} depths (z {min(depths)}-{max(depths)})"
+               if dataset.images.shape_zyx[0] == 1 and len(depths) > 2 else None)
+    if problem:
+        raise UserError(f"{dataset.config.where('tracking_file')}: {problem}, but the images are read as "
+                        f"{dataset.images.describe()}; the images' axes or size are likely read wrong: set "
+                        f"images_axes_{dataset.config.number} (e.g. TZYX), or check that the annotations belong to "
+                        f"these images")
 
 
 def _image_filters(config: DatasetConfig, tracking: Tracking | None) -> ImageFilters | None:
@@ -176,9 +200,11 @@ def _load_tracking(config: DatasetConfig) -> Tracking | None:
     if config.tracking_file is None:
         return None
     try:
-        return load_tracking(config.tracking_file)
+        tracking = load_tracking(config.tracking_file)
     except UserError as error:
         raise UserError(f"{config.where('tracking_file')}: {error}") from None
+    check_lineage(tracking, f"{config.where('tracking_file')}: {config.tracking_file}")
+    return tracking
 
 
 def _time_points(config: DatasetConfig, images: ImageSource) -> list[int]:

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 import zlib
 from abc import ABC, abstractmethod
@@ -81,10 +82,28 @@ class ImageSource(ABC):
         arrays = self._read_channels(time_point, indices)
         if filters:
             arrays = (filters.apply(array, time_point, index) for array, index in zip(arrays, indices))
-        total = np.array(next(arrays), dtype=np.float32, order="C")
-        for array in arrays:
-            total += array
-        return total
+        with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32: inf, handled below
+            total = np.array(next(arrays), dtype=np.float32, order="C")
+            for array in arrays:
+                total += array
+        return self._finite(total, time_point)
+
+    def _finite(self, frame: np.ndarray, time_point: int) -> np.ndarray:
+        """The frame with NaN as its lowest and ±inf as its lowest/highest finite value, with a warning once per
+        source; a frame without any finite value cannot be read into anything meaningful and is refused."""
+        finite = np.isfinite(frame)
+        if finite.all():
+            return frame
+        where = f"{', '.join(map(str, self.source_files([time_point])))} (time point {time_point})"
+        if not finite.any():
+            raise UserError(f"{where}: no pixel has a finite value (all NaN or inf, or beyond float32's range); "
+                            f"write the images again with finite values")
+        low, high = frame[finite].min(), frame[finite].max()
+        if not getattr(self, "_warned_of_non_finite", False):
+            self._warned_of_non_finite = True
+            log.warning(f"{where}: {frame.size - int(finite.sum()):,} pixel(s) are NaN or inf (first seen here); "
+                        f"read as the frame's lowest finite value (NaN, -inf) or highest (inf)")
+        return np.nan_to_num(frame, nan=low, posinf=high, neginf=low)
 
     def describe(self) -> str:
         """One line: what was found, e.g. for `octrack init` and error messages."""
@@ -385,20 +404,32 @@ class PatternSource(ImageSource):
         with _reading(path), tifffile.TiffFile(path) as tif:
             series = _first_series(tif)
             self._check_shape(path, tuple(series.shape))
+            _real_dtype(path, series)
             data = series.asarray()
         return _to_czyx(data, self.axes)
 
     def _check_shape(self, path: Path, shape: tuple[int, ...]) -> None:
-        if shape != self._series.shape:
-            raise UserError(f"image file {path} has shape {shape} but {self._first_path} has shape "
-                            f"{self._series.shape}; all files of a time lapse must have the same shape")
+        """All files of the movie have the shape of the first; where one differs, a third file says which of
+        the two is the odd one, so that the message blames the damaged file, not its healthy neighbour."""
+        if shape == self._series.shape:
+            return
+        odd, odd_shape, usual, usual_shape = path, shape, self._first_path, self._series.shape
+        third = next((self._path(*key) for key in sorted(self._files)
+                      if self._path(*key) not in (path, self._first_path)), None)
+        if third is not None and _inspect(third).shape == shape:
+            odd, odd_shape, usual, usual_shape = self._first_path, self._series.shape, path, shape
+        raise UserError(f"image file {odd} has shape {odd_shape} but {usual} has shape {usual_shape}; all files "
+                        f"of a time lapse must have the same shape")
 
     def check_shapes(self, time_points: Iterable[int] | None = None) -> None:
         for time_point in self.time_points if time_points is None else time_points:
             for channel in self._channels:
                 path = self._existing_path(time_point, channel)
                 with _reading(path), tifffile.TiffFile(path) as tif:
-                    self._check_shape(path, tuple(_first_series(tif).shape))
+                    series = _first_series(tif)
+                    _check_complete(path, series)
+                    _real_dtype(path, series)
+                    self._check_shape(path, tuple(series.shape))
 
 
 class _Calibration(NamedTuple):
@@ -425,12 +456,49 @@ class _Series:
 def _reading(path: Path) -> Iterator[None]:
     """Turns the errors of a missing, damaged or non-TIFF file into a UserError that names it."""
     try:
-        yield
+        with reading_tiff(path):
+            yield
     # TiffFileError is a ValueError; damaged compressed data raise zlib.error or imagecodecs' RuntimeErrors
     except (OSError, ValueError, EOFError, RuntimeError, zlib.error) as error:
         fix = ("install it: pip install imagecodecs" if "imagecodecs" in str(error)
                else "the file is damaged, incomplete or not a TIFF")
         raise UserError(f"cannot read TIFF file {path}: {error}; {fix}") from None
+
+
+_TIFFFILE_OBJECT = re.compile(r"<tifffile\.[^>]*> ?")  # the object tifffile names in its log lines
+
+
+class _Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def reading_tiff(path: Path) -> Iterator[None]:
+    """Keeps tifffile's own log lines off the user's screen and makes its errors ours: tifffile logs an error
+    and carries on where a file is truncated or its metadata contradict its data (an ImageJ hyperstack cut short
+    reads as one 2D frame), so such a file is refused here, by name, instead of read wrong. Its warnings (odd but
+    readable files) are shown with -v only."""
+    logger = logging.getLogger("tifffile")
+    collected, propagate = _Collected(), logger.propagate
+    logger.addHandler(collected)
+    logger.propagate = False
+    try:
+        yield
+    finally:  # tifffile's error explains any other that followed from it (e.g. a shape that seems wrong)
+        logger.removeHandler(collected)
+        logger.propagate = propagate
+        for record in collected.records:
+            log.debug(f"{path}: tifffile: {record.getMessage()}")
+        errors = [_TIFFFILE_OBJECT.sub("", record.getMessage()) for record in collected.records
+                  if record.levelno >= logging.ERROR]
+        if errors:
+            raise UserError(f"cannot read TIFF file {path}: it is truncated or damaged, or its metadata contradict "
+                            f"its data (tifffile: {errors[-1]}); write the file again") from None
 
 
 def _first_series(tif: tifffile.TiffFile) -> tifffile.TiffPageSeries:
@@ -443,10 +511,32 @@ def _first_series(tif: tifffile.TiffFile) -> tifffile.TiffPageSeries:
 def _inspect(path: Path) -> _Series:
     with _reading(path), tifffile.TiffFile(path) as tif:
         series = _first_series(tif)
-        dtype = np.dtype(series.dtype)
+        dtype = _real_dtype(path, series)
+        _check_complete(path, series)
         return _Series(axes=series.axes, shape=tuple(series.shape), dtype=dtype.newbyteorder("="),
                        stored_dtype=dtype.newbyteorder(tif.byteorder), data_offset=series.dataoffset,
                        page_ndim=len(series.keyframe.shape), calibration=_calibration(tif, path))
+
+
+def _real_dtype(path: Path, series: tifffile.TiffPageSeries) -> np.dtype:
+    """The series' number type; complex numbers are no intensities (their imaginary part would be dropped)."""
+    dtype = np.dtype(series.dtype)
+    if dtype.kind not in "biuf":
+        raise UserError(f"cannot read TIFF file {path}: it holds {dtype.name} values, not intensities; write the "
+                        f"images as whole or real numbers")
+    return dtype
+
+
+def _check_complete(path: Path, series: tifffile.TiffPageSeries) -> None:
+    """Refuses a file too short for the data its header declares (uncompressed data stored in one piece, which
+    would otherwise be read from beyond the file's end)."""
+    if series.dataoffset is None:
+        return
+    needed = series.dataoffset + math.prod(series.shape) * np.dtype(series.dtype).itemsize
+    size = path.stat().st_size
+    if needed > size:
+        raise UserError(f"cannot read TIFF file {path}: it is truncated ({size:,} bytes, its header declares "
+                        f"{needed:,}); copy or write the file again")
 
 
 def _resolve_axes(path: Path, series: _Series, override: str | None, *, one_time_point: bool) -> str:

@@ -54,7 +54,7 @@ def test_missing_tracking_file(capsys, movie_3d):
 def test_bad_epochs(capsys, movie_3d, value):
     set_keys(movie_3d / "organoid_tracker.ini", "DEFAULTS", epochs=value)
     assert_user_error(capsys, prepare_args(movie_3d), "organoid_tracker.ini [DEFAULTS] epochs", value,
-                      "whole number >= 1")
+                      "whole number from 1")
 
 
 def test_unparsable_number_in_dataset_key(capsys, movie_3d):

@@ -9,6 +9,7 @@ import pytest
 
 from octrack.config import (DATASET_KEYS, KEYS, ClassifierSection, Config, DetectSection, LinkSection,
                             PredictSection, PrepareSection)
+from octrack.errors import UserError
 from octrack.stages.init import render_example
 from octrack.time_window import TimeWindow
 
@@ -40,7 +41,7 @@ def test_documented_defaults(tmp_path):
     assert config.cache_folder() == tmp_path / "training_output" / "cache"
 
 
-def test_numbered_datasets_end_at_gap_or_stop(tmp_path):
+def test_numbered_datasets_end_at_stop_and_refuse_a_gap(tmp_path):
     ini = write_ini(tmp_path, "[DEFAULTS]\nimages_pattern_1 = a{time}.tif\n"
                               "[prepare]\nimages_container_1 = images\nimages_container_2 = images\n"
                               "images_channels_2 = 3,4\npositions_file_2 = images\nimages_container_3 = <stop>\n"
@@ -53,7 +54,8 @@ def test_numbered_datasets_end_at_gap_or_stop(tmp_path):
     assert prepare[0].images_container == tmp_path / "images"  # relative to the ini's folder
     assert prepare[1].image_channels == (3, 4)  # OrganoidTracker's spelling
     assert prepare[1].tracking_file == tmp_path / "images"  # positions_file_N alias
-    assert [dataset.number for dataset in config.datasets("predict")] == [1]
+    with pytest.raises(UserError, match=r"\[predict\] images_container_3: there is no images_container_2"):
+        config.datasets("predict")  # a gap would silently drop dataset 3
 
 
 def test_patch_shape_written_x_y_z(tmp_path):

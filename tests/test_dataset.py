@@ -93,7 +93,8 @@ def test_annotated_positions_subtract_the_image_offsets(tmp_path: Path) -> None:
 
 def test_annotated_positions_outside_the_image_are_counted(tmp_path: Path) -> None:
     """Inside is [0, size) per axis in image pixels, that is after subtracting the offset (here x - 5)."""
-    inside = [Position(0, 0, 0, 0), Position(9.9, 7.9, 5.9, 0), Position(2, 1, 1, 0)]
+    inside = [Position(0, 0, 0, 0), Position(9.9, 7.9, 5.9, 0), Position(2, 1, 1, 0), Position(3, 3, 3, 0),
+              Position(4, 4, 4, 0)]  # more than half inside: else the dataset is refused (test_bad_input.py)
     outside = [Position(10, 1, 1, 0), Position(1, 8, 1, 0), Position(1, 1, 6, 0), Position(-0.1, 1, 1, 0),
                Position(12, 1, 1, 0)]
     in_file = [position._replace(x=position.x - 5) for position in inside + outside]  # (-3, 1, 1) and (7, 1, 1)

@@ -14,6 +14,7 @@ from octrack.scoring import (DIVISION_TOLERANCE, Counts, TrackingScores, score_d
                              tracking_errors)
 from octrack.stages.common import parse_time_range
 from octrack.tracking import VoxelSize, load_tracking
+from octrack.tracking.checks import check_lineage
 from octrack.tracking.model import Tracking
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def _evaluate(ground_truth_path: Path, predicted_path: Path, *, max_distance_um:
               restrict_to_annotated_box: bool = False, traccuracy: bool = False
               ) -> tuple[TrackingScores, Tracking, Tracking]:
     ground_truth = _load(ground_truth_path, voxel_size, "ground truth")
-    predicted = _load(predicted_path, voxel_size, "predicted tracking")
+    predicted = _in_pixels_of(_load(predicted_path, voxel_size, "predicted tracking"), ground_truth.voxel_size,
+                              predicted_path)
     time_points = _selected_time_points(ground_truth, ground_truth_path, time_range)
     detection = score_detections(ground_truth, predicted, max_distance_um=max_distance_um,
                                  max_distance_px=max_distance_px, voxel_size=voxel_size, time_points=time_points,
@@ -69,7 +71,39 @@ def _evaluate(ground_truth_path: Path, predicted_path: Path, *, max_distance_um:
 def _load(path: Path, voxel_size: VoxelSize | None, what: str) -> Tracking:
     if not path.exists():
         raise UserError(f"{what} {path} not found")
-    return load_tracking(path, voxel_size)
+    tracking = load_tracking(path, voxel_size)
+    check_lineage(tracking, f"{what} {path}")
+    return tracking
+
+
+def _in_pixels_of(predicted: Tracking, voxel_size: VoxelSize | None, path: Path) -> Tracking:
+    """The prediction in the pixels of the ground truth's voxel size where both files give one and they differ
+    (positions are compared in the ground truth's pixels), with a note; else as it is."""
+    own = predicted.voxel_size
+    if voxel_size is None or own is None:
+        return predicted
+    scale = [_ratio(mine, theirs) for mine, theirs in zip((own.x_um, own.y_um, own.z_um),
+                                                          (voxel_size.x_um, voxel_size.y_um, voxel_size.z_um))]
+    if scale == [1.0, 1.0, 1.0]:
+        return predicted
+    log.warning(f"{path}: its voxel size (z, y, x = {own.z_um:g}, {own.y_um:g}, {own.x_um:g} µm) differs from the "
+                f"ground truth's ({voxel_size.z_um:g}, {voxel_size.y_um:g}, {voxel_size.x_um:g} µm); its positions "
+                f"are converted to the ground truth's pixels")
+    converted = predicted.empty_copy()
+    converted.voxel_size = dataclasses.replace(voxel_size, t_minutes=own.t_minutes)
+    converted.image_offsets = {t: (x * scale[0], y * scale[1], z * scale[2])
+                               for t, (x, y, z) in predicted.image_offsets.items()}
+    moved = {position: converted.add_position(
+        position._replace(x=position.x * scale[0], y=position.y * scale[1], z=position.z * scale[2]),
+        **predicted.position_data(position)) for position in predicted.positions()}
+    for earlier, later in predicted.links():
+        converted.add_link(moved[earlier], moved[later], **predicted.link_data(earlier, later))
+    return converted
+
+
+def _ratio(size: float, target: float) -> float:
+    """Pixels of `target` per pixel of `size`; 1 where either is 0 (a 2D file's z)."""
+    return size / target if size and target else 1.0
 
 
 def _selected_time_points(ground_truth: Tracking, path: Path, time_range: str | None) -> list[int]:

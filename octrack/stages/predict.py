@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from octrack.cache import fingerprint
+from octrack.cache import file_fingerprint, fingerprint
 from octrack.config import Config, PredictSection
 from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
@@ -205,7 +205,8 @@ def run_step(step: str, predictor: Predictor, dataset: Dataset, tracking: Tracki
     inputs = fingerprint([(round(p.x, 3), round(p.y, 3), round(p.z, 3), p.t) for p in tracking.positions()])
     progress = Progress(folder / progress_file(step), {
         "model": fingerprint(predictor.fingerprint(), frames.voxel_size, inputs),
-        "images": dataset.images.describe(), "channels": dataset.how_read()})
+        "images": dataset.images.describe(), "channels": dataset.how_read(),
+        "files": fingerprint(file_fingerprint(dataset.images.source_files(dataset.time_points)))})  # replaced files
     time_points = predictor.time_points(tracking, dataset)
     todo = [t for t in time_points if t not in progress.done]
     for time_point in tqdm(todo, desc=f"{step}, dataset {dataset.config.number}", unit="time point"):

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import shutil
 from pathlib import Path
+
+import numpy as np
 
 from octrack.config import Config
 from octrack.errors import UserError
@@ -14,6 +18,7 @@ from octrack.tracking import Tracking, VoxelSize, load_tracking, save_tracking, 
 from octrack.tracking.io import data_left_out, format_stats, is_ctc_path
 
 log = logging.getLogger(__name__)
+_MAX_CTC_FRAMES = 1_000_000  # one file per frame: more would exhaust the file system's entries, not a movie
 
 
 def stats(path: Path | None, config_path: Path, *, as_json: bool) -> str:
@@ -57,6 +62,8 @@ def save_ctc_or_file(tracking: Tracking, target: Path, geometry: ImageGeometry |
                             f"{target.suffix} file; give a folder name (no suffix) or leave {used[0]} out")
     if geometry is not None and tracking.voxel_size is None:
         tracking.voxel_size = geometry.voxel_size
+    if is_ctc_path(target) and geometry is not None:
+        _check_room_for_ctc(tracking, target, geometry)
     written = save_tracking(tracking, target, image_shape_zyx=geometry.shape_zyx if geometry else None,
                             frame_count=geometry.frame_count if geometry else None, radius_um=radius_um,
                             radius_px=radius_px, ground_truth=ground_truth)
@@ -64,3 +71,17 @@ def save_ctc_or_file(tracking: Tracking, target: Path, geometry: ImageGeometry |
     if left_out:
         log.warning(left_out)
     return written
+
+
+def _check_room_for_ctc(tracking: Tracking, target: Path, geometry: ImageGeometry) -> None:
+    """A CTC folder holds one uncompressed label image per frame, from 0 to the last time point: refuse what the
+    disk cannot hold (a time point of 1e9 would fill it) before writing anything."""
+    frames = max(tracking.time_points()[-1] + 1 if len(tracking) else 1, geometry.frame_count or 1)
+    needed = frames * math.prod(geometry.shape_zyx) * np.dtype(np.uint16).itemsize
+    existing = next(folder for folder in (target, *target.absolute().parents) if folder.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free or frames > _MAX_CTC_FRAMES:
+        raise UserError(f"{target}: {frames:,} label images (time points 0 to {frames - 1}) of z, y, x = "
+                        f"{', '.join(map(str, geometry.shape_zyx))} need {needed / 2 ** 30:,.1f} GiB, and "
+                        f"{existing} has {free / 2 ** 30:,.1f} GiB free (and octrack writes at most {_MAX_CTC_FRAMES:,} "
+                        f"frames); check the time points of the input and the image size (--shape is z y x)")

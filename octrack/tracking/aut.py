@@ -111,6 +111,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: file not found; check the path") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not valid JSON ({error}); give an OrganoidTracker .aut file") from error
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to be an OrganoidTracker file; give an OrganoidTracker "
+                        f".aut file") from None
     if not isinstance(data, dict) or not any(key in data for key in (*_TRACKING_KEYS, "version")):
         raise UserError(f"{path}: holds no positions or links; give an OrganoidTracker .aut file")
     return data
@@ -141,7 +144,7 @@ def _parse_v2(data: dict[str, Any]) -> Tracking:
 
 
 def _parse_time_point(tracking: Tracking, time_point_json: dict[str, Any]) -> None:
-    time_point = int(time_point_json["time_point"])
+    time_point = _whole(time_point_json["time_point"])
     metadata = time_point_json.get("position_meta", {})
     for index, coords in enumerate(time_point_json["coords_xyz_px"]):
         data = {key: values[index] for key, values in metadata.items() if values[index] is not None}
@@ -149,7 +152,7 @@ def _parse_time_point(tracking: Tracking, time_point_json: dict[str, Any]) -> No
 
 
 def _parse_track(tracking: Tracking, track_json: dict[str, Any]) -> None:
-    start = int(track_json["time_point_start"])
+    start = _whole(track_json["time_point_start"])
     positions = [_added(tracking, _position(coords, start + i))
                  for i, coords in enumerate(track_json["coords_xyz_px"])]
     for i, (earlier, later) in enumerate(zip(positions, positions[1:])):
@@ -159,7 +162,7 @@ def _parse_track(tracking: Tracking, track_json: dict[str, Any]) -> None:
 
 
 def _parse_track_connections(tracking: Tracking, track_json: dict[str, Any]) -> None:
-    start = int(track_json["time_point_start"])
+    start = _whole(track_json["time_point_start"])
     first = _position(track_json["coords_xyz_px"][0], start)
     for i, coords in enumerate(track_json.get("coords_xyz_px_before", ())):
         before = _added(tracking, _position(coords, start - 1))
@@ -177,7 +180,7 @@ def _parse_v1(data: dict[str, Any]) -> Tracking:
     positions_json = data.get("shapes", data.get("positions", {}))
     for time_point, coords_list in positions_json.items():
         for coords in coords_list:
-            tracking.add_position(_position(coords[:3], int(time_point)))
+            tracking.add_position(_position(coords[:3], _whole(time_point)))
     graph = data.get("links", data.get("links_scratch", data.get("links_baseline")))
     if graph is not None:
         _parse_node_link_graph(tracking, graph)
@@ -208,13 +211,21 @@ def _parse_resolution(data: dict[str, Any]) -> VoxelSize | None:
 
 def _parse_offsets(data: dict[str, Any]) -> dict[int, Offset]:
     """Offsets by time point; OrganoidTracker applies an entry without a time point to none, so it is left out."""
-    return {int(entry["_time_point_number"]): (float(entry["x"]), float(entry["y"]), float(entry["z"]))
+    return {_whole(entry["_time_point_number"]): (float(entry["x"]), float(entry["y"]), float(entry["z"]))
             for entry in data.get("image_offsets", ()) if "_time_point_number" in entry}
 
 
-def _position(coords: list[float], time_point: int) -> Position:
+def _position(coords: list[float], time_point: int | float | str) -> Position:
     x, y, z = coords
-    return Position(float(x), float(y), float(z), int(time_point))
+    return Position(float(x), float(y), float(z), _whole(time_point))
+
+
+def _whole(time_point: int | float | str) -> int:
+    """A time point as written: a whole number (3, 3.0 or "3"); 2.5 is refused, not cut to 2."""
+    value = float(time_point)
+    if not value.is_integer():
+        raise ValueError(f"time point {time_point!r} is not a whole number")
+    return int(value)
 
 
 def _position_from_id(node_id: dict[str, Any]) -> Position:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,10 @@ def _position(row: list[str], column: dict[str, int], path: Path, line_number: i
         time_point = float(row[column["t"]])
         if not time_point.is_integer():
             raise ValueError(f"time point {time_point} is not a whole number")
-        return Position(float(row[column["x"]]), float(row[column["y"]]), z, int(time_point))
+        x, y = float(row[column["x"]]), float(row[column["y"]])
+        if not all(math.isfinite(value) for value in (x, y, z)):
+            raise ValueError(f"coordinates z, y, x = {z:g}, {y:g}, {x:g} are not all finite numbers")
+        return Position(x, y, z, int(time_point))
     except ValueError as error:
         raise UserError(f"{path}, line {line_number}: {error}; fix the t, z, y or x value") from error
 

@@ -54,6 +54,8 @@ GROUND_TRUTH_RADIUS_PX = 2.0
 RESULT_FOR_ORGANOIDTRACKER = "mask.txt"  # res_track.txt again: OrganoidTracker reads <name>TTT.tif beside <name>.txt
 TRACK_FILES = {"man_track.txt": "man_track", "res_track.txt": "mask"}  # track file name -> label image prefix
 _LABEL_IMAGE = re.compile(r"^(man_track|mask)(\d+)\.tiff?$")
+MAX_FRAME_VOXELS = 2 ** 31  # a label image larger than this (8 GiB of uint32) is a mistake in the size given
+_MAX_MARKER_VOXELS = 2 ** 24  # a marker ball larger than 256³ voxels is no nucleus
 
 TrackRow = tuple[int, int, int, int]  # label, first time point, last time point, parent label
 
@@ -65,6 +67,8 @@ def load_ctc(folder: str | Path) -> Tracking:
 
     folder, track_file, prefix = _find_ctc_folder(Path(folder))
     images = _label_images(folder, prefix)
+    rows = _read_track_file(track_file) if track_file is not None else None
+    _check_frames(images, rows, track_file, folder)
     tracking = Tracking()
     appearances: dict[int, list[Position]] = defaultdict(list)
     for time_point, path in sorted(images.items()):
@@ -73,8 +77,57 @@ def load_ctc(folder: str | Path) -> Tracking:
             appearances[label].append(tracking.add_position(position))
     tracking.voxel_size = tiff_voxel_size(path, depth=labels.shape[0])  # of the last label image
     if track_file is not None:
-        _link(tracking, appearances, _read_track_file(track_file), track_file)
+        _check_rows_match_labels(rows, appearances, track_file, images)
+        _link(tracking, appearances, rows, track_file)
     return tracking
+
+
+def _check_frames(images: dict[int, Path], rows: list[TrackRow] | None, track_file: Path | None,
+                  folder: Path) -> None:
+    """Refuses a missing label image inside the frames in use (from the first image or track to the last): its
+    positions would be lost and links would bridge the gap."""
+    first = min([min(images), *(begin for _, begin, _, _ in rows or ())])
+    last = max([max(images), *(end for _, _, end, _ in rows or ())])
+    missing = [t for t in range(first, last + 1) if t not in images]
+    if missing:
+        example = next(iter(images.values()))
+        digits = len(_LABEL_IMAGE.match(example.name)[2])
+        name = f"{_LABEL_IMAGE.match(example.name)[1]}{missing[0]:0{digits}d}{example.suffix}"
+        because = f"{track_file.name} has tracks from time point {first} to {last}" if track_file is not None \
+            else f"the label images run from {first} to {last}"
+        raise UserError(f"{folder / name}: missing ({len(missing)} label image(s) missing in all), while {because};"
+                        f" restore the label images of every time point")
+
+
+def _check_rows_match_labels(rows: list[TrackRow], appearances: dict[int, list[Position]], path: Path,
+                             images: dict[int, Path]) -> None:
+    """The track file must describe the labels of the images: each label once, each present from its first to
+    its last time point as written, each parent a label of the file (0 = none)."""
+    written: dict[int, TrackRow] = {}
+    for row in rows:
+        label, begin, end, parent = row
+        if label in written:
+            raise UserError(f"{path}: label {label} is listed twice; list each label once")
+        if label < 1 or begin < 0 or end < begin or parent < 0 or parent == label:
+            raise UserError(f"{path}: the line '{label} {begin} {end} {parent}' is not 'L B E P' with a label above "
+                            f"0, 0 <= B <= E and a parent label (0 = none); fix that line")
+        written[label] = row
+    for label, begin, end, parent in rows:
+        if parent and parent not in written:
+            raise UserError(f"{path}: label {label} has parent {parent}, which the file does not list; fix the "
+                            f"parent column")
+        seen = appearances.get(label)
+        if not seen or seen[0].t != begin or seen[-1].t != end:
+            found = f"time points {seen[0].t}-{seen[-1].t}" if seen else "no label image"
+            raise UserError(f"{path}: label {label} runs from time point {begin} to {end}, but the label images "
+                            f"hold it in {found}; the track file does not belong to these label images (or one "
+                            f"of them is damaged), fix or replace it")
+    unlisted = sorted(set(appearances) - set(written))
+    if unlisted:
+        time_point = appearances[unlisted[0]][0].t
+        raise UserError(f"{path}: label {unlisted[0]} of {images[time_point].name} (and {len(unlisted) - 1} more) is "
+                        f"not in the track file; the track file does not belong to these label images, fix or "
+                        f"replace it")
 
 
 def is_ctc_folder(folder: Path) -> bool:
@@ -86,13 +139,13 @@ def is_ctc_folder(folder: Path) -> bool:
 def ctc_geometry(folder: str | Path) -> tuple[tuple[int, int, int], int, VoxelSize | None]:
     """The image size (z, y, x), the number of frames (last time point + 1) and the voxel size of the label
     images of a CTC folder: the geometry that results for the same movie must have."""
-    from octrack.images import tiff_voxel_size  # not at the top: octrack.images imports octrack.tracking
+    from octrack.images import reading_tiff, tiff_voxel_size  # not at the top: octrack.images imports tracking
 
     folder, _, prefix = _find_ctc_folder(Path(folder))
     images = _label_images(folder, prefix)
     last = max(images)
     try:
-        with tifffile.TiffFile(images[last]) as tif:
+        with reading_tiff(images[last]), tifffile.TiffFile(images[last]) as tif:
             shape = tuple(int(size) for size in tif.series[0].shape)
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
         raise UserError(f"{images[last]}: cannot read this TIFF ({error}); give a label image") from error
@@ -146,9 +199,12 @@ def _label_images(folder: Path, prefix: str | None, *, required: bool = True) ->
 
 def _read_labels(path: Path) -> np.ndarray:
     """The label image as (Z, Y, X); 2D images get Z = 1."""
+    from octrack.images import reading_tiff  # not at the top: octrack.images imports octrack.tracking
+
     try:
-        labels = tifffile.imread(path)
-    except (tifffile.TiffFileError, ValueError, OSError) as error:
+        with reading_tiff(path):  # a truncated label image is refused, not read in part
+            labels = tifffile.imread(path)
+    except (tifffile.TiffFileError, ValueError, OSError, EOFError, RuntimeError) as error:
         raise UserError(f"{path}: cannot read this TIFF ({error}); give a label image") from error
     labels = np.squeeze(labels) if labels.ndim > 3 else labels
     if labels.ndim not in (2, 3) or not np.issubdtype(labels.dtype, np.integer):
@@ -265,6 +321,9 @@ def _image_shape(image_shape_zyx: tuple[int, ...]) -> tuple[int, int, int]:
     """(Z, Y, X) of a (Z, Y, X) or (Y, X) shape."""
     if len(image_shape_zyx) not in (2, 3) or min(image_shape_zyx) < 1:
         raise UserError(f"image size {tuple(image_shape_zyx)} (z, y, x): give two or three sizes of at least 1 pixel")
+    if math.prod(image_shape_zyx) > MAX_FRAME_VOXELS:
+        raise UserError(f"image size {tuple(image_shape_zyx)} (z, y, x): more than {MAX_FRAME_VOXELS:,} voxels per "
+                        f"label image; check the size (--shape is z y x) or give the images")
     return tuple(int(size) for size in (1,) * (3 - len(image_shape_zyx)) + tuple(image_shape_zyx))
 
 
@@ -341,9 +400,13 @@ def _ball(scale: np.ndarray, radius: float, *, is_3d: bool) -> tuple[np.ndarray,
     if not radius >= 0 or not np.all(scale[0 if is_3d else 1:] > 0):
         raise UserError(f"cannot paint CTC markers of radius {radius:g} with voxel size (z, y, x) "
                         f"{', '.join(f'{size:g}' for size in scale)}; give a radius ≥ 0 and a positive voxel size")
-    half = [math.floor(radius / s + 1e-9) for s in scale]
+    half = [math.floor(radius / s + 1e-9) if radius / s < MAX_FRAME_VOXELS else MAX_FRAME_VOXELS for s in scale]
     if not is_3d:
         half[0] = 0
+    if math.prod(2 * h + 1 for h in half) > _MAX_MARKER_VOXELS:
+        raise UserError(f"CTC markers of radius {radius:g} (voxel size z, y, x = "
+                        f"{', '.join(f'{size:g}' for size in scale)}) would each cover more than "
+                        f"{_MAX_MARKER_VOXELS:,} voxels; give a radius of a nucleus (--radius-px, --radius-um)")
     grid = np.indices([2 * h + 1 for h in half]).reshape(3, -1).T - np.array(half)  # lexicographic: symmetric order
     distances = ((grid * scale) ** 2).sum(axis=1)
     inside = distances <= radius ** 2 * (1 + 1e-9)

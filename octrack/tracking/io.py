@@ -11,6 +11,7 @@ from typing import Any
 
 from octrack.errors import UserError
 from octrack.tracking.aut import load_aut, save_aut
+from octrack.tracking.checks import check_tracking
 from octrack.tracking.ctc import RESULT_FOR_ORGANOIDTRACKER, TRACK_FILES, load_ctc, save_ctc
 from octrack.tracking.csv_io import load_csv, save_csv
 from octrack.tracking.geff_io import load_geff, save_geff
@@ -39,6 +40,7 @@ def load_tracking(path: str | Path, voxel_size: VoxelSize | None = None) -> Trac
         tracking = _LOADERS[path.suffix.lower()](path)
     else:
         raise UserError(f"{path}: unknown tracking format {path.suffix!r}; give {_FORMATS}")
+    check_tracking(tracking, path)
     if tracking.voxel_size is None:
         tracking.voxel_size = voxel_size
     return tracking
