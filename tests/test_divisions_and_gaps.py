@@ -1,0 +1,77 @@
+"""Divisions scored as the official measures score them (mother and both daughters), links that skip a time point
+(gap closing): scored as traccuracy's relax_skips_pred, chosen by the tracker, and kept by every writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from octrack.scoring import score_detections, score_tracking
+from octrack.tracking import Position, Tracking, load_tracking
+from octrack.tracking.model import from_positions
+
+
+def _dividing() -> Tracking:
+    """A mother (t 0-3) dividing into two daughters (t 4-6), and a walker beside them (t 0-6)."""
+    mother = [Position(20 + t, 20, 4, t) for t in range(4)]
+    daughters = [[Position(23 + s * (2 + t), 20 + s * (2 + t), 4, 4 + t) for t in range(3)] for s in (1, -1)]
+    walker = [Position(40, 40 + t, 6, t) for t in range(7)]
+    tracking = from_positions(mother + daughters[0] + daughters[1] + walker)
+    for track in (mother + [daughters[0][0]], mother[-1:] + daughters[1], daughters[0], walker):
+        for a, b in zip(track, track[1:]):
+            tracking.add_link(a, b)
+    return tracking
+
+
+def _scores(truth: Tracking, predicted: Tracking):  # noqa: ANN202
+    return score_tracking(truth, predicted, score_detections(truth, predicted, max_distance_px=1))
+
+
+def test_a_division_with_a_wrong_daughter_is_not_found() -> None:
+    truth = _dividing()
+    predicted = _dividing()
+    mother, daughter = Position(23, 20, 4, 3), Position(21, 18, 4, 4)
+    stray = predicted.add_position(Position(30, 30, 4, 4))  # a false position next to the track
+    predicted.remove_link(mother, daughter)
+    predicted.add_link(mother, stray)
+    scores = _scores(truth, predicted)
+    assert (scores.divisions.true_positives, scores.divisions.false_positives,
+            scores.divisions.false_negatives) == (0, 1, 1)
+    assert _scores(truth, _dividing()).divisions.f1 == _scores(truth, _dividing()).divisions_exact.f1 == 1.0
+
+
+def test_a_division_one_time_point_late_counts_at_one_not_at_zero() -> None:
+    truth = _dividing()
+    predicted = _dividing()
+    mother, first, second = Position(23, 20, 4, 3), Position(25, 22, 4, 4), Position(21, 18, 4, 4)
+    predicted.remove_link(mother, second)  # the first daughter divides instead, into the second's successor
+    predicted.remove_link(second, Position(20, 17, 4, 5))
+    predicted.add_link(first, Position(20, 17, 4, 5))
+    scores = _scores(truth, predicted)
+    assert scores.divisions.f1 == 1.0 and scores.divisions_exact.f1 == 0.0
+
+
+def test_a_link_over_a_missed_position_is_right_as_traccuracy_relaxes_skips() -> None:
+    truth = _dividing()
+    predicted = _dividing()
+    before, missed, after = Position(40, 42, 6, 2), Position(40, 43, 6, 3), Position(40, 44, 6, 4)
+    predicted.remove_position(missed)
+    predicted.add_link(before, after)
+    scores = _scores(truth, predicted)
+    assert scores.skip_links == 1
+    assert (scores.links.false_positives, scores.links.false_negatives) == (0, 0)
+    wrong = _dividing()
+    wrong.remove_position(missed)
+    wrong.add_link(before, Position(25, 22, 4, 4))  # across the gap, onto another cell
+    wrong_scores = _scores(truth, wrong)
+    assert wrong_scores.links.false_positives == 1 and wrong_scores.links.false_negatives == 2
+
+
+def test_a_skip_over_a_matched_position_is_wrong() -> None:
+    truth = _dividing()
+    predicted = _dividing()
+    before, after = Position(40, 42, 6, 2), Position(40, 44, 6, 4)
+    predicted.remove_link(before, Position(40, 43, 6, 3))
+    predicted.add_link(before, after)  # the position between is there, and matched
+    assert _scores(truth, predicted).links.false_positives == 1
