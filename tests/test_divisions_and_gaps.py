@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from octrack.linking import link_tracks
+from octrack.linking.costs import CostSettings
 from octrack.scoring import score_detections, score_tracking
-from octrack.tracking import Position, Tracking, load_tracking
+from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
 from octrack.tracking.model import from_positions
 
 
@@ -75,3 +77,17 @@ def test_a_skip_over_a_matched_position_is_wrong() -> None:
     predicted.remove_link(before, Position(40, 43, 6, 3))
     predicted.add_link(before, after)  # the position between is there, and matched
     assert _scores(truth, predicted).links.false_positives == 1
+
+
+def _walk(start: tuple[float, float], first: int, last: int) -> list[Position]:
+    return [Position(start[0] + 0.5 * i, start[1] + 0.3 * i, 5, first + i) for i in range(last - first + 1)]
+
+
+def test_a_false_position_next_to_a_track_is_left_out_not_made_a_daughter() -> None:
+    track, other = _walk((20, 20), 0, 8), _walk((40, 40), 0, 8)
+    false = Position(21, 21.2, 5, 4)  # 1 px beside the track's position at t = 4 (22, 21.2)
+    result = link_tracks(from_positions(track + other + [false], VoxelSize(1, 1, 1)))
+    assert not result.tracking.divisions() and false not in result.tracking
+    kept = link_tracks(from_positions(track + other + [false], VoxelSize(1, 1, 1)),
+                       settings=CostSettings(leave_out=None))
+    assert kept.tracking.divisions()  # without the cost of leaving out, it was taken for a daughter
