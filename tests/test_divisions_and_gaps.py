@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from octrack.linking import link_tracks
 from octrack.linking.costs import CostSettings
 from octrack.scoring import score_detections, score_tracking
-from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
+from octrack.tracking import Position, Tracking, VoxelSize, load_tracking, save_tracking
 from octrack.tracking.model import from_positions
 
 
@@ -91,3 +92,25 @@ def test_a_false_position_next_to_a_track_is_left_out_not_made_a_daughter() -> N
     kept = link_tracks(from_positions(track + other + [false], VoxelSize(1, 1, 1)),
                        settings=CostSettings(leave_out=None))
     assert kept.tracking.divisions()  # without the cost of leaving out, it was taken for a daughter
+
+
+@pytest.mark.parametrize("name", ["tracks.aut", "tracks.csv", "tracks.geff", "ctc"])
+def test_gap_links_of_the_tracker_round_trip_through_every_writer(tmp_path: Path, name: str) -> None:
+    track = [Position(20 + t, 20, 5, t) for t in range(7)]  # whole pixels, as CTC labels give them back
+    other = [Position(40, 40 + t, 5, t) for t in range(7)]
+    missed = track[3]
+    tracks = link_tracks(from_positions([p for p in track + other if p != missed], VoxelSize(1, 1, 1))).tracking
+    assert tracks.has_link(track[2], track[4])  # the tracker bridged the missed detection
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # .aut: OrganoidTracker cannot show links that skip time points
+        save_tracking(tracks, tmp_path / name, image_shape_zyx=(10, 64, 64), radius_px=2)
+    again = load_tracking(tmp_path / name)
+    assert set(again.links()) == set(tracks.links())
+    if name == "ctc":  # the part after the gap is a track of its own, with the part before as its parent
+        rows = [line.split() for line in (tmp_path / name / "res_track.txt").read_text().splitlines()]
+        assert sorted((int(b), int(e), int(p) > 0) for _, b, e, p in rows) == [(0, 2, False), (0, 6, False),
+                                                                             (4, 6, True)]
+    elif name == "tracks.csv":
+        assert len(again.positions_at(3)) == 1  # nothing invented in the gap
+    else:
+        assert "link_confidence" in again.link_data(track[2], track[4])
