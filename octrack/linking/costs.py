@@ -46,7 +46,7 @@ class CostSettings:
     division_scale: float = 1.25  # σ of the daughters' midpoint over σ: daughters do not move apart exactly evenly
     gap: float | None = 4.0  # a link skipping one time point (a missed detection), on top of its displacement;
     # None: no gap links
-    leave_out: float | None = 5.0  # leaving a detection out of every track (a false detection), where cheaper
+    leave_out: float | None = 7.0  # leaving a detection out of every track (a false detection), where cheaper
     # than its appearing and disappearing; None: those only
 
 
@@ -101,8 +101,8 @@ def _sigma_from_distances(distances: np.ndarray) -> float:
 def _midpoint_offsets(graph: CandidateGraph) -> np.ndarray:
     """(k,) distance of each candidate division's mother from the midpoint of its daughters."""
     daughters = graph.link_target[graph.division_links]
-    midpoint = graph.xyz_um[daughters].mean(axis=1)
-    return np.linalg.norm(midpoint - graph.xyz_um[graph.division_mother], axis=1)
+    midpoint = graph.stable_um[daughters].mean(axis=1)
+    return np.linalg.norm(midpoint - graph.stable_um[graph.division_mother], axis=1)
 
 
 def compute_costs(graph: CandidateGraph, settings: CostSettings, motion: MotionModel, *,
