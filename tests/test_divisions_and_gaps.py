@@ -133,3 +133,28 @@ def test_the_drift_of_the_whole_picture_is_found_and_does_not_confuse_the_links(
     assert drift(xyz, time)[time == 4][0] == pytest.approx([28, 0, 0], abs=0.5)
     right = set(link_tracks(positions).tracking.links()) & {link for track in tracks for link in zip(track, track[1:])}
     assert len(right) >= 250
+
+
+def test_division_and_link_counts_agree_with_traccuracy() -> None:
+    pytest.importorskip("traccuracy", reason="the cross-check needs the package traccuracy")
+    from octrack.traccuracy_check import traccuracy_scores
+
+    truth, predicted = _dividing(), _dividing()
+    mother, first, second = Position(23, 20, 4, 3), Position(25, 22, 4, 4), Position(21, 18, 4, 4)
+    predicted.remove_link(mother, second)  # a division one time point late
+    predicted.remove_link(second, Position(20, 17, 4, 5))
+    predicted.add_link(first, Position(20, 17, 4, 5))
+    predicted.remove_position(Position(40, 43, 6, 3))  # a missed position, bridged
+    predicted.add_link(Position(40, 42, 6, 2), Position(40, 44, 6, 4))
+    detection = score_detections(truth, predicted, max_distance_px=1)
+    scores = score_tracking(truth, predicted, detection)
+    theirs = traccuracy_scores(truth, predicted, detection.matching)
+    for ours, buffer in ((scores.divisions_exact, 0), (scores.divisions, 1)):
+        divisions = theirs["DivisionMetrics"][f"Frame Buffer {buffer}"]
+        assert (ours.true_positives, ours.false_positives, ours.false_negatives) == (
+            divisions["True Positive Divisions"], divisions["False Positive Divisions"],
+            divisions["False Negative Divisions"])
+    edges = theirs["BasicMetrics"]
+    assert (scores.links.true_positives, scores.links.false_positives, scores.links.false_negatives) == (
+        edges["True Positive Edges"] + edges["Skip Pred True Positive Edges"], edges["False Positive Edges"],
+        edges["False Negative Edges"])
