@@ -36,7 +36,9 @@ class LinkingResult:
 
     def describe(self) -> str:
         tracking = self.tracking
-        text = (f"{len(tracking)} positions, {tracking.link_count()} links, {len(tracking.divisions())} divisions "
+        gaps = sum(1 for a, b in tracking.links() if b.t - a.t > 1)
+        text = (f"{len(tracking)} positions, {tracking.link_count()} links ({gaps} over a missed time point), "
+                f"{len(tracking.divisions())} divisions "
                 f"from {self.candidate_links} candidate links ({self.costs_from}); {self.left_out} positions left "
                 f"out; {self.uncertain_links} links with confidence below {REVIEW_BELOW}")
         return text
