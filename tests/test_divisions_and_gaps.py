@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from octrack.cli import main
 from octrack.linking import link_tracks
 from octrack.linking.costs import CostSettings
 from octrack.linking.graph import drift
@@ -158,3 +160,22 @@ def test_division_and_link_counts_agree_with_traccuracy() -> None:
     assert (scores.links.true_positives, scores.links.false_positives, scores.links.false_negatives) == (
         edges["True Positive Edges"] + edges["Skip Pred True Positive Edges"], edges["False Positive Edges"],
         edges["False Negative Edges"])
+
+
+def test_evaluate_reports_divisions_at_both_tolerances_and_says_how_gap_links_count(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    truth, predicted = _dividing(), _dividing()
+    predicted.remove_position(Position(40, 43, 6, 3))
+    predicted.add_link(Position(40, 42, 6, 2), Position(40, 44, 6, 4))
+    save_tracking(truth, tmp_path / "truth.csv")
+    save_tracking(predicted, tmp_path / "predicted.csv")
+    arguments = ["evaluate", "--ground-truth", str(tmp_path / "truth.csv"), "--predicted",
+                 str(tmp_path / "predicted.csv"), "--max-distance-px", "1"]
+    assert main(arguments) == 0
+    text = capsys.readouterr().out
+    assert "divisions (±1 time point)" in text and "divisions (±0 time points)" in text
+    assert "1 predicted links skip time points" in text and "relax_skips_pred" in text
+    assert main([*arguments, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["skip_links"] == 1 and result["division_f1"] == result["division_f1_exact"] == 1.0
+    assert result["links"]["false_negatives"] == 0
