@@ -5,8 +5,8 @@ rule of `octrack.candidates`, or the links of the tracking where those carry net
 joins a position at t to one at t+2 (by the same rule, between those time points), so that a track may pass a
 time point where its detection is missing. Candidates and costs see the positions less the drift of the whole
 picture (`drift`: the shift between consecutive time points that best superimposes their positions), so that a
-sample moving as a whole, or a stage drifting, does not look like every cell moving. A candidate division is a mother with two of its candidate links
-(not gap links), to two different daughters.
+sample moving as a whole, or a stage drifting, does not look like every cell moving. A candidate division is a
+mother with two of its candidate links (not gap links), to two different daughters.
 """
 
 from __future__ import annotations
