@@ -156,13 +156,16 @@ DIVISION_TOLERANCE = 1  # time points by which a found division may be off
 @dataclass(frozen=True)
 class TrackingScores:
     """Detection, link and division scores on one detection matching, and the true tracks (cell-cycle
-    segments) that came out without any error."""
+    segments) that came out without any error. Divisions are scored within `DIVISION_TOLERANCE` time points
+    (`divisions`) and at the exact time point (`divisions_exact`)."""
 
     detection: DetectionScores
     links: Counts
     divisions: Counts
     tracks: int
     tracks_without_error: int
+    divisions_exact: Counts | None = None
+    skip_links: int = 0  # predicted links that skip time points (scored as traccuracy's relax_skips_pred)
     traccuracy: dict[str, Any] | None = None  # the package traccuracy's scores on the same matching, if asked
 
     @property
@@ -170,8 +173,11 @@ class TrackingScores:
         return self.tracks_without_error / self.tracks if self.tracks else 1.0
 
     def to_json(self) -> dict[str, Any]:
+        exact = self.divisions_exact or self.divisions
         return {**self.detection.to_json(), "link_f1": self.links.f1, "division_f1": self.divisions.f1,
-                "links": self.links._counts_json(), "divisions": self.divisions._counts_json(),
+                "division_f1_exact": exact.f1, "links": self.links._counts_json(),
+                "divisions": self.divisions._counts_json(), "divisions_exact": exact._counts_json(),
+                "division_tolerance": DIVISION_TOLERANCE, "skip_links": self.skip_links,
                 "tracks": self.tracks, "tracks_without_error": self.tracks_without_error,
                 "tracks_without_error_fraction": self.tracks_without_error_fraction,
                 **({"traccuracy": self.traccuracy} if self.traccuracy is not None else {})}
@@ -179,14 +185,16 @@ class TrackingScores:
 
 def score_tracking(ground_truth: Tracking, predicted: Tracking, detection: DetectionScores, *,
                    division_tolerance: int = DIVISION_TOLERANCE) -> TrackingScores:
-    """Links, divisions and tracks, on the matching of `detection`, at its time points (see `tracking_errors`).
+    """Links, divisions and tracks, on the matching of `detection`, at its time points (see `tracking_errors`);
+    divisions also at the exact time point.
 
     A true track is without error when every position of it is matched, and the links of each match are exactly
     the matches of the true links (into and out of the track included).
     """
     errors = tracking_errors(ground_truth, predicted, detection, division_tolerance=division_tolerance)
+    exact = errors if division_tolerance == 0 else tracking_errors(ground_truth, predicted, detection,
+                                                                    division_tolerance=0)
     links = Counts(len(errors.found_links), len(errors.false_links), len(errors.missed_links))
-    divisions = Counts(len(errors.found_divisions), len(errors.false_divisions), len(errors.missed_divisions))
     matching = detection.matching
     to_true = matching.predicted_to_true()
     scored_true = {p for one in matching.time_points.values() for p in one.true}
@@ -194,7 +202,13 @@ def score_tracking(ground_truth: Tracking, predicted: Tracking, detection: Detec
     from_true = {true: guess for guess, true in to_true.items()}
     without_error = sum(all(_same_links(ground_truth, predicted, p, from_true.get(p), to_true) for p in track)
                         for track in tracks)
-    return TrackingScores(detection, links, divisions, len(tracks), without_error)
+    skips = sum(1 for a, b in predicted.links() if b.t - a.t > 1)
+    return TrackingScores(detection, links, _division_counts(errors), len(tracks), without_error,
+                          _division_counts(exact), skips)
+
+
+def _division_counts(errors: TrackingErrors) -> Counts:
+    return Counts(len(errors.found_divisions), len(errors.false_divisions), len(errors.missed_divisions))
 
 
 @dataclass(frozen=True)
@@ -212,10 +226,16 @@ class TrackingErrors:
 
 def tracking_errors(ground_truth: Tracking, predicted: Tracking, detection: DetectionScores, *,
                     division_tolerance: int = DIVISION_TOLERANCE) -> TrackingErrors:
-    """A predicted link is right when the true positions matched to its ends are linked. A predicted division
-    (a mother) is right when its matched true position is a true mother, or lies on the same cell up to
-    `division_tolerance` time points before or after one; each true division is found at most once, the
-    closest in time first."""
+    """A predicted link is right when the true positions matched to its ends are linked. A link that skips time
+    points is right, as traccuracy's `relax_skips_pred` has it, when its ends match a true position and one of
+    its descendants whose true positions in between are matched to nothing; the true links it covers then
+    count as found.
+
+    A predicted division is right, as the Cell Tracking Challenge's BC(i) and traccuracy's division metrics
+    have it, when its mother and both daughters are right: the mother's matched true position is a true mother,
+    or lies on the same cell up to `division_tolerance` time points before or after one (the shift), and its two
+    daughters reach the two true daughters, one each, within the same shift (`_daughters_agree`). Each true
+    division is found at most once, the closest in time first."""
     matching = detection.matching
     to_true = matching.predicted_to_true()
     scored_true = {p for one in matching.time_points.values() for p in one.true}
@@ -223,31 +243,63 @@ def tracking_errors(ground_truth: Tracking, predicted: Tracking, detection: Dete
     true_links = {link for link in ground_truth.links() if link[0] in scored_true and link[1] in scored_true}
     predicted_links = [link for link in predicted.links()
                        if link[0] in scored_predicted and link[1] in scored_predicted]
-    right = [(to_true.get(a), to_true.get(b)) in true_links for a, b in predicted_links]
-    found = {(to_true[a], to_true[b]) for (a, b), ok in zip(predicted_links, right) if ok}
+    matched_true = set(to_true.values())
+    covered = [_true_path(ground_truth, to_true.get(a), to_true.get(b), matched_true) for a, b in predicted_links]
+    found = {link for path in covered for link in path}
     true_mothers = {m for m in ground_truth.divisions() if m in scored_true}
     predicted_mothers = [m for m in predicted.divisions() if m in scored_predicted]
-    hits = _matched_divisions(ground_truth, [to_true.get(m) for m in predicted_mothers], true_mothers,
-                              division_tolerance)
+    hits = _matched_divisions(ground_truth, predicted, to_true, predicted_mothers, true_mothers, division_tolerance)
     return TrackingErrors(
-        found_links=[link for link, ok in zip(predicted_links, right) if ok],
-        false_links=[link for link, ok in zip(predicted_links, right) if not ok],
+        found_links=[link for link, path in zip(predicted_links, covered) if path],
+        false_links=[link for link, path in zip(predicted_links, covered) if not path],
         missed_links=sorted(true_links - found), found_divisions=[m for m, hit in zip(predicted_mothers, hits) if hit],
         false_divisions=[m for m, hit in zip(predicted_mothers, hits) if hit is None],
         missed_divisions=sorted(true_mothers - {hit for hit in hits if hit is not None}))
 
 
-def _matched_divisions(ground_truth: Tracking, guesses: list[Position | None], true_mothers: set[Position],
-                       tolerance: int) -> list[Position | None]:
-    """Per guessed mother (its matched true position), the true mother it finds (None: none), one each, the
-    closest in time first."""
+def _true_path(ground_truth: Tracking, source: Position | None, target: Position | None,
+               matched_true: set[Position]) -> list[tuple[Position, Position]]:
+    """The true links from `source` to `target` where these are linked directly, or along one branch with
+    nothing matched in between (a predicted link that skips time points); else none."""
+    if source is None or target is None or target.t <= source.t:
+        return []
+    if ground_truth.has_link(source, target):
+        return [(source, target)]
+    path, current = [], source
+    while current.t < target.t:
+        following = [p for p in ground_truth.future(current) if p.t <= target.t]
+        step = next((p for p in following if p == target or _on_way(ground_truth, p, target)), None)
+        if step is None or (step != target and step in matched_true):
+            return []
+        path.append((current, step))
+        current = step
+    return path if current == target else []
+
+
+def _on_way(ground_truth: Tracking, position: Position, target: Position) -> bool:
+    """Whether `target` descends from `position`."""
+    current = [position]
+    while current and current[0].t < target.t:
+        current = [p for c in current for p in ground_truth.future(c) if p.t <= target.t]
+        if target in current:
+            return True
+    return False
+
+
+def _matched_divisions(ground_truth: Tracking, predicted: Tracking, to_true: dict[Position, Position],
+                       predicted_mothers: list[Position], true_mothers: set[Position], tolerance: int
+                       ) -> list[Position | None]:
+    """Per predicted mother, the true mother it finds (None: none), one each, the closest in time first."""
     unmatched = set(true_mothers)
-    hits: list[Position | None] = [None] * len(guesses)
-    remaining = [index for index, guess in enumerate(guesses) if guess is not None]
-    for steps in range(tolerance + 1):
+    hits: list[Position | None] = [None] * len(predicted_mothers)
+    remaining = [index for index, mother in enumerate(predicted_mothers) if mother in to_true]
+    for shift in range(tolerance + 1):
         left = []
         for index in remaining:
-            hit = next((m for m in _same_cell(ground_truth, guesses[index], steps) if m in unmatched), None)
+            mother = predicted_mothers[index]
+            hit = next((m for m in _same_cell(ground_truth, to_true[mother], shift)
+                        if m in unmatched and _daughters_agree(ground_truth, predicted, to_true, mother, m, shift)),
+                       None)
             if hit is None:
                 left.append(index)
             else:
@@ -255,6 +307,35 @@ def _matched_divisions(ground_truth: Tracking, guesses: list[Position | None], t
                 hits[index] = hit
         remaining = left
     return hits
+
+
+def _daughters_agree(ground_truth: Tracking, predicted: Tracking, to_true: dict[Position, Position],
+                     mother: Position, true_mother: Position, shift: int) -> bool:
+    """Whether the two predicted daughters of `mother` reach the two true daughters of `true_mother`, one each:
+    a predicted daughter at t reaches a true daughter's branch when one of its branch's positions up to t + shift
+    is matched to one of the true branch's positions up to that time."""
+    true_daughters = ground_truth.future(true_mother)
+    predicted_daughters = predicted.future(mother)
+    if len(true_daughters) != 2 or len(predicted_daughters) != 2:
+        return False
+    reached = []
+    for daughter in predicted_daughters:
+        last = daughter.t + shift
+        matched = {to_true[p] for p in _branch(predicted, daughter, last) if p in to_true}
+        reached.append({i for i, true in enumerate(true_daughters) if matched & set(_branch(ground_truth, true, last))})
+    return (0 in reached[0] and 1 in reached[1]) or (1 in reached[0] and 0 in reached[1])
+
+
+def _branch(tracking: Tracking, start: Position, last_time: int) -> list[Position]:
+    """The positions of the branch from `start` up to time point `last_time`, until it ends or divides."""
+    branch, current = [], start
+    while current.t <= last_time:
+        branch.append(current)
+        following = tracking.future(current)
+        if len(following) != 1:
+            break
+        current = following[0]
+    return branch
 
 
 def _same_cell(tracking: Tracking, position: Position, steps: int) -> list[Position]:

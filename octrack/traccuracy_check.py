@@ -14,7 +14,8 @@ from octrack.tracking.model import Position, Tracking
 
 def traccuracy_scores(ground_truth: Tracking, predicted: Tracking, matching: Matching) -> dict[str, dict[str, Any]]:
     """traccuracy's basic (node and edge) and division metrics, by metric name. Its edge counts equal
-    octrack's link counts; its divisions also need the right daughters, so they may count fewer."""
+    octrack's link counts, and so do its divisions (mother and both daughters); links that skip time points are
+    scored with `relax_skips_pred`, as octrack scores them."""
     try:
         import networkx
         from traccuracy import TrackingGraph, run_metrics
@@ -44,7 +45,8 @@ def traccuracy_scores(ground_truth: Tracking, predicted: Tracking, matching: Mat
     with warnings.catch_warnings():  # its metrics share one error annotation, and say so
         warnings.simplefilter("ignore", UserWarning)
         results, _ = run_metrics(graph(ground_truth, true_ids), graph(predicted, predicted_ids), GivenMatching(),
-                                 [BasicMetrics(), DivisionMetrics(max_frame_buffer=DIVISION_TOLERANCE)])
+                                 [BasicMetrics(), DivisionMetrics(max_frame_buffer=DIVISION_TOLERANCE)],
+                                 relax_skips_pred=True)
     return {result["metric"]["name"]: result["results"] for result in results}
 
 

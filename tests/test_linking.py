@@ -8,7 +8,7 @@ import pytest
 from octrack.linking import LINK_CONFIDENCE, link_tracks
 from octrack.linking.costs import CostSettings, MotionModel, compute_costs
 from octrack.linking.graph import build_graph
-from octrack.linking.solver import _integer_program, solve
+from octrack.linking.solver import _integer_program, candidate_pairs, solve
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
 from octrack.tracking.model import from_positions
 from tests.helpers import real_data
@@ -64,11 +64,13 @@ def test_appearing_at_the_border_is_cheaper_than_inside() -> None:
     assert result.tracking.past(at_border[0]) == [] and _links(result.tracking) == _chain(inside) | _chain(at_border)
 
 
-def test_a_dropped_detection_ends_the_track_without_stealing_a_neighbour() -> None:
+def test_a_dropped_detection_is_bridged_by_a_gap_link_without_stealing_a_neighbour() -> None:
     broken, neighbour = _walk((20, 20, 5), 0, 6), _walk((27, 20, 5), 0, 6)
     kept = broken[:3] + broken[4:]
-    result = link_tracks(_positions(kept, neighbour))
-    assert _links(result.tracking) == _chain(broken[:3]) | _chain(broken[4:]) | _chain(neighbour)
+    bridged = _chain(broken[:3]) | {(broken[2], broken[4])} | _chain(broken[4:]) | _chain(neighbour)
+    assert _links(link_tracks(_positions(kept, neighbour)).tracking) == bridged
+    without_gaps = link_tracks(_positions(kept, neighbour), settings=CostSettings(gap=None))
+    assert _links(without_gaps.tracking) == _chain(broken[:3]) | _chain(broken[4:]) | _chain(neighbour)
 
 
 def test_a_false_detection_is_left_out() -> None:
@@ -95,8 +97,8 @@ def test_splitting_into_groups_gives_the_whole_problem_s_optimum() -> None:
     """Solving per group (assignment problems plus one program) costs exactly what one program over the
     whole candidate graph costs: the split is exact."""
     random = np.random.default_rng(3)
-    positions = [Position(*random.uniform(0, 30, 2), float(random.integers(0, 3)), t)
-                 for t in range(6) for _ in range(12)]
+    positions = [Position(random.uniform(0, 30) + 200 * side, random.uniform(0, 30), float(random.integers(0, 3)), t)
+                 for t in range(6) for side in range(2) for _ in range(6)]
     graph = build_graph(from_positions(positions, VOXEL), use_tracking_links=False, factor=3)
     costs = compute_costs(graph, CostSettings(), MotionModel(2.0), link_probability=None, division_probability=None,
                           image_box_um=None)
@@ -106,15 +108,18 @@ def test_splitting_into_groups_gives_the_whole_problem_s_optimum() -> None:
         alone[graph.division_links[divisions].ravel()] = False
         has_in, has_out = np.zeros(len(positions), bool), np.zeros(len(positions), bool)
         has_in[graph.link_target[links]] = has_out[graph.link_source[links]] = True
-        return (costs.link[alone].sum() + costs.division[divisions].sum() + costs.appear[~has_in].sum()
-                + costs.disappear[~has_out].sum())
+        left_out = ~has_in & ~has_out
+        return (costs.link[alone].sum() + costs.division[divisions].sum() + costs.appear[~has_in & has_out].sum()
+                + costs.disappear[has_in & ~has_out].sum()
+                + np.minimum(costs.appear + costs.disappear, costs.leave_out)[left_out].sum())
 
     split = solve(graph, costs)
     assert split.groups > 1 and split.divisions.any()
-    whole_links, whole_divisions = _integer_program(graph, costs, np.arange(graph.link_count),
+    whole_pairs, whole_divisions = _integer_program(graph, costs, candidate_pairs(graph, costs,
+                                                                                  np.arange(graph.link_count)),
                                                     np.arange(len(graph.division_links)))
     links = np.zeros(graph.link_count, bool)
-    links[whole_links] = True
+    links[whole_pairs.link[whole_pairs.link >= 0]] = True
     links[graph.division_links[whole_divisions].ravel()] = True
     divisions = np.zeros(len(graph.division_links), bool)
     divisions[whole_divisions] = True

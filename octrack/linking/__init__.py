@@ -18,7 +18,7 @@ from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostS
                                    compute_costs, initial_motion, refined_motion)
 from octrack.linking.graph import CandidateGraph, build_graph
 from octrack.linking.solver import Solution, solve
-from octrack.tracking.model import Tracking
+from octrack.tracking.model import Position, Tracking
 
 LINK_CONFIDENCE = "link_confidence"
 REVIEW_BELOW = 0.99
@@ -36,7 +36,9 @@ class LinkingResult:
 
     def describe(self) -> str:
         tracking = self.tracking
-        text = (f"{len(tracking)} positions, {tracking.link_count()} links, {len(tracking.divisions())} divisions "
+        gaps = sum(1 for a, b in tracking.links() if b.t - a.t > 1)
+        text = (f"{len(tracking)} positions, {tracking.link_count()} links ({gaps} over a missed time point), "
+                f"{len(tracking.divisions())} divisions "
                 f"from {self.candidate_links} candidate links ({self.costs_from}); {self.left_out} positions left "
                 f"out; {self.uncertain_links} links with confidence below {REVIEW_BELOW}")
         return text
@@ -55,9 +57,9 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
     settings = settings or CostSettings()
     link_probabilities = has_link_probabilities(tracking)
     graph = build_graph(tracking, use_tracking_links=link_probabilities, factor=candidate_factor,
-                        max_partners=candidate_max_partners)
+                        max_partners=candidate_max_partners, gap_links=settings.gap is not None)
     link_probability = np.array([  # a link without a probability among links with one: no information, 0.5
-        tracking.link_data(graph.positions[a], graph.positions[b]).get(LINK_PROBABILITY, 0.5)
+        _link_probability(tracking, graph.positions[a], graph.positions[b])
         for a, b in zip(graph.link_source, graph.link_target)]) if link_probabilities else None
     division_probability = _division_probabilities(tracking, graph)
     box = _image_box_um(tracking, image_shape_zyx)
@@ -83,6 +85,14 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
 
 def has_link_probabilities(tracking: Tracking) -> bool:
     return any(LINK_PROBABILITY in tracking.link_data(a, b) for a, b in tracking.links())
+
+
+def _link_probability(tracking: Tracking, a: Position, b: Position) -> float:
+    """A link's network probability; 0.5 (no information) where it has none, NaN for a gap link (the network
+    scores none)."""
+    if b.t - a.t > 1:
+        return float("nan")
+    return tracking.link_data(a, b).get(LINK_PROBABILITY, 0.5) if tracking.has_link(a, b) else 0.5
 
 
 def _division_probabilities(tracking: Tracking, graph: CandidateGraph) -> np.ndarray | None:

@@ -11,6 +11,11 @@ distance of the mother from its daughters' midpoint (on a slightly wider scale):
 opposite directions, so their midpoint moves about like a cell that does not divide.
 The defaults were chosen on the C. elegans lineage of scripts/benchmark_tracking.py, true and perturbed.
 
+A gap link (t → t+2, a track passing a missed detection) costs the displacement cost on the scale of two time
+points (σ√2) plus `gap`, the log odds against a detection being missed; it is dearer than two links through a
+position that is there, and cheaper than a track ending and another starting (a false division and an
+appearance, without it).
+
 Appearing and disappearing are expensive inside the image, cheaper near its border (cells move in and out)
 and free at the first and last time points (every track starts and ends there).
 """
@@ -39,6 +44,10 @@ class CostSettings:
     division: float = 6.0  # the prior of a division, where no network gives its probability
     tail: float = 3.0  # degrees of freedom of the displacement distribution: lower, heavier tails
     division_scale: float = 1.25  # σ of the daughters' midpoint over σ: daughters do not move apart exactly evenly
+    gap: float | None = 4.0  # a link skipping one time point (a missed detection), on top of its displacement;
+    # None: no gap links
+    leave_out: float | None = 7.0  # leaving a detection out of every track (a false detection), where cheaper
+    # than its appearing and disappearing; None: those only
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class Costs:
     division: np.ndarray  # (k,) per candidate division: all of it, its two links included
     appear: np.ndarray  # (n,) per position
     disappear: np.ndarray  # (n,)
+    leave_out: np.ndarray | None = None  # (n,) leaving a position out of every track, where not appear + disappear
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ def log_odds(probability: np.ndarray) -> np.ndarray:
 def initial_motion(graph: CandidateGraph) -> MotionModel:
     """From the nearest candidate partner of every position: most positions are linked to it."""
     distances = np.linalg.norm(graph.link_vectors(), axis=1)
+    distances[graph.gap_links] = np.inf
     nearest = np.full(len(graph.positions), np.inf)
     np.minimum.at(nearest, graph.link_source, distances)
     return MotionModel(_sigma_from_distances(nearest[np.isfinite(nearest)]))
@@ -74,7 +85,7 @@ def refined_motion(graph: CandidateGraph, chosen_links: np.ndarray, chosen_divis
     """From the links of a solution that belong to no division."""
     divided = np.zeros(graph.link_count, dtype=bool)
     divided[graph.division_links[chosen_divisions].ravel()] = True
-    plain = chosen_links & ~divided
+    plain = chosen_links & ~divided & ~graph.gap_links
     if not plain.any():
         return previous
     return MotionModel(_sigma_from_distances(np.linalg.norm(graph.link_vectors()[plain], axis=1)))
@@ -90,19 +101,21 @@ def _sigma_from_distances(distances: np.ndarray) -> float:
 def _midpoint_offsets(graph: CandidateGraph) -> np.ndarray:
     """(k,) distance of each candidate division's mother from the midpoint of its daughters."""
     daughters = graph.link_target[graph.division_links]
-    midpoint = graph.xyz_um[daughters].mean(axis=1)
-    return np.linalg.norm(midpoint - graph.xyz_um[graph.division_mother], axis=1)
+    midpoint = graph.stable_um[daughters].mean(axis=1)
+    return np.linalg.norm(midpoint - graph.stable_um[graph.division_mother], axis=1)
 
 
 def compute_costs(graph: CandidateGraph, settings: CostSettings, motion: MotionModel, *,
                   link_probability: np.ndarray | None, division_probability: np.ndarray | None,
                   image_box_um: tuple[np.ndarray, np.ndarray] | None) -> Costs:
-    """Costs of every choice. Probabilities (per link, per position) replace the displacement costs;
-    `image_box_um` (lowest and highest corner) gives the border, None: no border discount."""
+    """Costs of every choice. Probabilities (per link, per position) replace the displacement costs (a gap link
+    has none); `image_box_um` (lowest and highest corner) gives the border, None: no border discount."""
+    distances = np.linalg.norm(graph.link_vectors(), axis=1)
+    gaps = graph.gap_links
+    link = _displacement_cost(distances, motion.sigma, settings.tail)
     if link_probability is not None:
-        link = -log_odds(link_probability)
-    else:
-        link = _displacement_cost(np.linalg.norm(graph.link_vectors(), axis=1), motion.sigma, settings.tail)
+        link[~gaps] = -log_odds(link_probability[~gaps])
+    link[gaps] = _displacement_cost(distances[gaps], np.sqrt(2) * motion.sigma, settings.tail) + (settings.gap or 0)
     mothers = graph.division_mother
     if division_probability is not None:
         division = -log_odds(division_probability[mothers]) + link[graph.division_links].sum(axis=1)
@@ -112,7 +125,8 @@ def compute_costs(graph: CandidateGraph, settings: CostSettings, motion: MotionM
         division = settings.division + _displacement_cost(_midpoint_offsets(graph),
                                                           settings.division_scale * motion.sigma, settings.tail)
     appear, disappear = _start_and_end_costs(graph, settings, image_box_um)
-    return Costs(link, division, appear, disappear)
+    leave_out = None if settings.leave_out is None else np.full(len(graph.positions), settings.leave_out)
+    return Costs(link, division, appear, disappear, leave_out)
 
 
 def _displacement_cost(distances: np.ndarray, sigma: float, tail: float) -> np.ndarray:

@@ -1,18 +1,18 @@
 """The cheapest tracks through the candidate graph: exact, split into small independent problems.
 
-Every position takes exactly one way in (a link from the time point before, being a daughter of a
-division, or appearing) and exactly one way out (a link to the time point after, dividing, or disappearing);
-the cost of a solution is the sum of the costs of the ways chosen. A position that only appears and
-disappears is in no track: leaving a detection out costs its appearance plus its disappearance.
+Every position takes exactly one way in (a link from an earlier time point, being a daughter of a division,
+or appearing) and exactly one way out (a link to a later time point, dividing, or disappearing); the cost of a
+solution is the sum of the costs of the ways chosen. Leaving a position out of every track fills both its ways at
+once, at the cost of its appearance plus its disappearance, or `Costs.leave_out` where that is cheaper (a false
+detection is then left out rather than made a daughter or a short track).
 
-The ways out of the positions at t and the ways in of those at t+1 are tied to each other only by the
-candidates between t and t+1, so the problem splits exactly into one per pair of consecutive time points,
-and those into connected groups of positions. First, what can never be cheapest goes: a link dearer than
-its ends disappearing and appearing, a division dearer than one of its links with the other daughter
-appearing. Groups without a division are assignment problems (`scipy.optimize.linear_sum_assignment`);
-those with one are solved together as one integer linear program by HiGHS (`scipy.optimize.milp`: its
-linear relaxation first, which is nearly always whole already). So hundreds of thousands of candidate
-links take seconds, and no split into time windows is needed: the groups are exact parts of the whole.
+The ways out and in are tied to each other only by the candidates (links, divisions, leaving out), so the
+problem splits exactly into connected groups of ways. First, what can never be cheapest goes: a link dearer
+than its ends disappearing and appearing, a division dearer than one of its links with the other daughter
+appearing. Small groups without a division are assignment problems (`scipy.optimize.linear_sum_assignment`);
+the others are solved together as one integer linear program by HiGHS (`scipy.optimize.milp`: its linear
+relaxation first, which is nearly always whole already). So hundreds of thousands of candidate links take
+seconds, and no split into time windows is needed: the groups are exact parts of the whole.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from octrack.linking.costs import Costs
 from octrack.linking.graph import CandidateGraph
 
 _WHOLE = 1e-6  # how far from 0 or 1 a relaxed solution may be and still count as whole
+_LARGEST_ASSIGNMENT = 2000  # ways per group solved as a dense assignment problem; larger ones by the program
 
 
 @dataclass(frozen=True)
@@ -37,30 +38,64 @@ class Solution:
     groups: int  # independent problems solved
 
 
+@dataclass(frozen=True)
+class Pairs:
+    """The options that fill one way out and one way in: candidate links, and leaving a position out."""
+
+    source: np.ndarray  # the position whose way out it fills
+    target: np.ndarray  # the position whose way in it fills (the same one for leaving out)
+    cost: np.ndarray
+    link: np.ndarray  # the candidate link, or -1: leaving the position out
+
+    def __getitem__(self, selection: np.ndarray) -> Pairs:
+        return Pairs(self.source[selection], self.target[selection], self.cost[selection], self.link[selection])
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __add__(self, other: Pairs) -> Pairs:
+        return Pairs(np.r_[self.source, other.source], np.r_[self.target, other.target],
+                     np.r_[self.cost, other.cost], np.r_[self.link, other.link])
+
+
+def candidate_pairs(graph: CandidateGraph, costs: Costs, links: np.ndarray) -> Pairs:
+    """`links`, and leaving out each position where that is cheaper than its appearing and disappearing."""
+    left_out = np.zeros(0, dtype=np.int64) if costs.leave_out is None else \
+        np.flatnonzero(costs.leave_out < costs.appear + costs.disappear)
+    return Pairs(np.r_[graph.link_source[links], left_out], np.r_[graph.link_target[links], left_out],
+                 np.r_[costs.link[links], costs.leave_out[left_out] if len(left_out) else []],
+                 np.r_[links, np.full(len(left_out), -1)].astype(np.int64))
+
+
 def solve(graph: CandidateGraph, costs: Costs) -> Solution:
     """The cheapest way in and out for every position (see the module docstring)."""
     n = len(graph.positions)
-    links = np.flatnonzero(costs.link < costs.disappear[graph.link_source] + costs.appear[graph.link_target])
+    pairs = candidate_pairs(graph, costs, np.flatnonzero(
+        costs.link < costs.disappear[graph.link_source] + costs.appear[graph.link_target]))
     divisions = np.flatnonzero(costs.division < _cheapest_alternative(graph, costs))
     daughters = graph.link_target[graph.division_links[divisions]].T.ravel()  # first daughters, then second
     mothers = graph.division_mother[divisions]
     # slots: 0..n-1 the ways out of each position, n..2n-1 the ways in
     group_count, group = connected_components(coo_matrix(
-        (np.ones(len(links) + 2 * len(divisions)),
-         (np.r_[graph.link_source[links], mothers, mothers], n + np.r_[graph.link_target[links], daughters])),
+        (np.ones(len(pairs) + 2 * len(divisions)),
+         (np.r_[pairs.source, mothers, mothers], n + np.r_[pairs.target, daughters])),
         shape=(2 * n, 2 * n)), directed=False)
-    link_group, division_group = group[graph.link_source[links]], group[mothers]
-    with_division = np.zeros(group_count, dtype=bool)
-    with_division[division_group] = True
+    pair_group = group[pairs.source]
+    by_program = np.zeros(group_count, dtype=bool)
+    by_program[group[mothers]] = True
+    by_program[np.bincount(pair_group, minlength=group_count) > _LARGEST_ASSIGNMENT] = True
+    assigned = pairs[~by_program[pair_group]]
+    chosen = [assigned[_assign(assigned, pair_group[~by_program[pair_group]], costs)]]
+    programmed, chosen_divisions = _integer_program(graph, costs, pairs[by_program[pair_group]], divisions,
+                                                    group)
+    chosen.append(programmed)
     chosen_links = np.zeros(graph.link_count, dtype=bool)
-    chosen_links[_assign(graph, costs, links[~with_division[link_group]], link_group[~with_division[link_group]])] \
-        = True
-    chosen, chosen_divisions = _integer_program(graph, costs, links[with_division[link_group]], divisions)
-    chosen_links[chosen] = True
+    for part in chosen:
+        chosen_links[part.link[part.link >= 0]] = True
     chosen_links[graph.division_links[chosen_divisions].ravel()] = True
     division_mask = np.zeros(len(graph.division_links), dtype=bool)
     division_mask[chosen_divisions] = True
-    return Solution(chosen_links, division_mask, int(np.unique(link_group).size))
+    return Solution(chosen_links, division_mask, int(np.unique(pair_group).size))
 
 
 def _cheapest_alternative(graph: CandidateGraph, costs: Costs) -> np.ndarray:
@@ -71,59 +106,71 @@ def _cheapest_alternative(graph: CandidateGraph, costs: Costs) -> np.ndarray:
                               costs.disappear[graph.division_mother] + appear_first + appear_second])
 
 
-def _assign(graph: CandidateGraph, costs: Costs, links: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """The links chosen in groups without divisions: one assignment problem per group, where a source may
-    also disappear and a target appear. Groups of one link take it (it is cheaper than the alternative)."""
+def _assign(pairs: Pairs, groups: np.ndarray, costs: Costs) -> np.ndarray:
+    """The indices of the pairs chosen in groups without divisions: one assignment problem per group, where a
+    source may also disappear and a target appear. Groups of one pair take it (it is cheaper than the
+    alternative)."""
     order = np.argsort(groups, kind="stable")
-    links, groups = links[order], groups[order]
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(links) else np.zeros(0, dtype=int)
-    ends = np.r_[starts[1:], len(links)]
-    chosen = [links[starts[ends - starts == 1]]]
+    groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(order) else np.zeros(0, dtype=int)
+    ends = np.r_[starts[1:], len(order)]
+    chosen = [order[starts[ends - starts == 1]]]
     for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
-        chosen.append(_assign_group(graph, costs, links[start:end]))
+        chosen.append(_assign_group(pairs, order[start:end], costs))
     return np.concatenate(chosen)
 
 
-def _assign_group(graph: CandidateGraph, costs: Costs, links: np.ndarray) -> np.ndarray:
-    sources, source_index = np.unique(graph.link_source[links], return_inverse=True)
-    targets, target_index = np.unique(graph.link_target[links], return_inverse=True)
+def _assign_group(pairs: Pairs, indices: np.ndarray, costs: Costs) -> np.ndarray:
+    group = pairs[indices]
+    sources, source_index = np.unique(group.source, return_inverse=True)
+    targets, target_index = np.unique(group.target, return_inverse=True)
     s, t = len(sources), len(targets)
     matrix = np.full((s + t, t + s), np.inf)
-    matrix[source_index, target_index] = costs.link[links]
+    matrix[source_index, target_index] = group.cost
     matrix[np.arange(s), t + np.arange(s)] = costs.disappear[sources]
     matrix[s + np.arange(t), np.arange(t)] = costs.appear[targets]
     matrix[s:, t:] = 0.0  # pairs the spare rows and columns of linked sources and targets
     rows, columns = linear_sum_assignment(matrix)
     taken = (rows < s) & (columns < t)
-    lookup = {(a, b): link for a, b, link in zip(source_index, target_index, links)}
+    lookup = {(a, b): index for a, b, index in zip(source_index, target_index, indices)}
     return np.array([lookup[a, b] for a, b in zip(rows[taken], columns[taken])], dtype=np.int64)
 
 
-def _integer_program(graph: CandidateGraph, costs: Costs, links: np.ndarray, divisions: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """The chosen links (alone) and divisions of the groups with divisions, all solved as one program."""
-    if len(divisions) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+def _integer_program(graph: CandidateGraph, costs: Costs, pairs: Pairs, divisions: np.ndarray,
+                     slot_group: np.ndarray | None = None) -> tuple[Pairs, np.ndarray]:
+    """The chosen pairs (alone) and divisions of the remaining groups, solved as one linear program; where its
+    solution is not whole, the groups (by `slot_group`, of the 2n ways out and in) that are not are solved again
+    as one integer program (all, without `slot_group`)."""
+    if len(pairs) == 0 and len(divisions) == 0:
+        return pairs, np.zeros(0, dtype=np.int64)
+    n = len(graph.positions)
     daughters = graph.link_target[graph.division_links[divisions]].T.ravel()  # first daughters, then second
     mothers = graph.division_mother[divisions]
-    sources, source_row = np.unique(np.r_[graph.link_source[links], mothers], return_inverse=True)
-    targets, target_row = np.unique(np.r_[graph.link_target[links], daughters], return_inverse=True)
-    m, k, s, t = len(links), len(divisions), len(sources), len(targets)
+    sources, source_row = np.unique(np.r_[pairs.source, mothers], return_inverse=True)
+    targets, target_row = np.unique(np.r_[pairs.target, daughters], return_inverse=True)
+    m, k, s, t = len(pairs), len(divisions), len(sources), len(targets)
     target_row = s + target_row
     rows = np.r_[source_row[:m], target_row[:m], source_row[m:], target_row[m:m + k], target_row[m + k:],
                  np.arange(s + t)]  # each source's ways out, each target's ways in, sum to 1
     columns = np.r_[np.arange(m), np.arange(m), m + np.arange(k), m + np.arange(k), m + np.arange(k),
                     m + k + np.arange(s + t)]
     matrix = coo_matrix((np.ones(len(rows)), (rows, columns)), shape=(s + t, m + k + s + t)).tocsr()
-    objective = np.r_[costs.link[links], costs.division[divisions], costs.disappear[sources], costs.appear[targets]]
+    objective = np.r_[pairs.cost, costs.division[divisions], costs.disappear[sources], costs.appear[targets]]
     constraints = LinearConstraint(matrix, 1, 1)
-    result = milp(objective, integrality=np.zeros(len(objective)), bounds=Bounds(0, 1), constraints=constraints)
-    if result.x is not None and np.all(np.minimum(result.x, 1 - result.x) < _WHOLE):
-        x = result.x
-    else:
-        result = milp(objective, integrality=np.ones(len(objective)), bounds=Bounds(0, 1), constraints=constraints)
-        if result.x is None:
-            raise RuntimeError(f"the track solver found no solution: {result.message}")
-        x = result.x
+    whole = slot_group is not None
+    result = milp(objective, integrality=np.full(len(objective), int(not whole)), bounds=Bounds(0, 1),
+                  constraints=constraints)
+    if result.x is None:
+        raise RuntimeError(f"the track solver found no solution: {result.message}")
+    x = result.x
+    fractional = np.minimum(x, 1 - x) >= _WHOLE
+    if fractional.any() and whole:
+        variable_group = slot_group[np.r_[pairs.source, mothers, sources, n + targets]]
+        again = np.isin(variable_group, variable_group[fractional])
+        redone_pairs, redone_divisions = _integer_program(graph, costs, pairs[again[:m]],
+                                                          divisions[again[m:m + k]])
+        chosen = (x > 0.5) & ~again
+        return (pairs[chosen[:m]] + redone_pairs,
+                np.r_[divisions[chosen[m:m + k]], redone_divisions].astype(np.int64))
     chosen = x > 0.5
-    return links[chosen[:m]], divisions[chosen[m:m + k]]
+    return pairs[chosen[:m]], divisions[chosen[m:m + k]]

@@ -132,8 +132,11 @@ def format_report(scores: TrackingScores) -> str:
         lines.append(f"{detection.uncertain} uncertain annotations, counted neither way; "
                      f"{detection.at_uncertain} predictions matched them and are not counted")
     if scores.links.true_count or scores.links.predicted_count:
-        lines += [_format_counts("links", scores.links),
+        lines += [_format_counts("links", scores.links), *_skip_lines(scores),
                   _format_counts(f"divisions (±{DIVISION_TOLERANCE} time point)", scores.divisions),
+                  _format_counts("divisions (±0 time points)", scores.divisions_exact or scores.divisions),
+                  "  (a division counts when its mother and both daughters match, as in traccuracy and the "
+                  "CTC's BC(i))",
                   f"tracks without error: {scores.tracks_without_error} of {scores.tracks} "
                   f"({scores.tracks_without_error_fraction:.3f})"]
     for metric, values in (scores.traccuracy or {}).items():
@@ -143,6 +146,13 @@ def format_report(scores: TrackingScores) -> str:
         lines.append(f"{time_point:>6} {one.true_count:>7} {one.predicted_count:>10} {one.true_positives:>7} "
                      f"{one.false_positives:>7} {one.false_negatives:>7} {one.f1:>6.3f}")
     return "\n".join(lines)
+
+
+def _skip_lines(scores: TrackingScores) -> list[str]:
+    if not scores.skip_links:
+        return []
+    return [f"  ({scores.skip_links} predicted links skip time points; scored as traccuracy's relax_skips_pred: "
+            f"right when the true cell passes only unmatched positions in between)"]
 
 
 def _format_traccuracy(values: dict[str, Any]) -> str:
