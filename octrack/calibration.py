@@ -14,10 +14,15 @@ chosen links being right or wrong (`fit_temperature`, a bounded search over log 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+
+from octrack.errors import UserError
+from octrack.files import write_text_atomic
 
 EPSILON = 1e-7
 BINS = 10
@@ -88,6 +93,42 @@ def _platt_loss(theta: np.ndarray, features: np.ndarray, targets: np.ndarray) ->
 
 
 TEMPERATURE_RANGE = (0.05, 50.0)
+TRACKER_CALIBRATION_FILE = "tracker_calibration.json"
+
+
+@dataclass(frozen=True)
+class TrackerCalibration:
+    """The tracker's temperature as `octrack calibrate` fitted it, and on what."""
+
+    temperature: float
+    links: int  # chosen links with ground truth that it was fitted on
+    wrong_links: int
+    costs_from: str  # what the tracker's costs came from (a temperature fits those costs only)
+
+
+def save_tracker_calibration(folder: Path, calibration: TrackerCalibration) -> Path:
+    path = folder / TRACKER_CALIBRATION_FILE
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(asdict(calibration), indent=2) + "\n")
+    return path
+
+
+def load_tracker_calibration(folder: Path) -> TrackerCalibration | None:
+    """The calibration in `folder`, None where there is none."""
+    path = folder / TRACKER_CALIBRATION_FILE
+    if not path.exists():
+        return None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        calibration = TrackerCalibration(float(values["temperature"]), int(values["links"]),
+                                         int(values["wrong_links"]), str(values["costs_from"]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path}: not a valid tracker calibration ({error}); run `octrack calibrate` again, or "
+                        f"delete it to use the default temperature") from None
+    if not calibration.temperature > 0:
+        raise UserError(f"{path}: temperature {calibration.temperature} must be above 0; run `octrack calibrate` "
+                        f"again")
+    return calibration
 
 
 def fit_temperature(probabilities_at: Callable[[float], np.ndarray], correct: np.ndarray) -> float | None:

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS
-from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostSettings, MotionModel,
+from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostSettings, Costs, MotionModel,
                                    compute_costs, initial_motion, refined_motion)
 from octrack.linking.graph import CandidateGraph, build_graph
 from octrack.linking.marginals import DEFAULT_TEMPERATURE, Marginals, marginals
 from octrack.linking.review import DIVISION, LINK, ReviewItem, review_items
 from octrack.linking.solver import Solution, solve
-from octrack.tracking.model import Tracking
+from octrack.tracking.model import Position, Tracking
 
 MARGINAL_PROBABILITY = "marginal_probability"  # OrganoidTracker's name, on links
 DIVISION_MARGINAL_PROBABILITY = "division_marginal_probability"  # on mothers
@@ -30,8 +30,27 @@ MOTION_ROUNDS = 3  # network-free: solve, re-estimate the motion scales from the
 
 
 @dataclass(frozen=True)
+class SolvedProblem:
+    """The candidate graph, its costs and the chosen solution: what the marginals at any temperature need."""
+
+    graph: CandidateGraph
+    costs: Costs
+    solution: Solution
+
+    def chosen_links(self) -> list[tuple[Position, Position]]:
+        positions = self.graph.positions
+        return [(positions[self.graph.link_source[link]], positions[self.graph.link_target[link]])
+                for link in np.flatnonzero(self.solution.links)]
+
+    def chosen_link_probabilities(self, temperature: float) -> np.ndarray:
+        """The marginal probability of each chosen link (in the order of `chosen_links`) at `temperature`."""
+        return marginals(self.graph, self.costs, self.solution, temperature).link[self.solution.links]
+
+
+@dataclass(frozen=True)
 class LinkingResult:
     tracking: Tracking
+    problem: SolvedProblem
     review: list[ReviewItem]  # links and divisions with a marginal probability below `review_below`
     review_below: float
     temperature: float
@@ -100,6 +119,7 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
     linked = np.zeros(len(graph.positions), dtype=bool)
     linked[graph.link_source[solution.links]] = linked[graph.link_target[solution.links]] = True
     result = LinkingResult(_tracking_of(tracking, graph, solution, linked, probabilities),
+                           SolvedProblem(graph, costs, solution),
                            review_items(graph, probabilities, solution, review_below), review_below, temperature,
                            int((~linked).sum()), graph.link_count,
                            _costs_from(link_probabilities, division_probability is not None),
