@@ -69,7 +69,7 @@ def test_shards_merge_into_the_result_of_one_run(capsys: pytest.CaptureFixture, 
     assert set(merged_tracks.positions()) == set(whole_tracks.positions())
     assert _links(merged_tracks) == _links(whole_tracks)  # here exactly; in general only near a join may they differ
     assert len(merged_tracks.divisions()) == len(whole_tracks.divisions())
-    assert all(0 < merged_tracks.link_data(*link)["link_confidence"] <= 1 for link in merged_tracks.links())
+    assert all(0 < merged_tracks.link_data(*link)["marginal_probability"] <= 1 for link in merged_tracks.links())
     assert _links(load_tracking(folder / "ctc")) == _links(load_tracking(movie / "whole_ctc"))
     assert len(load_tracking(folder / "tracks.csv")) == len(merged_tracks)
     assert (folder / OPEN_LIST).read_text() == (movie / f"whole_{OPEN_LIST}").read_text()
