@@ -35,6 +35,17 @@ def _random_costs(graph: CandidateGraph, seed: int) -> Costs:
 def _brute_force(graph: CandidateGraph, costs: Costs, temperature: float) -> tuple[np.ndarray, np.ndarray]:
     """Link and division marginals over every valid solution: each position one way out and at most one way in
     (else it appears)."""
+    link_total, division_total, total = np.zeros(graph.link_count), np.zeros(len(graph.division_links)), 0.0
+    for links, divisions, cost in _solutions(graph, costs):
+        weight = np.exp(-cost / temperature)
+        total += weight
+        link_total[links] += weight
+        division_total[divisions] += weight
+    return link_total / total, division_total / total
+
+
+def _solutions(graph: CandidateGraph, costs: Costs) -> list[tuple[list[int], list[int], float]]:
+    """Every valid solution: its links (those of divisions included), divisions and cost."""
     n = len(graph.positions)
     ways_out = []
     for source in range(n):
@@ -42,7 +53,7 @@ def _brute_force(graph: CandidateGraph, costs: Costs, temperature: float) -> tup
         options += [("link", link) for link in np.flatnonzero(graph.link_source == source)]
         options += [("division", d) for d in np.flatnonzero(graph.division_mother == source)]
         ways_out.append(options)
-    link_total, division_total, total = np.zeros(graph.link_count), np.zeros(len(graph.division_links)), 0.0
+    solutions = []
     for choice in itertools.product(*ways_out):
         filled, cost, links, divisions = [], 0.0, [], []
         for kind, index in choice:
@@ -60,11 +71,8 @@ def _brute_force(graph: CandidateGraph, costs: Costs, temperature: float) -> tup
         if len(set(filled)) < len(filled):
             continue
         cost += sum(costs.appear[p] for p in range(n) if p not in filled)
-        weight = np.exp(-cost / temperature)
-        total += weight
-        link_total[links] += weight
-        division_total[divisions] += weight
-    return link_total / total, division_total / total
+        solutions.append((links, divisions, cost))
+    return solutions
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -121,6 +129,28 @@ def test_fitting_recovers_a_known_temperature() -> None:
 
     correct = random.random(len(cost_gaps)) < probability(true_temperature)
     assert fit_temperature(probability, correct) == pytest.approx(true_temperature, rel=0.1)
+
+
+def test_fitting_recovers_the_temperature_of_lineages_drawn_from_the_tracker_s_own_distribution() -> None:
+    """Many tiny problems with random costs; the true lineage of each is drawn from P ∝ exp(−cost / 2); the
+    tracker's chosen links, labelled right or wrong by it, give back T ≈ 2."""
+    random = np.random.default_rng(1)
+    true_temperature, problems, labels = 2.0, [], []
+    for seed in range(150):
+        graph = _tiny_graph(100 + seed, per_time_point=2)
+        costs = _random_costs(graph, 100 + seed)
+        solution = solve(graph, costs)
+        solutions = _solutions(graph, costs)
+        weights = np.exp(-np.array([cost for _, _, cost in solutions]) / true_temperature)
+        true_links = set(solutions[random.choice(len(solutions), p=weights / weights.sum())][0])
+        problems.append((graph, costs, solution))
+        labels += [link in true_links for link in np.flatnonzero(solution.links)]
+
+    def probabilities(temperature: float) -> np.ndarray:
+        return np.concatenate([marginals(graph, costs, solution, temperature).link[solution.links]
+                               for graph, costs, solution in problems])
+
+    assert fit_temperature(probabilities, np.array(labels)) == pytest.approx(true_temperature, rel=0.35)
 
 
 def test_fitting_refuses_labels_of_one_kind_only() -> None:
