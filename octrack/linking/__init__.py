@@ -77,8 +77,8 @@ class LinkingResult:
         """How many links and divisions need review, and what share of the lineage that is."""
         links, divisions = self.tracking.link_count(), len(self.tracking.divisions())
         return (f"to review (marginal probability below {self.review_below:g} at temperature "
-                f"{self.temperature:g}): {self.uncertain_links} of {links} links ({_share(self.uncertain_links, links)})"
-                f" and {self.uncertain_divisions} of {divisions} divisions "
+                f"{self.temperature:g}): {self.uncertain_links} of {links} links "
+                f"({_share(self.uncertain_links, links)}) and {self.uncertain_divisions} of {divisions} divisions "
                 f"({_share(self.uncertain_divisions, divisions)})")
 
 

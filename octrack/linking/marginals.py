@@ -39,7 +39,7 @@ from scipy.sparse.csgraph import connected_components, reverse_cuthill_mckee
 
 from octrack.linking.costs import Costs
 from octrack.linking.graph import CandidateGraph
-from octrack.linking.solver import Solution
+from octrack.linking.solver import Solution, _cheapest_alternative  # the solver's rule for divisions
 
 DEFAULT_TEMPERATURE = 1.5  # OrganoidTracker's
 MAX_STATES = 1024  # per step of the exact sum; beyond it, belief propagation (see the module docstring)
@@ -100,14 +100,6 @@ def marginals(graph: CandidateGraph, costs: Costs, solution: Solution,
     np.add.at(filled, graph.link_target, link)
     return Marginals(np.clip(link, 0, 1), division, probability[len(links) + len(divisions):],
                      np.clip(1 - filled, 0, 1), temperature)
-
-
-def _cheapest_alternative(graph: CandidateGraph, costs: Costs) -> np.ndarray:
-    """(k,) the cheapest way to fill the slots of each division otherwise, without its mother dividing."""
-    first, second = graph.link_target[graph.division_links].T
-    link_first, link_second = costs.link[graph.division_links].T
-    return np.minimum.reduce([link_first + costs.appear[second], link_second + costs.appear[first],
-                              costs.disappear[graph.division_mother] + costs.appear[first] + costs.appear[second]])
 
 
 def _option_marginals(options: _Options, n: int) -> np.ndarray:
