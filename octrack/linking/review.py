@@ -40,7 +40,7 @@ def review_items(graph: CandidateGraph, marginals: Marginals, solution: Solution
 def _link_alternatives(graph: CandidateGraph, marginals: Marginals, link: int) -> tuple[tuple[str, float], ...]:
     source, target = graph.link_source[link], graph.link_target[link]
     found = _ways_out(graph, marginals, source, except_link=link)
-    found += [(f"{_where(graph, other)} → it instead", float(marginals.link[index]))
+    found += [(f"{_where(graph, other)} → it instead", float(marginals.link[index]))  # alone or dividing
               for index, other in _links_into(graph, target) if index != link]
     found.append(("its later end starts a track", float(marginals.appear[target])))
     return _likely(found)
@@ -48,21 +48,20 @@ def _link_alternatives(graph: CandidateGraph, marginals: Marginals, link: int) -
 
 def _division_alternatives(graph: CandidateGraph, marginals: Marginals, division: int
                            ) -> tuple[tuple[str, float], ...]:
-    mother = graph.division_mother[division]
-    found = _ways_out(graph, marginals, mother, except_division=division)
-    found += [(f"the mother links to {_where(graph, graph.link_target[link])} and does not divide",
-               float(marginals.link[link] - marginals.division[_divisions_with(graph, link)].sum()))
-              for link in graph.division_links[division]]
-    return _likely(found)
+    return _likely(_ways_out(graph, marginals, graph.division_mother[division], except_division=division))
 
 
 def _ways_out(graph: CandidateGraph, marginals: Marginals, source: int, *, except_link: int = -1,
               except_division: int = -1) -> list[tuple[str, float]]:
-    out = [(f"→ {_where(graph, graph.link_target[index])} instead", float(marginals.link[index]))
+    """What else the source could do, each with its probability: link alone (not as part of a division), divide,
+    or end its track."""
+    out = [(f"→ {_where(graph, graph.link_target[index])} instead, without dividing",
+            float(marginals.link[index] - marginals.division[_divisions_with(graph, index)].sum()))
            for index in np.flatnonzero(graph.link_source == source) if index != except_link]
     out += [(f"divides into {_where(graph, graph.link_target[a])} and {_where(graph, graph.link_target[b])}",
              float(marginals.division[index]))
-            for index in np.flatnonzero(graph.division_mother == source) if index != except_division
+            for index in np.flatnonzero(graph.division_mother == source)
+            if index != except_division and except_link not in graph.division_links[index]
             for a, b in [graph.division_links[index]]]
     out.append(("the track ends there", float(marginals.disappear[source])))
     return out
