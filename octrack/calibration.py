@@ -7,13 +7,22 @@ The scores follow their usual definitions (those of scikit-learn): ROC AUC as th
 positive scores above a random negative (ties count half), average precision as Σ (Rₙ − Rₙ₋₁) Pₙ over the
 distinct thresholds, and the expected calibration error as the count-weighted mean of |mean predicted −
 observed rate| over 10 equal-width bins of the predicted probability.
+
+The tracker's temperature (octrack/linking/marginals.py) is fitted the same way, by maximum likelihood of the
+chosen links being right or wrong (`fit_temperature`, a bounded search over log T).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+
+from octrack.errors import UserError
+from octrack.files import write_text_atomic
 
 EPSILON = 1e-7
 BINS = 10
@@ -81,6 +90,65 @@ def fit_platt(probabilities: np.ndarray, labels: np.ndarray, iterations: int = 1
 def _platt_loss(theta: np.ndarray, features: np.ndarray, targets: np.ndarray) -> float:
     z = features @ theta
     return float(np.sum(np.logaddexp(0, z) - targets * z))
+
+
+TEMPERATURE_RANGE = (0.05, 50.0)
+TRACKER_CALIBRATION_FILE = "tracker_calibration.json"
+
+
+@dataclass(frozen=True)
+class TrackerCalibration:
+    """The tracker's temperature as `octrack calibrate` fitted it, and on what."""
+
+    temperature: float
+    links: int  # chosen links with ground truth that it was fitted on
+    wrong_links: int
+    costs_from: str  # what the tracker's costs came from (a temperature fits those costs only)
+
+
+def save_tracker_calibration(folder: Path, calibration: TrackerCalibration) -> Path:
+    path = folder / TRACKER_CALIBRATION_FILE
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(asdict(calibration), indent=2) + "\n")
+    return path
+
+
+def load_tracker_calibration(folder: Path) -> TrackerCalibration | None:
+    """The calibration in `folder`, None where there is none."""
+    path = folder / TRACKER_CALIBRATION_FILE
+    if not path.exists():
+        return None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        calibration = TrackerCalibration(float(values["temperature"]), int(values["links"]),
+                                         int(values["wrong_links"]), str(values["costs_from"]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path}: not a valid tracker calibration ({error}); run `octrack calibrate` again, or "
+                        f"delete it to use the default temperature") from None
+    if not calibration.temperature > 0:
+        raise UserError(f"{path}: temperature {calibration.temperature} must be above 0; run `octrack calibrate` "
+                        f"again")
+    return calibration
+
+
+def fit_temperature(probabilities_at: Callable[[float], np.ndarray], correct: np.ndarray) -> float | None:
+    """The temperature T whose probabilities `probabilities_at(T)` (of the chosen links) best explain which of
+    them are `correct`: maximum likelihood over log T within TEMPERATURE_RANGE. None where all are right or all
+    wrong (the likelihood then has no maximum)."""
+    from scipy.optimize import minimize_scalar
+
+    correct = np.asarray(correct, dtype=bool)
+    if correct.all() or not correct.any():
+        return None
+
+    def negative_log_likelihood(log_temperature: float) -> float:
+        p = np.clip(probabilities_at(float(np.exp(log_temperature))), EPSILON, 1 - EPSILON)
+        return -float(np.sum(np.where(correct, np.log(p), np.log1p(-p))))
+
+    low, high = np.log(TEMPERATURE_RANGE)
+    result = minimize_scalar(negative_log_likelihood, bounds=(low, high), method="bounded",
+                             options={"xatol": 1e-3})
+    return float(np.exp(result.x))
 
 
 def roc_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:

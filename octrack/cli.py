@@ -226,6 +226,9 @@ def _add_track(command: argparse.ArgumentParser) -> None:
     command.add_argument("--output", help="tracks to write: .aut, .csv, .geff, or a folder (Cell Tracking Challenge "
                                           "result); default: POSITIONS' name with -tracks.aut")
     _add_zyx(command, "--voxel-size", "voxel size in µm, where the positions file does not say")
+    command.add_argument("--temperature", type=float, default=1.5,
+                         help="temperature of the links' marginal probabilities (default %(default)s, "
+                              "OrganoidTracker's; `octrack calibrate` fits it)")
     _add_ctc_options(command, ground_truth=False)  # the images' size also lets tracks end at their border
 
 
@@ -233,8 +236,42 @@ def _run_track(arguments: argparse.Namespace) -> None:
     from octrack.stages.track import track_file
     result = track_file(Path(arguments.positions), Path(arguments.output) if arguments.output else None,
                         voxel_size=_voxel_size(arguments), geometry=_geometry(arguments),
-                        radius_um=arguments.radius_um, radius_px=arguments.radius_px)
+                        radius_um=arguments.radius_um, radius_px=arguments.radius_px,
+                        temperature=arguments.temperature)
     _say(result)
+
+
+# calibrate
+def _add_calibrate(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--ground-truth", required=True,
+                         help="tracking with the true positions and links (.aut, .csv, CTC folder)")
+    command.add_argument("--positions", required=True,
+                         help="positions to track, as predict tracks them (e.g. predictions/1/positions.aut, with "
+                              "the link and division probabilities)")
+    command.add_argument("--time-points", metavar="A:B",
+                         help="fit on the ground truth's time points A to B only, both included")
+    distance = command.add_mutually_exclusive_group()
+    distance.add_argument("--max-distance-um", type=float, metavar="D",
+                          help="furthest a position may lie from a true one to match it, in µm (default 5)")
+    distance.add_argument("--max-distance-px", type=float, metavar="D", help="the same in pixels")
+    _add_zyx(command, "--voxel-size", "voxel size in µm, where the files do not say")
+    command.add_argument("--output", metavar="FOLDER",
+                         help="where to write tracker_calibration.json (default: where predict reads it: beside "
+                              "the link model of the ini, else its output folder)")
+    command.add_argument("--images", help="the time lapse of the positions: tracks start and end more readily at "
+                                          "its border, as predict tracks them")
+    _add_zyx(command, "--shape", "the image size in pixels instead of --images")
+    _add_config(command)
+
+
+def _run_calibrate(arguments: argparse.Namespace) -> None:
+    from octrack.stages.calibrate import calibrate, calibration_folder_of_ini
+    positions = Path(arguments.positions)
+    output = Path(arguments.output) if arguments.output else calibration_folder_of_ini(Path(arguments.config),
+                                                                                       positions)
+    _say(calibrate(Path(arguments.ground_truth), positions, output, time_range=arguments.time_points,
+                   voxel_size=_voxel_size(arguments), geometry=_geometry(arguments),
+                   max_distance_um=arguments.max_distance_um, max_distance_px=arguments.max_distance_px))
 
 
 # prepare
@@ -393,6 +430,8 @@ _COMMANDS = [
      "run the networks on the time lapses of [predict]: positions, divisions, links, tracks", _add_predict),
     ("merge", _run_merge, "join the shards of `octrack predict --time-points` into one result per [predict] "
                           "dataset", _add_merge),
+    ("calibrate", _run_calibrate, "fit the temperature of the links' marginal probabilities on time points with "
+                                  "ground truth, for predict", _add_calibrate),
     ("evaluate", _run_evaluate, "score predicted positions and tracks against ground truth",
      _add_evaluate),
     ("view", _run_view, "pictures of tracks: a movie and PNGs of maximum projections with tracks, divisions and "

@@ -308,6 +308,9 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "(OrganoidTracker's) where the voxel size is known, else ctc_radius_px."),
     Key("ctc_radius_px", optional(number(minimum=0, maximum=_MAX_UM)), None, _PREDICT,
         "The same radius in pixels, for images without a voxel size; empty = 10 (with a warning)."),
+    Key("min_marginal_probability", number(minimum=0, below=1), 0.99, _PREDICT,
+        "Links with a lower marginal probability are left out of tracks_filtered.aut and .csv, and they and "
+        "divisions below it are listed in review.csv (OrganoidTracker's default: 0.99)."),
 ]}
 
 DATASET_KEYS: dict[str, Key] = {key.name: key for key in [
@@ -796,6 +799,7 @@ class PredictSection:
     link_model_folder: Path | None = _resolved("link_model_folder")
     ctc_radius_um: float | None
     ctc_radius_px: float | None
+    min_marginal_probability: float
     trained_model_folders: dict[str, Path] = derived(_trained_model_folders)
 
     def model_folder(self, network: str) -> Path:

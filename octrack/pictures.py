@@ -2,7 +2,7 @@
 movie of them (GIF through imageio and pillow; MP4 where imageio-ffmpeg is installed), and lineage trees.
 
 Colours: each lineage (`octrack.lineage`) has its colour; a track's last few links trail behind its position;
-a division is a white star on the mother; a link whose `link_confidence` is below the review threshold (the
+a division is a white star on the mother; a link whose `marginal_probability` is below the review threshold (the
 tracker's REVIEW_BELOW) is drawn red and thick in the frame it arrives in, and red in the lineage tree.
 """
 
@@ -22,7 +22,7 @@ from octrack.tracking.model import Position, Tracking
 
 TRAIL = 5  # links drawn behind each position
 MAX_WIDTH_PX = 900  # frames of the movie are at most this wide
-LINK_CONFIDENCE = "link_confidence"
+MARGINAL_PROBABILITY = "marginal_probability"  # the tracker's, see octrack/linking/marginals.py
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Scene:
         return {lineage: cycle(index % 20) for index, lineage in enumerate(sorted(self.tree.lineages()))}
 
     def under_review(self, a: Position, b: Position) -> bool:
-        return self.tracking.link_data(a, b).get(LINK_CONFIDENCE, 1.0) < self.review_below
+        return self.tracking.link_data(a, b).get(MARGINAL_PROBABILITY, 1.0) < self.review_below
 
 
 def frames(scene: Scene, time_points: list[int]) -> Iterator[np.ndarray]:
@@ -176,7 +176,7 @@ def write_lineage_plot(tracking: Tracking, tree: TrackTree, lineages: list[int],
     axes.set_xlim(-0.8, start - 0.5)
     minutes = tracking.voxel_size.t_minutes if tracking.voxel_size else None
     axes.set_title(f"lineage trees{f' ({minutes:g} min per time point)' if minutes else ''}; red: links with "
-                   f"confidence below {review_below:g}; ×: track ends", fontsize=9)
+                   f"marginal probability below {review_below:g}; ×: track ends", fontsize=9)
     with atomic_path(target) as temporary:
         figure.savefig(temporary, format=target.suffix.lstrip(".").lower() or "png", dpi=110, bbox_inches="tight")
 
@@ -217,7 +217,7 @@ def _draw_tree(axes: Any, tracking: Tracking, tree: TrackTree, slots: dict[int, 
         else:
             steps = list(zip(positions, positions[1:]))
         for a, b in steps:
-            flagged = tracking.link_data(a, b).get(LINK_CONFIDENCE, 1.0) < review_below
+            flagged = tracking.link_data(a, b).get(MARGINAL_PROBABILITY, 1.0) < review_below
             axes.plot([x, x], [a.t, b.t], color="red" if flagged else "black", linewidth=2.2 if flagged else 1)
         if len(positions) == 1 and not parents:
             axes.plot([x], [top], marker="o", color="black", markersize=2)

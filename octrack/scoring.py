@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from octrack.errors import UserError
 from octrack.matching import UNIT_PX, UNIT_UM, Matching, TimePointMatching, match_trackings
 from octrack.tracking.model import Position, Tracking, VoxelSize
@@ -167,6 +169,7 @@ class TrackingScores:
     divisions_exact: Counts | None = None
     skip_links: int = 0  # predicted links that skip time points (scored as traccuracy's relax_skips_pred)
     traccuracy: dict[str, Any] | None = None  # the package traccuracy's scores on the same matching, if asked
+    error_calibration: ErrorCalibration | None = None  # where the predicted links carry marginal probabilities
 
     @property
     def tracks_without_error_fraction(self) -> float:
@@ -180,7 +183,8 @@ class TrackingScores:
                 "division_tolerance": DIVISION_TOLERANCE, "skip_links": self.skip_links,
                 "tracks": self.tracks, "tracks_without_error": self.tracks_without_error,
                 "tracks_without_error_fraction": self.tracks_without_error_fraction,
-                **({"traccuracy": self.traccuracy} if self.traccuracy is not None else {})}
+                **({"traccuracy": self.traccuracy} if self.traccuracy is not None else {}),
+                **({"error_calibration": self.error_calibration.to_json()} if self.error_calibration else {})}
 
 
 def score_tracking(ground_truth: Tracking, predicted: Tracking, detection: DetectionScores, *,
@@ -204,7 +208,8 @@ def score_tracking(ground_truth: Tracking, predicted: Tracking, detection: Detec
                         for track in tracks)
     skips = sum(1 for a, b in predicted.links() if b.t - a.t > 1)
     return TrackingScores(detection, links, _division_counts(errors), len(tracks), without_error,
-                          _division_counts(exact), skips)
+                          _division_counts(exact), skips,
+                          error_calibration=error_calibration(predicted, errors))
 
 
 def _division_counts(errors: TrackingErrors) -> Counts:
@@ -361,3 +366,93 @@ def _same_links(ground_truth: Tracking, predicted: Tracking, true: Position, gue
         return False
     linked = {to_true.get(p) for p in predicted.past(guess) + predicted.future(guess)}
     return linked == set(ground_truth.past(true) + ground_truth.future(true))
+
+
+# The calibration of the tracker's error probabilities
+MARGINAL_PROBABILITY = "marginal_probability"
+ERROR_BIN_EDGES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0)  # of the error probability 1 − marginal
+REVIEW_THRESHOLDS = (0.5, 0.9, 0.95, 0.99, 0.999, 0.9999)  # links below a threshold are flagged for review
+
+
+@dataclass(frozen=True)
+class ErrorBin:
+    """Links whose predicted error probability lies in [low, high): how many, predicted and observed error rate."""
+
+    low: float
+    high: float
+    links: int
+    predicted_error: float
+    observed_error: float
+
+
+@dataclass(frozen=True)
+class ReviewPoint:
+    """Flagging the links below `threshold`: the share of links flagged, the share of the wrong links among them
+    (caught), and how often an unflagged link is wrong."""
+
+    threshold: float
+    flagged: float
+    caught: float
+    wrong_unflagged: float
+
+
+@dataclass(frozen=True)
+class ErrorCalibration:
+    """How well the predicted links' `marginal_probability` foretells which are wrong: a reliability table and the
+    review curve, over the scored links that carry one."""
+
+    links: int
+    wrong: int
+    bins: list[ErrorBin]
+    review_curve: list[ReviewPoint]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"links": self.links, "wrong": self.wrong,
+                "reliability": [vars(row) for row in self.bins],
+                "review_curve": [vars(point) for point in self.review_curve]}
+
+
+def error_calibration(predicted: Tracking, errors: TrackingErrors) -> ErrorCalibration | None:
+    """None where no scored predicted link has a `marginal_probability`."""
+    scored = [(link, True) for link in errors.found_links] + [(link, False) for link in errors.false_links]
+    values = [(predicted.link_data(*link).get(MARGINAL_PROBABILITY), right) for link, right in scored]
+    values = [(float(p), right) for p, right in values if p is not None]
+    if not values:
+        return None
+    marginal = np.array([p for p, _ in values])
+    wrong = ~np.array([right for _, right in values], dtype=bool)
+    return ErrorCalibration(len(values), int(wrong.sum()), _error_bins(1 - marginal, wrong),
+                            [_review_point(marginal, wrong, threshold) for threshold in REVIEW_THRESHOLDS])
+
+
+def _error_bins(error: np.ndarray, wrong: np.ndarray) -> list[ErrorBin]:
+    index = np.clip(np.searchsorted(ERROR_BIN_EDGES, error, side="right") - 1, 0, len(ERROR_BIN_EDGES) - 2)
+    rows = []
+    for number, (low, high) in enumerate(zip(ERROR_BIN_EDGES, ERROR_BIN_EDGES[1:])):
+        inside = index == number
+        count = int(inside.sum())
+        rows.append(ErrorBin(low, high, count, float(error[inside].mean()) if count else float("nan"),
+                             float(wrong[inside].mean()) if count else float("nan")))
+    return rows
+
+
+def _review_point(marginal: np.ndarray, wrong: np.ndarray, threshold: float) -> ReviewPoint:
+    flagged = marginal < threshold
+    return ReviewPoint(threshold, float(flagged.mean()),
+                       float((flagged & wrong).sum() / wrong.sum()) if wrong.any() else 1.0,
+                       float((~flagged & wrong).sum() / (~flagged).sum()) if (~flagged).any() else 0.0)
+
+
+def format_error_calibration(calibration: ErrorCalibration) -> str:
+    """The reliability table and the review curve as text."""
+    lines = [f"error probabilities of {calibration.links} scored links ({calibration.wrong} wrong):",
+             f"  {'error probability':>19} {'links':>7} {'predicted':>10} {'observed':>9}"]
+    for row in calibration.bins:
+        cells = (f"{row.predicted_error:>10.4f} {row.observed_error:>9.4f}" if row.links
+                 else f"{'–':>10} {'–':>9}")
+        lines.append(f"  {row.low:>8g} – {row.high:<8g} {row.links:>7} {cells}")
+    lines.append(f"  {'flag below':>19} {'flagged':>9} {'errors caught':>14} {'wrong unflagged':>16}")
+    for point in calibration.review_curve:
+        lines.append(f"  {point.threshold:>19g} {point.flagged:>9.3f} {point.caught:>14.3f} "
+                     f"{point.wrong_unflagged:>16.4f}")
+    return "\n".join(lines)

@@ -52,7 +52,7 @@ def test_pipeline_end_to_end(capsys, request, movie_name, patch):
     tracks = load_tracking(predictions / "tracks.aut")
     assert len(tracks) == len(load_tracking(predictions / "tracks.csv"))
     assert set(tracks.positions()) <= set(predicted.positions())  # the tracker may leave detections out
-    assert "link_confidence" in tracks.link_data_keys()
+    assert "marginal_probability" in tracks.link_data_keys()
     assert len(load_tracking(predictions / "ctc")) == len(tracks)
     scores = json.loads(octrack(capsys, "evaluate", "--ground-truth", str(movie / "ground_truth.aut"),
                                 "--predicted", str(predictions / "tracks.aut"), "--json"))

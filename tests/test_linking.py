@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from octrack.linking import LINK_CONFIDENCE, link_tracks
+from octrack.linking import MARGINAL_PROBABILITY, link_tracks
 from octrack.linking.costs import CostSettings, MotionModel, compute_costs
 from octrack.linking.graph import build_graph
 from octrack.linking.solver import _integer_program, candidate_pairs, solve
@@ -81,13 +81,13 @@ def test_a_false_detection_is_left_out() -> None:
     assert _links(result.tracking) == _chain(tracks[0]) | _chain(tracks[1])
 
 
-def test_ambiguous_links_have_the_lowest_confidence() -> None:
+def test_ambiguous_links_have_the_lowest_marginal_probability() -> None:
     lone = _walk((10, 10, 5), 0, 4, (0.5, 0, 0))
     close_a = _walk((40, 40, 5), 0, 4, (0.5, 0, 0))
     close_b = _walk((40, 40.6, 5), 0, 4, (0.5, 0, 0))  # two cells side by side: their links could swap
     result = link_tracks(_positions(lone, close_a, close_b))
     tracking = result.tracking
-    confidence = {link: tracking.link_data(*link)[LINK_CONFIDENCE] for link in tracking.links()}
+    confidence = {link: tracking.link_data(*link)[MARGINAL_PROBABILITY] for link in tracking.links()}
     assert min(confidence[link] for link in _chain(lone)) > max(confidence[link] for link in _chain(close_a))
     assert result.uncertain_links == sum(value < 0.99 for value in confidence.values()) > 0
     assert all(0 < value <= 1 for value in confidence.values())

@@ -27,9 +27,9 @@ def dividing() -> Tracking:
     right = [tracking.add_position(Position(14, 24 + t, 4, 3 + t)) for t in range(2)]
     for track in (mother, left, right):
         for a, b in zip(track, track[1:]):
-            tracking.add_link(a, b, link_confidence=0.995)
-    tracking.add_link(mother[-1], left[0], link_confidence=0.6)
-    tracking.add_link(mother[-1], right[0], link_confidence=0.999)
+            tracking.add_link(a, b, marginal_probability=0.995)
+    tracking.add_link(mother[-1], left[0], marginal_probability=0.6)
+    tracking.add_link(mother[-1], right[0], marginal_probability=0.999)
     return tracking
 
 
@@ -42,8 +42,8 @@ def test_aut_file_opens_as_tracks_with_divisions_and_points_with_features(tmp_pa
     mother = tracks[tracks[:, 1] == 0][0, 0]
     assert sorted(options["graph"]) == sorted(set(tracks[:, 0]) - {mother})
     assert all(parents == [mother] for parents in options["graph"].values())  # the division
-    confidence = options["features"]["link_confidence"]
-    assert confidence.min() == pytest.approx(0.6) and options["color_by"] == "link_confidence"
+    confidence = options["features"]["marginal_probability"]
+    assert confidence.min() == pytest.approx(0.6) and options["color_by"] == "marginal_probability"
     points, options = layers["points"]
     assert points.shape == (7, 4) and options["scale"] == (1.0, 2.0, 0.5, 0.5)
     assert points[points[:, 0] == 1][0].tolist() == [1, 3, 20, 11]

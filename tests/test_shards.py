@@ -44,12 +44,15 @@ def _links(tracking: Tracking) -> set[tuple[Position, Position]]:
     return set(tracking.links())
 
 
+FILTERED_AND_REVIEW = ("tracks_filtered.aut", "tracks_filtered.csv", "review.csv")
+
+
 def test_shards_merge_into_the_result_of_one_run(capsys: pytest.CaptureFixture, movie: Path) -> None:
     _run(capsys, movie, "predict", *STEPS)
     folder = _predictions(movie)
     whole_positions, whole_tracks = load_tracking(folder / "positions.aut"), load_tracking(folder / "tracks.aut")
     assert whole_tracks.divisions()
-    for path in ("positions.aut", "positions.csv", "tracks.aut", "tracks.csv", "ctc", OPEN_LIST):
+    for path in ("positions.aut", "positions.csv", "tracks.aut", "tracks.csv", "ctc", OPEN_LIST, *FILTERED_AND_REVIEW):
         shutil.move(folder / path, movie / f"whole_{path}")
 
     for time_points in ("0:4", "4:8", "8:"):  # the last one open: to the end of the movie
@@ -59,7 +62,7 @@ def test_shards_merge_into_the_result_of_one_run(capsys: pytest.CaptureFixture, 
     shard = folder / "shard_4-8"
     assert load_tracking(shard / "tracks.aut").time_points() == [4, 5, 6, 7, 8]
     assert {path.name for path in shard.iterdir()} == {"positions.aut", "positions.csv", "tracks.aut", "tracks.csv",
-                                                       OPEN_LIST}
+                                                       OPEN_LIST, *FILTERED_AND_REVIEW}
 
     out = _run(capsys, movie, "merge")
     assert "3 shard(s), time points 0–4, 4–8, 8–11" in out and "warning" not in out
@@ -69,7 +72,7 @@ def test_shards_merge_into_the_result_of_one_run(capsys: pytest.CaptureFixture, 
     assert set(merged_tracks.positions()) == set(whole_tracks.positions())
     assert _links(merged_tracks) == _links(whole_tracks)  # here exactly; in general only near a join may they differ
     assert len(merged_tracks.divisions()) == len(whole_tracks.divisions())
-    assert all(0 < merged_tracks.link_data(*link)["link_confidence"] <= 1 for link in merged_tracks.links())
+    assert all(0 < merged_tracks.link_data(*link)["marginal_probability"] <= 1 for link in merged_tracks.links())
     assert _links(load_tracking(folder / "ctc")) == _links(load_tracking(movie / "whole_ctc"))
     assert len(load_tracking(folder / "tracks.csv")) == len(merged_tracks)
     assert (folder / OPEN_LIST).read_text() == (movie / f"whole_{OPEN_LIST}").read_text()

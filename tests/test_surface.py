@@ -67,7 +67,7 @@ def test_config_is_offered_only_where_it_is_read(capsys):
     commands = parser._subparsers._group_actions[0].choices
     with_config = {name for name, command in commands.items()
                    if any("--config" in action.option_strings for action in command._actions)}
-    assert with_config == {"stats", "prepare", "train", "train-detect", "train-divide", "train-link", "predict",
+    assert with_config == {"stats", "prepare", "train", "train-detect", "train-divide", "train-link", "predict", "calibrate",
                            "merge"}
     with pytest.raises(SystemExit) as stop:  # argparse's own usage error
         main(["synth", "out", "--config", "x.ini"])

@@ -47,7 +47,7 @@ def test_track_links_a_csv_without_parents_and_every_output_opens_again(tmp_path
     tracks = load_tracking(tmp_path / output)
     assert set(tracks.links()) == set(truth.links())
     if output != "ctc":  # CTC keeps no metadata
-        assert all(0 < tracks.link_data(*link)["link_confidence"] <= 1 for link in tracks.links())
+        assert all(0 < tracks.link_data(*link)["marginal_probability"] <= 1 for link in tracks.links())
 
 
 def test_track_default_output_and_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

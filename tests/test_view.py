@@ -21,9 +21,9 @@ def dividing() -> Tracking:
     lone = [tracking.add_position(Position(40, 40, 0, t)) for t in range(6)]
     for track in (mother, left, right, lone):
         for a, b in zip(track, track[1:]):
-            tracking.add_link(a, b, link_confidence=1.0)
-    tracking.add_link(mother[-1], left[0], link_confidence=0.5)
-    tracking.add_link(mother[-1], right[0], link_confidence=1.0)
+            tracking.add_link(a, b, marginal_probability=1.0)
+    tracking.add_link(mother[-1], left[0], marginal_probability=0.5)
+    tracking.add_link(mother[-1], right[0], marginal_probability=1.0)
     return tracking
 
 

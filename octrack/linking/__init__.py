@@ -2,7 +2,9 @@
 
 `link_tracks` takes a Tracking of positions, with the network probabilities where it has them
 (`division_probability` on positions, `link_probability` on its candidate links), and returns a new
-Tracking with the chosen links, each with its `link_confidence`; every writer of octrack.tracking works on it.
+Tracking with the chosen links, each with its `marginal_probability` (marginals.py; the mothers with their
+`division_marginal_probability`), and the links and divisions to review (review.py); every writer of
+octrack.tracking works on it.
 """
 
 from __future__ import annotations
@@ -13,47 +15,92 @@ from dataclasses import dataclass
 import numpy as np
 
 from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS
-from octrack.linking.confidence import link_confidence
-from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostSettings, MotionModel,
+from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostSettings, Costs, MotionModel,
                                    compute_costs, initial_motion, refined_motion)
 from octrack.linking.graph import CandidateGraph, build_graph
+from octrack.linking.marginals import DEFAULT_TEMPERATURE, Marginals, marginals
+from octrack.linking.review import DIVISION, LINK, ReviewItem, review_items
 from octrack.linking.solver import Solution, solve
 from octrack.tracking.model import Position, Tracking
 
-LINK_CONFIDENCE = "link_confidence"
-REVIEW_BELOW = 0.99
+MARGINAL_PROBABILITY = "marginal_probability"  # OrganoidTracker's name, on links
+DIVISION_MARGINAL_PROBABILITY = "division_marginal_probability"  # on mothers
+REVIEW_BELOW = 0.99  # OrganoidTracker's default threshold
 MOTION_ROUNDS = 3  # network-free: solve, re-estimate the motion scales from the tracks, solve again
+
+
+@dataclass(frozen=True)
+class SolvedProblem:
+    """The candidate graph, its costs and the chosen solution: what the marginals at any temperature need."""
+
+    graph: CandidateGraph
+    costs: Costs
+    solution: Solution
+
+    def chosen_links(self) -> list[tuple[Position, Position]]:
+        positions = self.graph.positions
+        return [(positions[self.graph.link_source[link]], positions[self.graph.link_target[link]])
+                for link in np.flatnonzero(self.solution.links)]
+
+    def chosen_link_probabilities(self, temperature: float) -> np.ndarray:
+        """The marginal probability of each chosen link (in the order of `chosen_links`) at `temperature`."""
+        return marginals(self.graph, self.costs, self.solution, temperature).link[self.solution.links]
 
 
 @dataclass(frozen=True)
 class LinkingResult:
     tracking: Tracking
-    uncertain_links: int  # links with a confidence below REVIEW_BELOW
+    problem: SolvedProblem
+    review: list[ReviewItem]  # links and divisions with a marginal probability below `review_below`
+    review_below: float
+    temperature: float
     left_out: int  # positions in no track
     candidate_links: int
     costs_from: str  # what the costs came from
     motion: MotionModel | None  # the network-free scales, where used
 
+    @property
+    def uncertain_links(self) -> int:
+        return sum(item.kind == LINK for item in self.review)
+
+    @property
+    def uncertain_divisions(self) -> int:
+        return sum(item.kind == DIVISION for item in self.review)
+
     def describe(self) -> str:
         tracking = self.tracking
         gaps = sum(1 for a, b in tracking.links() if b.t - a.t > 1)
-        text = (f"{len(tracking)} positions, {tracking.link_count()} links ({gaps} over a missed time point), "
+        return (f"{len(tracking)} positions, {tracking.link_count()} links ({gaps} over a missed time point), "
                 f"{len(tracking.divisions())} divisions "
                 f"from {self.candidate_links} candidate links ({self.costs_from}); {self.left_out} positions left "
-                f"out; {self.uncertain_links} links with confidence below {REVIEW_BELOW}")
-        return text
+                f"out; {self.describe_review()}")
+
+    def describe_review(self) -> str:
+        """How many links and divisions need review, and what share of the lineage that is."""
+        links, divisions = self.tracking.link_count(), len(self.tracking.divisions())
+        return (f"to review (marginal probability below {self.review_below:g} at temperature "
+                f"{self.temperature:g}): {self.uncertain_links} of {links} links "
+                f"({_share(self.uncertain_links, links)}) and {self.uncertain_divisions} of {divisions} divisions "
+                f"({_share(self.uncertain_divisions, divisions)})")
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "–"
 
 
 def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
                 image_shape_zyx: tuple[int, int, int] | None = None,
                 candidate_factor: float = DEFAULT_FACTOR, candidate_max_partners: int = DEFAULT_MAX_PARTNERS,
+                temperature: float = DEFAULT_TEMPERATURE, review_below: float = REVIEW_BELOW,
                 report: Callable[[str], None] | None = None) -> LinkingResult:
     """The most likely tracks through the positions of `tracking`.
 
     Link costs come from the `link_probability` of the tracking's links where they carry one (those links
     are then the candidates), else from displacement; division costs from `division_probability` of the
     positions where they carry one, else from geometry. `image_shape_zyx` (pixels) makes appearing and
-    disappearing cheaper near the image border; without it only the first and last time points are."""
+    disappearing cheaper near the image border; without it only the first and last time points are.
+    `temperature` scales the costs of the marginal probabilities (see marginals.py); links and divisions below
+    `review_below` are listed for review."""
     settings = settings or CostSettings()
     link_probabilities = has_link_probabilities(tracking)
     graph = build_graph(tracking, use_tracking_links=link_probabilities, factor=candidate_factor,
@@ -70,12 +117,13 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
                               division_probability=division_probability, image_box_um=box)
         solution = solve(graph, costs)
         motion = refined_motion(graph, solution.links, solution.divisions, motion)
-    confidence = link_confidence(graph, costs)
+    probabilities = marginals(graph, costs, solution, temperature)
     linked = np.zeros(len(graph.positions), dtype=bool)
     linked[graph.link_source[solution.links]] = linked[graph.link_target[solution.links]] = True
-    result = LinkingResult(_tracking_of(tracking, graph, solution, linked, confidence),
-                           int((confidence[solution.links] < REVIEW_BELOW).sum()), int((~linked).sum()),
-                           graph.link_count,
+    result = LinkingResult(_tracking_of(tracking, graph, solution, linked, probabilities),
+                           SolvedProblem(graph, costs, solution),
+                           review_items(graph, probabilities, solution, review_below), review_below, temperature,
+                           int((~linked).sum()), graph.link_count,
                            _costs_from(link_probabilities, division_probability is not None),
                            None if rounds == 1 else motion)
     if report:
@@ -120,15 +168,23 @@ def _costs_from(link_probabilities: bool, division_probabilities: bool) -> str:
 
 
 def _tracking_of(tracking: Tracking, graph: CandidateGraph, solution: Solution, linked: np.ndarray,
-                 confidence: np.ndarray) -> Tracking:
-    """The linked positions, with their metadata, and the chosen links with theirs and their confidence (and the
-    file data of the input)."""
+                 probabilities: Marginals) -> Tracking:
+    """The linked positions, with their metadata, and the chosen links with theirs and their marginal probability,
+    the mothers with the marginal probability of their division (and the file data of the input)."""
     result = tracking.empty_copy()
     for position, used in zip(graph.positions, linked):
         if used:
             result.add_position(position, **tracking.position_data(position))
+    for division in np.flatnonzero(solution.divisions):
+        result.set_position_data(graph.positions[graph.division_mother[division]], DIVISION_MARGINAL_PROBABILITY,
+                                 _rounded(probabilities.division[division]))
     for link in np.flatnonzero(solution.links):
         a, b = graph.positions[graph.link_source[link]], graph.positions[graph.link_target[link]]
         data = dict(tracking.link_data(a, b)) if tracking.has_link(a, b) else {}
-        result.add_link(a, b, **data, **{LINK_CONFIDENCE: round(float(confidence[link]), 6)})
+        result.add_link(a, b, **data, **{MARGINAL_PROBABILITY: _rounded(probabilities.link[link])})
     return result
+
+
+def _rounded(probability: float) -> float:
+    """Six decimals, but never rounded up to 1 (a probability of 0.9999996 is not certainty)."""
+    return min(round(float(probability), 6), 0.999999) if probability < 1 else 1.0

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from octrack.errors import UserError
-from octrack.scoring import (DIVISION_TOLERANCE, Counts, TrackingScores, score_detections, score_tracking,
-                             tracking_errors)
+from octrack.scoring import (DIVISION_TOLERANCE, Counts, TrackingScores, format_error_calibration,
+                             score_detections, score_tracking, tracking_errors)
 from octrack.stages.common import parse_time_range
 from octrack.tracking import VoxelSize, load_tracking
 from octrack.tracking.checks import check_lineage
@@ -139,6 +139,8 @@ def format_report(scores: TrackingScores) -> str:
                   "CTC's BC(i))",
                   f"tracks without error: {scores.tracks_without_error} of {scores.tracks} "
                   f"({scores.tracks_without_error_fraction:.3f})"]
+    if scores.error_calibration is not None:
+        lines.append(format_error_calibration(scores.error_calibration))
     for metric, values in (scores.traccuracy or {}).items():
         lines.append(f"traccuracy {metric}: {_format_traccuracy(values)}")
     lines += ["", f"{'t':>6} {'true':>7} {'predicted':>10} {'TP':>7} {'FP':>7} {'FN':>7} {'F1':>6}"]

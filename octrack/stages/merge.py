@@ -59,7 +59,7 @@ def run_merge(config: Config, report: Callable[[str], None] = print) -> list[Pat
         with_tracks = (shards[0].folder / "tracks.aut").exists()
         if with_tracks:
             tracks, _ = join([load_tracking(shard.folder / "tracks.aut") for shard in shards], shards)
-            described = write_tracks(tracks, folder, ctc_output(predict, dataset))
+            described = write_tracks(tracks, folder, ctc_output(predict, dataset), predict.min_marginal_probability)
             report(f"  tracks: {len(tracks)} positions, {tracks.link_count()} links, {len(tracks.divisions())} "
                    f"divisions → {described}")
         write_open_list(folder, dataset, "tracks.aut" if with_tracks else "positions.aut")

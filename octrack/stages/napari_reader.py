@@ -5,7 +5,7 @@ Opens, each with its physical scale (the voxel size; time in time points):
   time, the configured channels summed) and the tracks, positions and candidate links in its predictions folder;
 - a tracking file (.aut, .csv with t, y, x columns), an octrack predictions folder, or a CTC folder (its labels
   too): a tracks layer (track ids = `octrack.lineage` segments, divisions as its graph, coloured by each link's
-  `link_confidence` where the file has it) and a points layer with the positions' metadata as features
+  `marginal_probability` where the file has it) and a points layer with the positions' metadata as features
   (`division_probability`, ...).
 
 The functions return napari's layer data tuples `(data, keyword arguments, layer type)` and never import napari,
@@ -115,7 +115,7 @@ def _tracks_layer(tracking: Tracking, name: str, scale: tuple[float, ...], spati
         for index, position in enumerate(positions):
             rows.append((segment, position.t, position.z, position.y, position.x))
             before = positions[index - 1] if index else next(iter(tracking.past(position)), None)
-            confidence.append(tracking.link_data(before, position).get("link_confidence", np.nan)
+            confidence.append(tracking.link_data(before, position).get("marginal_probability", np.nan)
                               if before is not None else np.nan)
     data = np.array(rows, dtype=float)[:, [0, 1, *range(2, 5)[spatial]]]
     options: dict[str, Any] = {"name": f"{name} tracks", "scale": scale, "metadata": metadata,
@@ -123,8 +123,8 @@ def _tracks_layer(tracking: Tracking, name: str, scale: tuple[float, ...], spati
                                "tail_length": 5}
     confidence = np.array(confidence, dtype=float)
     if np.isfinite(confidence).any():
-        options["features"] = {"link_confidence": np.nan_to_num(confidence, nan=1.0)}
-        options["color_by"] = "link_confidence"
+        options["features"] = {"marginal_probability": np.nan_to_num(confidence, nan=1.0)}
+        options["color_by"] = "marginal_probability"
         options["colormap"] = "inferno"
     return data, options, "tracks"
 

@@ -33,9 +33,8 @@ from octrack.networks.base import Predictor
 from octrack.progress import Progress
 from octrack.stages.common import TimeRange, format_time_range
 from octrack.tracking import Tracking, load_tracking
-from octrack.writers import (CtcOutput, positions_only, predictions_folder, shard_folder, write_open_list,
-                             write_predictions,
-                             write_tracks)
+from octrack.writers import (REVIEW_FILE, CtcOutput, positions_only, predictions_folder, shard_folder,
+                             write_open_list, write_predictions, write_review, write_tracks)
 
 SECTION = "predict"
 POSITIONS, TRACKS = "positions", "tracks"
@@ -86,7 +85,8 @@ def run_predict(config: Config, steps: list[str] | None = None, report: Callable
                 time_range: TimeRange | None = None) -> list[Path]:
     """Runs the steps (by default all there are models for) on every [predict] dataset and writes, per
     dataset, positions.csv and positions.aut (positions with their metadata; with the links step also the
-    candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv and ctc/; and an
+    candidate links with theirs), links.csv, and with the tracks step tracks.aut, tracks.csv, the filtered
+    tracks, review.csv and ctc/; and an
     .autlist that opens the tracks (else the positions) with the images in OrganoidTracker. The .aut files keep
     what the dataset's tracking file holds besides positions (its name, image filters, ... see tracking/aut.py).
 
@@ -121,7 +121,8 @@ def run_predict(config: Config, steps: list[str] | None = None, report: Callable
             (folder / progress_file(step)).unlink(missing_ok=True)
         report(_summary(tracking, steps, folder))
         if TRACKS in steps:
-            _track(predict, dataset, tracking, folder, report, with_ctc=time_range is None)
+            _track(predict, dataset, tracking, folder, report, with_ctc=time_range is None,
+                   calibration_folder=tracker_calibration_folder(predict, steps))
         write_open_list(folder, dataset, "tracks.aut" if TRACKS in steps else "positions.aut")
         written.append(folder)
     return written
@@ -148,16 +149,35 @@ def in_time_range(dataset: Dataset, time_range: TimeRange) -> Dataset | None:
     return dataclasses.replace(dataset, time_points=time_points) if time_points else None
 
 
-def _track(predict: PredictSection, dataset: Dataset, tracking: Tracking, folder: Path,
-           report: Callable[[str], None], *, with_ctc: bool) -> None:
-    """Links the positions into tracks and writes them (see `octrack.writers.write_tracks`)."""
-    from octrack.candidates import DEFAULT_FACTOR
-    from octrack.linking import link_tracks
+def tracker_calibration_folder(predict: PredictSection, steps: list[str]) -> Path:
+    """Where `octrack calibrate` stores the tracker's temperature and predict reads it: beside the link model
+    where the links step gives the costs, else in the output folder (the network-free costs)."""
+    return predict.model_folder(NETWORKS["link"].NAME) if NETWORKS["link"].STEP in steps else predict.output_folder
 
+
+def _track(predict: PredictSection, dataset: Dataset, tracking: Tracking, folder: Path,
+           report: Callable[[str], None], *, with_ctc: bool, calibration_folder: Path) -> None:
+    """Links the positions into tracks, at the calibrated temperature, and writes them and the review list (see
+    `octrack.writers.write_tracks`)."""
+    from octrack.calibration import TRACKER_CALIBRATION_FILE, load_tracker_calibration
+    from octrack.candidates import DEFAULT_FACTOR
+    from octrack.linking import DEFAULT_TEMPERATURE, link_tracks
+
+    calibration = load_tracker_calibration(calibration_folder)
+    if calibration is None:
+        report(f"  no {calibration_folder / TRACKER_CALIBRATION_FILE}: marginal probabilities at the default "
+               f"temperature {DEFAULT_TEMPERATURE:g} (fit it with `octrack calibrate`)")
     result = link_tracks(tracking, image_shape_zyx=dataset.images.shape_zyx,
-                         candidate_factor=predict.link_candidate_factor or DEFAULT_FACTOR)
-    written = write_tracks(result.tracking, folder, ctc_output(predict, dataset) if with_ctc else None)
-    report(f"  tracks: {result.describe()} → {written}")
+                         candidate_factor=predict.link_candidate_factor or DEFAULT_FACTOR,
+                         temperature=calibration.temperature if calibration else DEFAULT_TEMPERATURE,
+                         review_below=predict.min_marginal_probability)
+    if calibration is not None and calibration.costs_from != result.costs_from:
+        report(f"  warning: {calibration_folder / TRACKER_CALIBRATION_FILE} was fitted with {calibration.costs_from}, "
+               f"these tracks have {result.costs_from}; calibrate again on these")
+    written = write_tracks(result.tracking, folder, ctc_output(predict, dataset) if with_ctc else None,
+                           predict.min_marginal_probability)
+    write_review(result.review, result.tracking.voxel_size, folder / REVIEW_FILE)
+    report(f"  tracks: {result.describe()} → {written}, {REVIEW_FILE}")
 
 
 def ctc_output(predict: PredictSection, dataset: Dataset) -> CtcOutput:

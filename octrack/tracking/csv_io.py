@@ -11,6 +11,9 @@
   key without that prefix gets it in its column name (`present_in_original` → `link_present_in_original`). Files
   of older octrack versions doubled the prefix (`link_link_probability`): read as `link_probability`. Empty
   cells are missing values; numbers are read as int or float, `True`/`False` as booleans, anything else as text.
+- The tracker's `marginal_probability` of the link from the parent is the column of that name (as
+  OrganoidTracker names it), followed by `error_probability` = 1 − it; reading takes the first and skips the
+  second, which follows from it.
 - CSV files carry no image offsets (`Tracking.image_offsets`, from .aut files): positions are written as they
   are and read back without offsets.
 """
@@ -30,6 +33,7 @@ from octrack.tracking.model import Position, Tracking
 
 COLUMNS = ("node_id", "t", "z", "y", "x", "parent_id")
 LINK_PREFIX = "link_"
+MARGINAL_PROBABILITY, ERROR_PROBABILITY = "marginal_probability", "error_probability"
 _NO_PARENT = ("", "-1", "nan")
 
 
@@ -48,14 +52,18 @@ def load_csv(path: str | Path) -> Tracking:
 def save_csv(tracking: Tracking, path: str | Path) -> None:
     path = Path(path)
     position_keys, link_keys = tracking.position_data_keys(), tracking.link_data_keys()
-    clashing = [key for key in position_keys if key in COLUMNS or key.startswith(LINK_PREFIX)]
+    clashing = [key for key in position_keys
+                if key in (*COLUMNS, MARGINAL_PROBABILITY, ERROR_PROBABILITY) or key.startswith(LINK_PREFIX)]
     if clashing:
         raise UserError(f"{path}: position metadata {clashing[0]!r} would be read back as another column;"
                         f" rename that metadata key")
     ids = node_ids(tracking)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow([*COLUMNS, *position_keys, *(link_column(key) for key in link_keys)])
+    with_marginal = MARGINAL_PROBABILITY in link_keys
+    link_keys = [key for key in link_keys if key != MARGINAL_PROBABILITY]
+    writer.writerow([*COLUMNS, *position_keys, *(link_column(key) for key in link_keys),
+                     *((MARGINAL_PROBABILITY, ERROR_PROBABILITY) if with_marginal else ())])
     merges = 0
     for position, node_id in ids.items():
         past = tracking.past(position)
@@ -64,11 +72,18 @@ def save_csv(tracking: Tracking, path: str | Path) -> None:
         link_data = tracking.link_data(past[0], position) if past else {}
         writer.writerow([node_id, position.t, position.z, position.y, position.x, ids[past[0]] if past else -1,
                          *(_format(position_data.get(key)) for key in position_keys),
-                         *(_format(link_data.get(key)) for key in link_keys)])
+                         *(_format(link_data.get(key)) for key in link_keys),
+                         *(_marginal_cells(link_data.get(MARGINAL_PROBABILITY)) if with_marginal else ())])
     if merges:
         warnings.warn(f"{path}: CSV allows one parent per node: {merges} cell merges keep only their first parent",
                       stacklevel=2)
     write_text_atomic(path, text.getvalue())
+
+
+def _marginal_cells(probability: float | None) -> tuple[str, str]:
+    if probability is None:
+        return "", ""
+    return _format(probability), _format(round(1 - probability, 6))
 
 
 def link_column(key: str) -> str:
@@ -158,9 +173,11 @@ def _metadata(row: list[str], metadata_columns: list[tuple[str, int]]) -> tuple[
     position_data, link_data = {}, {}
     for name, index in metadata_columns:
         value = _parse_value(row[index])
-        if value is None:
+        if value is None or name == ERROR_PROBABILITY:
             continue
-        if name.startswith(LINK_PREFIX * 2):  # written by older octrack versions
+        if name == MARGINAL_PROBABILITY:
+            link_data[name] = value
+        elif name.startswith(LINK_PREFIX * 2):  # written by older octrack versions
             link_data[name[len(LINK_PREFIX):]] = value
         elif name.startswith(LINK_PREFIX):
             link_data[name] = value
