@@ -119,7 +119,7 @@ def test_gap_links_of_the_tracker_round_trip_through_every_writer(tmp_path: Path
     elif name == "tracks.csv":
         assert len(again.positions_at(3)) == 1  # nothing invented in the gap
     else:
-        assert "link_confidence" in again.link_data(track[2], track[4])
+        assert "marginal_probability" in again.link_data(track[2], track[4])
 
 
 def test_the_drift_of_the_whole_picture_is_found_and_does_not_confuse_the_links() -> None:
