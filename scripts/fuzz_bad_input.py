@@ -399,10 +399,28 @@ def command_line(movie: Path, random: np.random.Generator) -> Case:
                 names[kind.split()[0]])
 
 
+def other_options(movie: Path, random: np.random.Generator) -> Case:
+    """Out-of-range values of the other commands' options: refused before anything is written."""
+    truth = str(movie / "ground_truth.aut")
+    kinds = {
+        "view --fps 0": (["view", truth, "--fps", "0", "--output", str(movie / "view")], "--fps"),
+        "view --fps nan": (["view", truth, "--fps", "nan", "--output", str(movie / "view")], "--fps"),
+        "synth 1e8 time points": (["synth", str(movie / "synth"), "--time-points", "100000000"], "time points"),
+        "synth huge size": (["synth", str(movie / "synth"), "--size", "100000", "100000", "100000"], "image size"),
+        "evaluate --max-distance-um inf": (["evaluate", "--ground-truth", truth, "--predicted", truth,
+                                            "--max-distance-um", "inf"], "--max-distance-um"),
+        "predict --time-points 9:1": (["predict", "--config", str(movie / INI), "--time-points", "9:1"],
+                                      "--time-points"),
+    }
+    kind = list(kinds)[random.integers(len(kinds))]
+    return Case(kind, kinds[kind][0], REFUSED, kinds[kind][1])
+
+
 GENERATORS: dict[str, Callable[[Path, np.random.Generator], Case]] = {
     "ini_value": ini_value, "ini_structure": ini_structure, "damaged_tiff": damaged_tiff, "odd_tiff": odd_tiff,
     "all_non_finite": all_non_finite, "hyperstack": hyperstack, "broken_aut": broken_aut, "broken_csv": broken_csv,
-    "broken_ctc": broken_ctc, "positions_outside": positions_outside, "command_line": command_line}
+    "broken_ctc": broken_ctc, "positions_outside": positions_outside, "command_line": command_line,
+    "other_options": other_options}
 
 
 def _cache_is_finite(movie: Path) -> str | None:
