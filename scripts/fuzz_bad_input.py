@@ -141,9 +141,8 @@ def damaged_tiff(movie: Path, random: np.random.Generator) -> Case:
     path = _image(movie, random)
     kinds = ["truncated", "zero bytes", "text", "magic and garbage", "2D among 3D", "RGB", "complex"]
     kind = kinds[random.integers(len(kinds))]
-    data = path.read_bytes()
     if kind == "truncated":
-        path.write_bytes(data[:int(len(data) * random.uniform(0.0, 0.95))])
+        _cut_in_the_pixels(path, random)
     elif kind == "zero bytes":
         path.write_bytes(b"")
     elif kind == "text":
@@ -158,6 +157,16 @@ def damaged_tiff(movie: Path, random: np.random.Generator) -> Case:
         tifffile.imwrite(path, np.zeros((32, 32, 3), np.uint8), photometric="rgb")
     return Case(f"image {kind}: {path.name}", ["prepare", "--config", str(movie / INI)], REFUSED, path.name,
                 changed=[path])
+
+
+def _cut_in_the_pixels(path: Path, random: np.random.Generator) -> None:
+    """Truncates a TIFF file somewhere before the end of its pixel data (a file cut only in its trailing metadata
+    still holds the whole image, and reading it is right)."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        size = path.stat().st_size
+        end = min(series.dataoffset + series.nbytes, size) if series.dataoffset is not None else size
+    path.write_bytes(path.read_bytes()[:int(end * random.uniform(0.0, 0.99))])
 
 
 def odd_tiff(movie: Path, random: np.random.Generator) -> Case:
@@ -211,8 +220,7 @@ def hyperstack(movie: Path, random: np.random.Generator) -> Case:
     else:
         tifffile.imwrite(path, movie_data, imagej=kind == "truncated ImageJ", ome=kind == "truncated OME",
                          metadata={"axes": "TZYX"})
-        data = path.read_bytes()
-        path.write_bytes(data[:int(len(data) * random.uniform(0.1, 0.95))])
+        _cut_in_the_pixels(path, random)
     set_keys(movie / INI, "prepare", images_container_1="movie.tif", images_pattern_1=None)
     return Case(f"hyperstack {kind}", ["prepare", "--config", str(movie / INI)], REFUSED,
                 "tracking_file_1" if kind == "3D as 2D" else path.name, changed=[path, movie / INI])
