@@ -64,6 +64,7 @@ class ImageSource(ABC):
     channel_count: int
     dtype: np.dtype  # as stored; reads are always float32
     voxel_size: VoxelSize | None
+    _warned_of_non_finite = False  # NaN/inf pixels are reported once per source
 
     def read(self, time_point: int, channels: Sequence[int] | None = None,
              filters: ImageFilters | None = None) -> np.ndarray:
@@ -99,7 +100,7 @@ class ImageSource(ABC):
             raise UserError(f"{where}: no pixel has a finite value (all NaN or inf, or beyond float32's range); "
                             f"write the images again with finite values")
         low, high = frame[finite].min(), frame[finite].max()
-        if not getattr(self, "_warned_of_non_finite", False):
+        if not self._warned_of_non_finite:
             self._warned_of_non_finite = True
             log.warning(f"{where}: {frame.size - int(finite.sum()):,} pixel(s) are NaN or inf (first seen here); "
                         f"read as the frame's lowest finite value (NaN, -inf) or highest (inf)")

@@ -153,11 +153,15 @@ def generate(outdir: str | Path, *, two_d: bool = False, seed: int = 0, time_poi
 
 
 # Arguments
+_MAX_TIME_POINTS = 10_000  # a file per time point: more would fill a disk, not make a test movie
+_MAX_VOXELS = 2 ** 28  # per time point (512 MiB of uint16)
+
 
 def _validate(size_xyz: tuple[int, ...], time_points: int, nuclei: int, voxel_size: VoxelSize, two_d: bool,
               division_rate: float) -> None:
-    if time_points < 1:
-        raise UserError(f"time points = {time_points}: a time lapse needs at least 1 time point")
+    if not 1 <= time_points <= _MAX_TIME_POINTS:
+        raise UserError(f"time points = {time_points}: a synthetic time lapse has 1 to {_MAX_TIME_POINTS:,} time "
+                        f"points")
     if nuclei < 1:
         raise UserError(f"nuclei = {nuclei}: ask for at least 1 nucleus per time point")
     if not 0 <= division_rate < 1:
@@ -170,6 +174,9 @@ def _validate(size_xyz: tuple[int, ...], time_points: int, nuclei: int, voxel_si
     shown = ", ".join(map(str, size_xyz[::-1]))
     if two_d and size_xyz[2] != 1:
         raise UserError(f"image size z, y, x = {shown}: a 2D time lapse has z = 1")
+    if math.prod(size_xyz) > _MAX_VOXELS:
+        raise UserError(f"image size z, y, x = {shown}: more than {_MAX_VOXELS:,} voxels per time point; ask for a "
+                        f"smaller image")
     minimum = _minimum_size(voxel_size, two_d)
     if any(size < least for size, least in zip(size_xyz, minimum)):
         raise UserError(f"image size z, y, x = {shown}: too small for a nucleus {NUCLEUS_DIAMETER_UM:g} µm "

@@ -141,9 +141,8 @@ def damaged_tiff(movie: Path, random: np.random.Generator) -> Case:
     path = _image(movie, random)
     kinds = ["truncated", "zero bytes", "text", "magic and garbage", "2D among 3D", "RGB", "complex"]
     kind = kinds[random.integers(len(kinds))]
-    data = path.read_bytes()
     if kind == "truncated":
-        path.write_bytes(data[:int(len(data) * random.uniform(0.0, 0.95))])
+        _cut_in_the_pixels(path, random)
     elif kind == "zero bytes":
         path.write_bytes(b"")
     elif kind == "text":
@@ -158,6 +157,16 @@ def damaged_tiff(movie: Path, random: np.random.Generator) -> Case:
         tifffile.imwrite(path, np.zeros((32, 32, 3), np.uint8), photometric="rgb")
     return Case(f"image {kind}: {path.name}", ["prepare", "--config", str(movie / INI)], REFUSED, path.name,
                 changed=[path])
+
+
+def _cut_in_the_pixels(path: Path, random: np.random.Generator) -> None:
+    """Truncates a TIFF file somewhere before the end of its pixel data (a file cut only in its trailing metadata
+    still holds the whole image, and reading it is right)."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        size = path.stat().st_size
+        end = min(series.dataoffset + series.nbytes, size) if series.dataoffset is not None else size
+    path.write_bytes(path.read_bytes()[:int(end * random.uniform(0.0, 0.99))])
 
 
 def odd_tiff(movie: Path, random: np.random.Generator) -> Case:
@@ -211,8 +220,7 @@ def hyperstack(movie: Path, random: np.random.Generator) -> Case:
     else:
         tifffile.imwrite(path, movie_data, imagej=kind == "truncated ImageJ", ome=kind == "truncated OME",
                          metadata={"axes": "TZYX"})
-        data = path.read_bytes()
-        path.write_bytes(data[:int(len(data) * random.uniform(0.1, 0.95))])
+        _cut_in_the_pixels(path, random)
     set_keys(movie / INI, "prepare", images_container_1="movie.tif", images_pattern_1=None)
     return Case(f"hyperstack {kind}", ["prepare", "--config", str(movie / INI)], REFUSED,
                 "tracking_file_1" if kind == "3D as 2D" else path.name, changed=[path, movie / INI])
@@ -399,10 +407,28 @@ def command_line(movie: Path, random: np.random.Generator) -> Case:
                 names[kind.split()[0]])
 
 
+def other_options(movie: Path, random: np.random.Generator) -> Case:
+    """Out-of-range values of the other commands' options: refused before anything is written."""
+    truth = str(movie / "ground_truth.aut")
+    kinds = {
+        "view --fps 0": (["view", truth, "--fps", "0", "--output", str(movie / "view")], "--fps"),
+        "view --fps nan": (["view", truth, "--fps", "nan", "--output", str(movie / "view")], "--fps"),
+        "synth 1e8 time points": (["synth", str(movie / "synth"), "--time-points", "100000000"], "time points"),
+        "synth huge size": (["synth", str(movie / "synth"), "--size", "100000", "100000", "100000"], "image size"),
+        "evaluate --max-distance-um inf": (["evaluate", "--ground-truth", truth, "--predicted", truth,
+                                            "--max-distance-um", "inf"], "--max-distance-um"),
+        "predict --time-points 9:1": (["predict", "--config", str(movie / INI), "--time-points", "9:1"],
+                                      "--time-points"),
+    }
+    kind = list(kinds)[random.integers(len(kinds))]
+    return Case(kind, kinds[kind][0], REFUSED, kinds[kind][1])
+
+
 GENERATORS: dict[str, Callable[[Path, np.random.Generator], Case]] = {
     "ini_value": ini_value, "ini_structure": ini_structure, "damaged_tiff": damaged_tiff, "odd_tiff": odd_tiff,
     "all_non_finite": all_non_finite, "hyperstack": hyperstack, "broken_aut": broken_aut, "broken_csv": broken_csv,
-    "broken_ctc": broken_ctc, "positions_outside": positions_outside, "command_line": command_line}
+    "broken_ctc": broken_ctc, "positions_outside": positions_outside, "command_line": command_line,
+    "other_options": other_options}
 
 
 def _cache_is_finite(movie: Path) -> str | None:

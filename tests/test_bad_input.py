@@ -43,7 +43,7 @@ def template(fuzz, tmp_path_factory):
 @pytest.mark.parametrize("seed", range(SEEDS_PER_GENERATOR))
 @pytest.mark.parametrize("generator", ["ini_value", "ini_structure", "damaged_tiff", "odd_tiff", "all_non_finite",
                                        "hyperstack", "broken_aut", "broken_csv", "broken_ctc", "positions_outside",
-                                       "command_line"])
+                                       "command_line", "other_options"])
 def test_generated_bad_input(fuzz, template, tmp_path, generator, seed):
     outcome = fuzz.run_case(generator, 1000 + seed, template, tmp_path)
     assert outcome.problem is None, f"{outcome.case.name}: {outcome.problem}; stderr: {outcome.lines}"
@@ -59,7 +59,7 @@ def test_generated_bad_input_in_a_real_process(fuzz, template, tmp_path, generat
 def test_the_generators_cover_the_issues_kinds(fuzz):
     assert set(fuzz.GENERATORS) == {"ini_value", "ini_structure", "damaged_tiff", "odd_tiff", "all_non_finite",
                                     "hyperstack", "broken_aut", "broken_csv", "broken_ctc", "positions_outside",
-                                    "command_line"}
+                                    "command_line", "other_options"}
 
 
 # One test per case of the probe list
@@ -307,3 +307,15 @@ def test_predict_does_not_resume_over_replaced_images(capsys, movie_3d, monkeypa
     monkeypatch.setattr(detect_module, "detect_in_frames", lambda *arguments: calls.append(1) or original(*arguments))
     assert main(arguments) == 0, capsys.readouterr().err
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("arguments, fragment", [
+    (["view", "{truth}", "--fps", "0"], "--fps 0"), (["view", "{truth}", "--fps", "nan"], "--fps nan"),
+    (["synth", "{folder}/synth", "--time-points", "100000000"], "1 to 10,000 time points"),
+    (["synth", "{folder}/synth", "--size", "100000", "100000", "100000"], "voxels per time point"),
+])
+def test_other_options_out_of_range_are_refused_before_writing(capsys, movie_3d, arguments, fragment):
+    before = sorted(movie_3d.rglob("*"))
+    refused(capsys, [argument.format(truth=movie_3d / "ground_truth.aut", folder=movie_3d) for argument in arguments],
+            fragment)
+    assert sorted(movie_3d.rglob("*")) == before

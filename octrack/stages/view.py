@@ -3,6 +3,7 @@ divisions and the links under review, and a plot of lineage trees (see `octrack.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from octrack.tracking import Tracking, load_tracking
 
 DEFAULT_LINEAGES = 6  # the lineages with most divisions (then most positions) that the plot shows by default
 SHOWN_LINEAGES = 10  # rows of the lineage table printed
+_MAX_FPS = 1000.0  # GIF frames last at least 1 ms
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class ViewRequest:
 def view(request: ViewRequest) -> str:
     """Writes movie.gif (or .mp4), tTTT.png of some time points and lineages.png into the output folder (default
     `<tracking name>-view/` beside the tracking); returns a report with the table of the largest lineages."""
+    if not (math.isfinite(request.fps) and 0 < request.fps <= _MAX_FPS):
+        raise UserError(f"--fps {request.fps:g}: give the time points per second of the movie, above 0 and at most "
+                        f"{_MAX_FPS:g} (default 4)")
     tracking = load_tracking(request.tracking)
     if not len(tracking):
         raise UserError(f"{request.tracking}: holds no positions; there is nothing to show")
