@@ -18,10 +18,11 @@ from octrack.tracking import Position, VoxelSize
 from octrack.tracking.model import from_positions
 
 
-def _tiny_graph(seed: int, per_time_point: int = 3, time_points: int = 2) -> CandidateGraph:
+def _tiny_graph(seed: int, per_time_point: int = 3, time_points: int = 2, gap_links: bool = False) -> CandidateGraph:
     random = np.random.default_rng(seed)
     positions = [Position(*random.uniform(0, 4, 2), 0.0, t) for t in range(time_points) for _ in range(per_time_point)]
-    return build_graph(from_positions(positions, VoxelSize(1, 1, 1)), use_tracking_links=False, factor=10)
+    return build_graph(from_positions(positions, VoxelSize(1, 1, 1)), use_tracking_links=False, factor=10,
+                       gap_links=gap_links)
 
 
 def _random_costs(graph: CandidateGraph, seed: int) -> Costs:
@@ -87,8 +88,10 @@ def test_marginals_equal_brute_force_enumeration(seed: int, temperature: float) 
     assert len(graph.division_links) > 0
 
 
-def test_three_time_points_factorise_exactly() -> None:
-    graph = _tiny_graph(11, per_time_point=2, time_points=3)
+@pytest.mark.parametrize("gap_links", [False, True])
+def test_three_time_points_factorise_exactly(gap_links: bool) -> None:
+    graph = _tiny_graph(11, per_time_point=2, time_points=3, gap_links=gap_links)
+    assert np.any(graph.time[graph.link_target] - graph.time[graph.link_source] == 2) == gap_links
     costs = _random_costs(graph, 11)
     result = marginals(graph, costs, solve(graph, costs), 1.5)
     links, divisions = _brute_force(graph, costs, 1.5)
