@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from octrack.cli import main
 from octrack.networks.detect_model import fitted_patch_shape, patch_fit_note, unet_tile_multiple
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking, save_tracking
 from tests.helpers import octrack
@@ -38,10 +39,10 @@ def write_blob_movie(folder: Path, shape_zyx: tuple[int, int, int], voxel: Voxel
         frames.append(frame.astype(np.uint16))
     folder.mkdir(parents=True, exist_ok=True)
     if one_file:
-        tifffile.imwrite(folder / "movie.tif", np.stack(frames))
+        tifffile.imwrite(folder / "movie.tif", np.stack(frames), photometric="minisblack")
     else:
         for t, frame in enumerate(frames):
-            tifffile.imwrite(folder / f"t{t:03}.tif", frame)
+            tifffile.imwrite(folder / f"t{t:03}.tif", frame, photometric="minisblack")  # 3 slices: not RGB
     save_tracking(tracking, folder / "ground_truth.aut")
     return tracking
 
@@ -91,14 +92,16 @@ def test_every_depth_trains_and_predicts(capsys, tmp_path, depth):
     assert all(0 <= p.z <= depth - 1 and 0 <= p.y <= 18 and 0 <= p.x <= 20 for p in predicted.positions())
 
 
-def test_an_image_smaller_than_a_patch_trains_and_predicts(capsys, tmp_path, caplog):
+def test_an_image_smaller_than_a_patch_trains_and_predicts(capsys, tmp_path):
     voxel = VoxelSize(0.5, 0.5, 1.0)
     write_blob_movie(tmp_path, (3, 13, 11), voxel, nuclei=1)
     ini = write_ini(tmp_path, voxel, "images_container_1 = .\nimages_pattern_1 = t{time:03}.tif\n",
                     "patch_shape = 30, 30, 9\n")
+    assert main(["prepare", "--config", str(ini)]) == 0
+    said = capsys.readouterr().err
+    assert said.count("patch_shape = 30, 30, 9") == 1
+    assert "the images have 3 slice(s); sizes rounded up" in said and "z, y, x = 3, 32, 32" in said
     train_and_predict(capsys, tmp_path, ini)
-    warnings = [record.getMessage() for record in caplog.records if "patch_shape" in record.getMessage()]
-    assert len(warnings) == 1 and "the images have 3 slice(s)" in warnings[0]
 
 
 def test_a_cho_shaped_time_lapse_runs_from_prepare_to_evaluate(capsys, tmp_path):
