@@ -730,7 +730,7 @@ class DetectSection(TrainSection):
     min_distance_um: float
     peak_threshold: float | None
     match_distance_um: float
-    # key -> why, for the sizes the ini leaves empty and data_defaults.py chose from the data
+    # key -> why, for the sizes the ini leaves empty and data_defaults.py chose from the data ("spacing": the measure)
     chosen_from_data: dict[str, str] = derived(lambda config, section: {})
 
 

@@ -94,8 +94,7 @@ def with_data_defaults(config: Config, section: DetectSection, datasets: list[Da
         return section, [f"[{section.name}] sizes: the ini's defaults (only {len(spacing.distances_um)} "
                          f"nearest-neighbour distances between annotated nuclei; {MIN_DISTANCES} are needed to "
                          f"choose them from the data)"]
-    chosen = _chosen(spacing.typical_um, datasets, section)
-    chosen = {key: value for key, value in chosen.items() if key in left_empty}
+    chosen = {key: value for key, value in _chosen(spacing.typical_um, datasets).items() if key in left_empty}
     values = {key: value for key, (value, _) in chosen.items()}
     reasons = {key: why for key, (_, why) in chosen.items()}
     lines = [f"[{section.name}] sizes chosen from the data for keys the ini leaves empty ({spacing.describe()}; "
@@ -104,10 +103,10 @@ def with_data_defaults(config: Config, section: DetectSection, datasets: list[Da
     if _maybe_pixels(datasets):
         lines.append(f"  the voxel size is 1 × 1 × 1 µm or unknown, perhaps pixels: the sizes above follow the "
                      f"annotations in the same units, but these defaults assume µm: {MICROMETRE_DEFAULTS}")
-    return dataclasses.replace(section, **values, chosen_from_data=reasons), lines
+    return dataclasses.replace(section, **values, chosen_from_data={**reasons, "spacing": spacing.describe()}), lines
 
 
-def _chosen(spacing_um: float, datasets: list[Dataset], section: DetectSection) -> dict[str, tuple[object, str]]:
+def _chosen(spacing_um: float, datasets: list[Dataset]) -> dict[str, tuple[object, str]]:
     return {
         "target_sigma_um": (_round(spacing_um * SIGMA_PER_SPACING), "a seventh of the spacing"),
         "min_distance_um": (_round(spacing_um * MIN_DISTANCE_PER_SPACING), "0.3 × the spacing"),

@@ -46,7 +46,7 @@ def test_sizes_follow_the_spacing_of_the_annotated_nuclei(movie_2d):
     assert section.match_distance_um == pytest.approx(0.4 * spacing, rel=0.05)
     assert section.patch_shape == (1, 96, 96)  # 6 spacings are more than the 96 × 96 images
     assert set(section.chosen_from_data) == {"patch_shape", "target_sigma_um", "min_distance_um",
-                                             "match_distance_um"}
+                                             "match_distance_um", "spacing"}
     assert "sizes chosen from the data" in lines[0] and len(lines) == 5  # voxel size 0.32 µm: no note on pixels
 
 
@@ -56,7 +56,7 @@ def test_keys_the_ini_sets_win(movie_2d):
     set_keys(ini, "train_detect", patch_shape="40, 40, 1")
     section, lines, _ = chosen(movie_2d)
     assert section.target_sigma_um == 2.5 and section.patch_shape == (1, 40, 40)
-    assert set(section.chosen_from_data) == {"min_distance_um", "match_distance_um"}
+    assert set(section.chosen_from_data) == {"min_distance_um", "match_distance_um", "spacing"}
     assert not any("target_sigma_um" in line or "patch_shape" in line for line in lines)
     set_keys(ini, "train_detect", min_distance_um=3, match_distance_um=5)
     assert chosen(movie_2d)[1] == []
