@@ -196,6 +196,7 @@ class Key:
     sections: tuple[str, ...]
     help: str
     section_defaults: tuple[tuple[str, Any], ...] = ()
+    from_data: str = ""  # how [train_detect] chooses the value from the data where the ini leaves it empty
 
     def default_for(self, section: str) -> Any:
         return dict(self.section_defaults).get(section, self.default)
@@ -221,7 +222,9 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("patch_shape", patch_shape, (64, 64, 16), _TRAINING,
         "Size of a training patch in pixels, written x, y, z (z = 1 for 2D+time).",
         (("train_divide", (32, 32, 8)), ("train_link", (32, 32, 8)), ("train_position_network", (64, 64, 32)),
-         ("train_division_network", (32, 32, 16)), ("train_link_network", (32, 32, 16)))),
+         ("train_division_network", (32, 32, 16)), ("train_link_network", (32, 32, 16))),
+        from_data="x, y: 6 × the spacing (32–256 px, at most 64 × 64 × 16 voxels in all), z: the images' depth "
+                  "up to 16"),
     Key("max_training_minutes", optional(number(above=0, maximum=10_000_000)), None, _TRAINING,
         "Stop training before the epoch that would end after this many minutes of this run; empty = no limit."),
     Key("learning_rate", number(above=0, maximum=1), 0.001, _TRAINING, "Learning rate of the Adam optimizer.",
@@ -264,16 +267,17 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "Detection U-Net: filters of the first level (doubled at every level)."),
     Key("target_sigma_um", number(above=0, maximum=_MAX_UM), 1.5, _DETECT,
         "Detection target: standard deviation in µm of the Gaussian dot at each nucleus centre (1.5 suits "
-        "nuclei of 6–10 µm; about a fifth of a nucleus diameter)."),
+        "nuclei of 6–10 µm; about a fifth of a nucleus diameter).", from_data="a seventh of the spacing"),
     Key("min_distance_um", number(above=0, maximum=_MAX_UM), 3.0, _DECODING,
         "Detection: two nucleus centres closer than this (µm) count as one; predict uses the detection "
         "model's value unless set in [predict] (OrganoidTracker's positions models: 6 pixels).",
-        (("predict", None),)),
+        (("predict", None),), from_data="0.3 × the spacing"),
     Key("peak_threshold", optional(number(above=0, below=1)), None, _DECODING,
         "Detection: lowest peak height that counts as a nucleus; empty = the value that gave the best F1 "
         "on the validation data, stored in the model folder (OrganoidTracker's positions models: 0.1)."),
     Key("match_distance_um", number(above=0, maximum=_MAX_UM), 5.0, _DETECT,
-        "Largest distance (µm) at which a detection matches an annotated nucleus when scoring."),
+        "Largest distance (µm) at which a detection matches an annotated nucleus when scoring.",
+        from_data="0.4 × the spacing"),
     Key("augment_flip", boolean, True, _TRAINING, "Augmentation: random flips in x and y."),
     Key("augment_rotate", boolean, True, _TRAINING, "Augmentation: rotation in xy by any angle."),
     Key("augment_scale", number_range, (0.8, 1.2), _TRAINING,
@@ -765,6 +769,8 @@ class DetectSection(TrainSection):
     min_distance_um: float
     peak_threshold: float | None
     match_distance_um: float
+    # key -> why, for the sizes the ini leaves empty and data_defaults.py chose from the data ("spacing": the measure)
+    chosen_from_data: dict[str, str] = derived(lambda config, section: {})
 
 
 @dataclass(frozen=True, kw_only=True)

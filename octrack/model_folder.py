@@ -91,6 +91,8 @@ class ModelSettings:
     normalization: dict[str, Any] = stored(default={})
     augmentation: dict[str, Any] = stored(default={})
     validation_scores: dict[str, Any] | None = stored(default=None, omitted_when_none=True)
+    # settings chosen from the data where the ini left them empty: key -> why, and the "spacing" (data_defaults.py)
+    chosen_from_data: dict[str, str] | None = stored(default=None, omitted_when_none=True)
     training: TrainingRecord | None = stored(write=TrainingRecord.to_json, read=TrainingRecord.from_json,
                                              default=None, omitted_when_none=True)
     octrack_version: str | None = stored(default=None, omitted_when_none=True)

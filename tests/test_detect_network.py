@@ -112,7 +112,7 @@ def test_training_patches_stay_exactly_zero_beyond_the_image_edge_whatever_the_i
     image = np.full((4, 24, 24, 1), 0.2, dtype=np.float16)
     crop = Crop(np.ascontiguousarray(image.transpose(1, 2, 0, 3)), np.array([[2.0, 1.0, 1.0]]), np.zeros((0, 3)),
                 np.zeros(3, int), np.array([4, 24, 24]), np.array([1.0, 2.0, 2.0], np.float32),
-                np.array([2.0, 0.5, 0.5]), "train", "corner")
+                np.array([2.0, 0.5, 0.5]), "train", "corner", np.array([4, 24, 24]))
     strong = AugmentSettings(flip=False, rotate=False, scale=(1, 1), brightness=0.3, gaussian_noise=0.2)
     patches = TrainingPatches([crop], (4, 16, 16), batch_size=8, seed=1, first_step=0, augment=strong, workers=1)
     x, y = patches[0]

@@ -8,6 +8,7 @@ detect_model.py, the training batches and the final report in detect_training.py
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from octrack.dataset import Dataset
 from octrack.frames import FrameReader, ModelFrames, frames_for_model
 from octrack.model_folder import MODEL_FILE, is_organoid_tracker_folder, load_model_folder
 from octrack.networks.base import NetworkCache, Predictor
-from octrack.networks.detect_model import NAME, DetectSettings, add_detections, predict_centres
+from octrack.networks.detect_model import (NAME, DetectSettings, add_detections, fitted_patch_shape,
+                                           patch_fit_note, predict_centres)
 from octrack.networks.organoidtracker.frames import OTFrameReader
 from octrack.networks.organoidtracker.positions import load_positions
 from octrack.networks.organoidtracker.settings import (CONVENTIONS, OTPositionsSettings, pretrained_folder,
@@ -30,6 +32,7 @@ from octrack.peaks import find_peaks
 from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking
 
+log = logging.getLogger(__name__)
 SECTION = "train_detect"
 STEP = "positions"
 FALLBACK = ""  # positions come from detection or from a positions file: there is no step without them
@@ -65,9 +68,22 @@ def cache(section: DetectSection, datasets: list[Dataset]) -> NetworkCache:
         crops = DetectionCrops(section.patch_shape, organoid_tracker.time_window, CONVENTIONS)
         return NetworkCache(lambda dataset, split, reader: cache_entries(dataset, split, crops, reader), {},
                             _crop_summary, OTFrameReader)
-    crops = DetectionCrops(section.patch_shape, section.time_window)
+    crops = DetectionCrops(training_patch_shape(section, datasets), section.time_window)
     return NetworkCache(lambda dataset, split, reader: cache_entries(dataset, split, crops, reader), {},
                         _crop_summary)
+
+
+def training_patch_shape(section: DetectSection, datasets: list[Dataset]) -> tuple[int, int, int]:
+    """The section's patch shape fitted to the deepest images and the U-Net (`fitted_patch_shape`); warns once
+    where that differs from what the ini asks."""
+    depth = max(dataset.images.shape_zyx[0] for dataset in datasets)
+    fitted = fitted_patch_shape(section.patch_shape, depth, section.unet_levels)
+    note = patch_fit_note(section.patch_shape, fitted, depth)
+    if note:
+        z, y, x = section.patch_shape
+        say = log.info if "patch_shape" in section.chosen_from_data else log.warning  # the user's, or the data's
+        say(f"{section.config_file} [{section.name}] patch_shape = {x}, {y}, {z} (x, y, z): {note}")
+    return fitted
 
 
 def crop_box(positions: list[Position], shape_zyx: tuple[int, int, int],

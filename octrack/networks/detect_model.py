@@ -34,6 +34,32 @@ def unet_tile_multiple(patch_depth: int, levels: int) -> tuple[int, int, int]:
     return tile_multiple(pool_plan(patch_depth, levels))
 
 
+def fitted_patch_shape(requested_zyx: tuple[int, int, int], image_depth: int, levels: int) -> tuple[int, int, int]:
+    """The training patch for a requested one: no deeper than the images (2D data get 2D patches), then rounded up
+    per axis to a multiple of the pooling of the U-Net built for it, so that every depth and size trains (5 slices:
+    6). Patches stick out of the crops into zeros that the loss ignores, as prediction pads its tiles."""
+    z, y, x = requested_zyx
+    shape = (min(z, image_depth), y, x)
+    while True:
+        multiple = unet_tile_multiple(shape[0], levels)
+        rounded = tuple(-(-size // factor) * factor for size, factor in zip(shape, multiple))
+        if rounded == shape:
+            return shape
+        shape = rounded  # type: ignore[assignment]
+
+
+def patch_fit_note(requested_zyx: tuple[int, int, int], fitted_zyx: tuple[int, int, int], image_depth: int) -> str:
+    """Why the training patch differs from the requested one ('' where it does not), for one line of prepare."""
+    if fitted_zyx == tuple(requested_zyx):
+        return ""
+    reasons = [f"the images have {image_depth} slice(s)"] if requested_zyx[0] > image_depth else []
+    if fitted_zyx != (min(requested_zyx[0], image_depth), *requested_zyx[1:]):
+        reasons.append("sizes rounded up to a multiple of the U-Net's pooling, the extra voxels zeros the loss "
+                       "ignores")
+    shown = ", ".join(map(str, fitted_zyx))
+    return f"{'; '.join(reasons)}: training patches of z, y, x = {shown}"
+
+
 def build_model(frames: int, patch_depth: int, levels: int, filters: int):
     """A 3D U-Net: (z, y, x, the frames of the time window) → (z, y, x, 1), a smooth peak at every nucleus centre."""
     import keras

@@ -19,8 +19,8 @@ from octrack.config import DetectSection
 from octrack.errors import UserError
 from octrack.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
 from octrack.matching import match_time_point, without_uncertain_matches
-from octrack.networks.detect_model import (NAME, DetectSettings, build_model, detection_loss, predict_centres,
-                                           render_target, uncertain_zone, unet_tile_multiple)
+from octrack.networks.detect_model import (NAME, DetectSettings, build_model, detection_loss, fitted_patch_shape,
+                                           predict_centres, render_target, uncertain_zone, unet_tile_multiple)
 from octrack.patches import cut_region
 from octrack.peaks import find_peaks
 from octrack.scoring import DetectionScores
@@ -53,6 +53,7 @@ class Crop:
     voxel_size_zyx_um: np.ndarray
     split: str
     name: str
+    frame_shape_zyx: np.ndarray  # of the time point's whole frame
 
     @property
     def image(self) -> np.ndarray:
@@ -88,7 +89,8 @@ def _crop(group: h5py.Group, name: str, target_sigma_um: float, band_zyx_px: tup
     low, high = annotated_box(np.asarray(group.attrs["offset_zyx"]), np.asarray(image.shape[:3]),
                               np.asarray(group.attrs["frame_shape_zyx"]), band)
     columns = np.ascontiguousarray(image.transpose(1, 2, 0, 3))
-    return Crop(columns, positions, uncertain, low, high, sigma, voxel, str(group.attrs["split"]), name)
+    return Crop(columns, positions, uncertain, low, high, sigma, voxel, str(group.attrs["split"]), name,
+                np.asarray(group.attrs["frame_shape_zyx"]))
 
 
 def annotated_box(offset: np.ndarray, crop_shape: np.ndarray, frame_shape: np.ndarray, band: np.ndarray
@@ -289,13 +291,9 @@ class DetectTraining:
         return load_crops(cache_path, self.section.target_sigma_um)
 
     def _patch_shape(self, crops: list[Crop]) -> tuple[int, int, int]:
-        """The section's patch shape, no deeper than the deepest crop (so 2D data get 2D patches)."""
-        z, y, x = self.section.patch_shape
-        depth = max(crop.image.shape[0] for crop in crops)
-        if z > depth:
-            log.info(f"{self.section.config_file} [{self.section.name}] patch_shape: z = {z} but the images have "
-                     f"{depth} slice(s); using patches of {x}, {y}, {depth}")
-        return min(z, depth), y, x
+        """The section's patch shape fitted to the deepest images and the U-Net (prepare said how)."""
+        depth = max(int(crop.frame_shape_zyx[0]) for crop in crops)
+        return fitted_patch_shape(self.section.patch_shape, depth, self.section.unet_levels)
 
     def build_model(self) -> Any:
         return build_model(self.section.time_window.size, self.patch_zyx[0], self.section.unet_levels,
@@ -329,7 +327,7 @@ class DetectTraining:
             unet_filters=section.unet_filters,
             tile_multiple_zyx=unet_tile_multiple(self.patch_zyx[0], section.unet_levels),
             target_sigma_um=section.target_sigma_um, min_distance_um=section.min_distance_um,
-            peak_threshold=section.peak_threshold)
+            peak_threshold=section.peak_threshold, chosen_from_data=section.chosen_from_data or None)
 
     def final_report(self, model: Any) -> FinalReport:
         section = self.section

@@ -54,7 +54,11 @@ def format_value(value: Any) -> str:
 
 
 def _comment(key: Key) -> str:
-    return "\n".join(textwrap.wrap(key.help, 100, initial_indent="# ", subsequent_indent="# ")) + "\n"
+    return _wrapped(key.help)
+
+
+def _wrapped(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, 100, initial_indent="# ", subsequent_indent="# ")) + "\n"
 
 
 def _global_keys_block() -> str:
@@ -62,7 +66,13 @@ def _global_keys_block() -> str:
     for key in KEYS.values():
         differing = "".join(f"# Default in [{section}]: {format_value(value) or 'empty'}\n"
                             for section, value in key.section_defaults)
-        lines.append(f"{_comment(key)}{differing}{key.name} = {format_value(key.default)}\n")
+        if key.from_data:  # written empty, so that the data choose it (data_defaults.py)
+            differing += _wrapped(f"Empty = chosen from the data in [train_detect]: {key.from_data}, the spacing "
+                                  f"being the 10th percentile of the annotated nuclei's nearest-neighbour "
+                                  f"distances; {format_value(key.default)} elsewhere and where there are too few "
+                                  f"annotations.")
+        value = "" if key.from_data else format_value(key.default)
+        lines.append(f"{_comment(key)}{differing}{key.name} = {value}\n")
     return "\n".join(lines)
 
 

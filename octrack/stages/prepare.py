@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from octrack.cache import CacheReport, update_cache
-from octrack.config import Config, PrepareSection
+from octrack.config import Config, DetectSection, PrepareSection
+from octrack.data_defaults import with_data_defaults
 from octrack.dataset import Dataset, open_datasets
 from octrack.errors import UserError
 from octrack.networks import NETWORKS
@@ -43,6 +45,15 @@ def cache_path(prepare_section: PrepareSection, network: str) -> Path:
     return prepare_section.cache_folder / f"{network}.h5"
 
 
+def section_for_data(config: Config, name: str, datasets: list[Dataset]) -> tuple[Any, list[str]]:
+    """A network's typed section, detection's with the sizes the ini leaves empty chosen from the datasets, and
+    the lines that say what was chosen and why (`data_defaults.py`)."""
+    section = NETWORKS[name].read_section(config)
+    if isinstance(section, DetectSection):
+        return with_data_defaults(config, section, datasets)
+    return section, []
+
+
 def networks_in_config(config: Config) -> list[str]:
     """The networks whose [train_NAME] section the ini has (detection where it names none)."""
     return [name for name, network in NETWORKS.items() if config.has_section(network.SECTION)] or ["detect"]
@@ -65,7 +76,10 @@ def prepare(config: Config, *, rebuild: bool = False, report: Callable[[str], No
     results = []
     for name in names:
         network = NETWORKS[name]
-        cache = network.cache(network.read_section(config), datasets)
+        network_section, chosen = section_for_data(config, name, datasets)
+        for line in chosen:
+            report(line)
+        cache = network.cache(network_section, datasets)
         entries = [entry for dataset, split in zip(datasets, splits)
                    for entry in cache.entries(dataset, split, cache.reader(dataset))]
         result = update_cache(cache_path(section, name), entries, {"network": name, **cache.attributes},

@@ -9,7 +9,7 @@ from octrack.config import Config, TrainSection
 from octrack.dataset import require_voxel_size
 from octrack.errors import UserError
 from octrack.networks import NETWORKS
-from octrack.stages.prepare import cache_path, networks_in_config, prepare, read_section
+from octrack.stages.prepare import cache_path, networks_in_config, prepare, read_section, section_for_data
 from octrack.training import TrainOptions, TrainResult, train
 
 
@@ -36,7 +36,7 @@ def run_training(config: Config, names: list[str] | None = None, *, epochs: int 
     results = []
     for name in names:
         network = NETWORKS[name]
-        section = network.read_section(config)
+        section, _ = section_for_data(config, name, datasets)  # prepare said what it chose
         result = train(network.training(section, cache_path(prepare_section, name)), train_options(section, epochs),
                        restart=restart, report=report)
         report(result.describe())
