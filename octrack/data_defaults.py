@@ -91,9 +91,11 @@ def with_data_defaults(config: Config, section: DetectSection, datasets: list[Da
         return section, []
     spacing = measure_spacing(datasets)
     if len(spacing.distances_um) < MIN_DISTANCES:
-        return section, [f"[{section.name}] sizes: the ini's defaults (only {len(spacing.distances_um)} "
-                         f"nearest-neighbour distances between annotated nuclei; {MIN_DISTANCES} are needed to "
-                         f"choose them from the data)"]
+        why = (f"the ini's default (only {len(spacing.distances_um)} nearest-neighbour distances between annotated "
+               f"nuclei; {MIN_DISTANCES} are needed to choose it from the data)")
+        # recorded too, so that fitting a default patch to the images is no warning (the user did not ask for it)
+        return dataclasses.replace(section, chosen_from_data={key: why for key in left_empty}), \
+            [f"[{section.name}] sizes: {why.replace('default', 'defaults', 1).replace('choose it', 'choose them')}"]
     chosen = {key: value for key, value in _chosen(spacing.typical_um, datasets).items() if key in left_empty}
     values = {key: value for key, (value, _) in chosen.items()}
     reasons = {key: why for key, (_, why) in chosen.items()}

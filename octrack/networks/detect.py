@@ -81,7 +81,7 @@ def training_patch_shape(section: DetectSection, datasets: list[Dataset]) -> tup
     note = patch_fit_note(section.patch_shape, fitted, depth)
     if note:
         z, y, x = section.patch_shape
-        say = log.info if "patch_shape" in section.chosen_from_data else log.warning  # the user's, or the data's
+        say = log.debug if "patch_shape" in section.chosen_from_data else log.warning  # the data's, or the user's
         say(f"{section.config_file} [{section.name}] patch_shape = {x}, {y}, {z} (x, y, z): {note}")
     return fitted
 
