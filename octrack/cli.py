@@ -16,6 +16,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
 
 from octrack.errors import UserError  # noqa: E402
+from octrack.stages.doctor import choose_backend, report  # noqa: E402
+
+choose_backend()  # before anything imports Keras
 
 log = logging.getLogger("octrack")
 
@@ -71,15 +74,11 @@ class _VersionAction(argparse.Action):
     """--version: the backend and devices as well as the version (importing the backend takes a few seconds)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from octrack.stages.doctor import report
-
         print(report(full=False))
         parser.exit()
 
 
 def _run_doctor(arguments: argparse.Namespace) -> None:
-    from octrack.stages.doctor import report
-
     print(report(full=True))
 
 

@@ -21,6 +21,27 @@ GPU_PRECISION = "mixed_float16"  # every CUDA GPU since Volta computes float16 i
 CPU_PRECISION = "float32"  # CPUs without AVX512_BF16 or AMX emulate 16-bit formats, which is slower
 
 
+CUDA_RUNTIMES = ("nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13", "nvidia-cuda-runtime")
+
+
+def choose_backend() -> None:
+    """KERAS_BACKEND=torch where it is unset and PyTorch's CUDA build is installed (`pip install 'octrack[cuda]'`),
+    so that one install line gives a user the GPU. Asks the package metadata only: no import, no start-up cost.
+    A KERAS_BACKEND of the user's own wins."""
+    if "KERAS_BACKEND" in os.environ:
+        return
+    if _installed("torch") and any(_installed(runtime) for runtime in CUDA_RUNTIMES):
+        os.environ["KERAS_BACKEND"] = "torch"
+
+
+def _installed(package: str) -> bool:
+    try:
+        metadata.version(package)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
 def backend() -> str:
     import keras
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from octrack import devices
 
+choose_backend = devices.choose_backend
+
 
 def report(full: bool) -> str:
     """`--version` (short) or `doctor` (with versions, threads and CPU features)."""
