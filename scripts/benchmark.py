@@ -21,6 +21,14 @@ reports its own peak resident memory. The stages run octrack's own code on synth
   time window) with the default detection network (untrained; its output layer's bias set so that no voxel
   passes the threshold), then `find_peaks` on a target map with a nucleus every ~7 µm, as a trained
   network's output would hold. Seconds of the second time point (the first compiles).
+- predict_command: `octrack predict --steps positions` as a user runs it: a subprocess on a 512 × 512 × 32
+  movie of 2 time points made by `octrack synth`, with a freshly initialised default detection network saved
+  as a model folder (its output is noise around 0.5, the worst case for decoding: the candidate cap applies).
+  Start-up = `octrack --version` (Python, Keras and the backend imported, devices listed); seconds per time
+  point = (the command's seconds − start-up) / 2, wall and CPU (the children's rusage), so model loading, the
+  first call's tracing and writing the results count in it. Next to it the in-process counterpart: the same
+  model folder loaded in this process, `Detector.predict` on time point 0 (its first call, tracing included,
+  as in the command; without reading and writing files). The load average before and after is recorded.
 - predict_classifiers: `divide.division_probabilities` for 1000 positions and `link.link_probabilities` for
   1000 candidate links in such a time point, default networks (untrained).
 - tracking: `octrack.linking.link_tracks` (network-free costs) on synthetic random-walk positions with
@@ -51,7 +59,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 STAGES = ("matmul", "prepare", "train_detect", "train_divide", "train_link", "predict_detect",
-          "predict_classifiers", "tracking")
+          "predict_command", "predict_classifiers", "tracking")
+COMMAND_TIME_POINTS = 2  # of the movie that `octrack predict` runs on in the predict_command stage
 NETWORKS = ("detect", "divide", "link")
 PREDICT_SHAPE_ZYX = (32, 512, 512)
 CLASSIFIER_CANDIDATES = 1000
@@ -350,6 +359,75 @@ def nucleus_map(voxel: Any) -> tuple[np.ndarray, int]:
     return render_target(points, PREDICT_SHAPE_ZYX, sigma), count
 
 
+def stage_predict_command(work: Path, quick: bool) -> dict[str, Any]:
+    from octrack.config import Config
+    from octrack.dataset import open_datasets
+    from octrack.networks import detect
+    from octrack.stages.predict import read_section
+    from octrack.tracking import Tracking
+
+    movie = work / "command_movie"
+    octrack_command("synth", str(movie), "--time-points", str(COMMAND_TIME_POINTS), "--size",
+                    *map(str, PREDICT_SHAPE_ZYX), "--nuclei", "60")
+    folder = movie / "model_detect"
+    save_untrained_detector(folder)
+    with open(movie / "organoid_tracker.ini", "a") as ini:
+        ini.write(f"detect_model_folder = {folder}\n")  # the last section of the ini is [predict]
+    load_before = os.getloadavg()
+    startup = octrack_command("--version")
+    command = octrack_command("predict", "--steps", "positions", cwd=movie)
+    result = {"time_points": COMMAND_TIME_POINTS, "startup_seconds": startup["seconds"],
+              "startup_cpu_seconds": startup["cpu_seconds"], "command_seconds": command["seconds"],
+              "command_seconds_per_time_point": (command["seconds"] - startup["seconds"]) / COMMAND_TIME_POINTS,
+              "command_cpu_seconds_per_time_point":
+                  (command["cpu_seconds"] - startup["cpu_seconds"]) / COMMAND_TIME_POINTS}
+    config = Config(movie / "organoid_tracker.ini")
+    dataset = open_datasets(config, "predict")[0]
+    detector = detect.load(folder, read_section(config))
+    frames = detector.frames(dataset)
+    started, cpu = time.perf_counter(), time.process_time()
+    peaks = detector.predict(frames, Tracking(), 0)
+    result.update(in_process_seconds=time.perf_counter() - started, in_process_cpu_seconds=time.process_time() - cpu,
+                  peaks=len(peaks), load_average=[load_before, os.getloadavg()])
+    return result
+
+
+def octrack_command(*arguments: str, cwd: Path | None = None) -> dict[str, float]:
+    """Runs `octrack ARGUMENTS` (this checkout's, as `python -m octrack`): wall and CPU seconds (its rusage)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.run([sys.executable, "-m", "octrack", *arguments], cwd=cwd, env=environment,
+                             capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"octrack {' '.join(arguments)}: exit {process.returncode}\n{process.stderr[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"seconds": seconds,
+            "cpu_seconds": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}
+
+
+def save_untrained_detector(folder: Path) -> None:
+    """A model folder of the default detection network, freshly initialised, at the synthetic voxel size."""
+    from octrack.config import KEYS
+    from octrack.model_folder import save_model_folder
+    from octrack.networks import detect
+    from octrack.networks.detect_model import DetectSettings, unet_tile_multiple
+    from octrack.synth import DEFAULT_VOXEL_SIZE
+    from octrack.time_window import TimeWindow
+
+    def default(key: str) -> Any:
+        return KEYS[key].default_for(detect.SECTION)
+
+    x, y, z = default("patch_shape")
+    levels = default("unet_levels")
+    settings = DetectSettings(
+        network=detect.NAME, time_window=TimeWindow(default("time_window_before"), default("time_window_after")),
+        patch_shape=(z, y, x), voxel_size=DEFAULT_VOXEL_SIZE, unet_levels=levels, unet_filters=default("unet_filters"),
+        tile_multiple_zyx=unet_tile_multiple(z, levels), min_distance_um=default("min_distance_um"))
+    save_model_folder(folder, default_network(detect.NAME), settings)
+
+
 def stage_predict_classifiers(work: Path, quick: bool) -> dict[str, Any]:
     from octrack.networks import divide, link
     from octrack.synth import DEFAULT_VOXEL_SIZE
@@ -468,6 +546,13 @@ def table(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
                  (f"train {name}: input wait", get(stage, "input_wait_share", "{:.1%}"), "")]
     rows += [("predict detect: s per 512×512×32 time point", get("predict_detect", "seconds", "{:.1f} s"),
               memory("predict_detect")),
+             ("octrack predict --steps positions: s per time point (CPU s)",
+              get("predict_command", "command_seconds_per_time_point", "{:.1f} s")
+              + get("predict_command", "command_cpu_seconds_per_time_point", " ({:.1f})"), memory("predict_command")),
+             ("  its start-up (`octrack --version`): s (CPU s)", get("predict_command", "startup_seconds", "{:.1f} s")
+              + get("predict_command", "startup_cpu_seconds", " ({:.1f})"), ""),
+             ("  in process, Detector.predict: s (CPU s)", get("predict_command", "in_process_seconds", "{:.1f} s")
+              + get("predict_command", "in_process_cpu_seconds", " ({:.1f})"), ""),
              ("predict divide: s per 1000 positions", get("predict_classifiers", "divide_seconds_per_1000",
                                                           "{:.2f} s"), memory("predict_classifiers")),
              ("predict link: s per 1000 candidate links", get("predict_classifiers", "link_seconds_per_1000",
