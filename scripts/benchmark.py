@@ -29,6 +29,12 @@ reports its own peak resident memory. The stages run octrack's own code on synth
   first call's tracing and writing the results count in it. Next to it the in-process counterpart: the same
   model folder loaded in this process, `Detector.predict` on time point 0 (its first call, tracing included,
   as in the command; without reading and writing files). The load average before and after is recorded.
+- decode_noise: `find_peaks` on a 512 × 512 × 32 frame of uniform noise (a local maximum in every 27 voxels),
+  threshold 0.5, the default minimum distance at the synthetic voxel size: CPU seconds (best of 3), candidates
+  found, peaks returned (at most the cap).
+- tile_plans: `predict_centres` of the default network (untrained) on a 32 × 256 × 256 time point with the tile
+  plan of before (the largest axis halved until 1 M voxels) and with today's (the fewest voxels computed):
+  voxels computed, CPU seconds, the largest difference of the outputs and whether the peaks at 0.5 are the same.
 - predict_classifiers: `divide.division_probabilities` for 1000 positions and `link.link_probabilities` for
   1000 candidate links in such a time point, default networks (untrained).
 - tracking: `octrack.linking.link_tracks` (network-free costs) on synthetic random-walk positions with
@@ -59,7 +65,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 STAGES = ("matmul", "prepare", "train_detect", "train_divide", "train_link", "predict_detect",
-          "predict_command", "predict_classifiers", "tracking")
+          "predict_command", "decode_noise", "tile_plans", "predict_classifiers", "tracking")
 COMMAND_TIME_POINTS = 2  # of the movie that `octrack predict` runs on in the predict_command stage
 NETWORKS = ("detect", "divide", "link")
 PREDICT_SHAPE_ZYX = (32, 512, 512)
@@ -392,6 +398,75 @@ def stage_predict_command(work: Path, quick: bool) -> dict[str, Any]:
     return result
 
 
+def stage_decode_noise(work: Path, quick: bool) -> dict[str, Any]:
+    from octrack.config import KEYS
+    from octrack.networks import detect
+    from octrack.peaks import _local_maxima, candidate_cap, find_peaks
+    from octrack.synth import DEFAULT_VOXEL_SIZE
+
+    noise = np.random.default_rng(4).random(PREDICT_SHAPE_ZYX, dtype=np.float32)
+    min_distance = KEYS["min_distance_um"].default_for(detect.SECTION) / np.array(DEFAULT_VOXEL_SIZE.zyx_um())
+    seconds = []
+    for _ in range(3):
+        started = time.process_time()
+        peaks = find_peaks(noise, 0.5, tuple(min_distance))
+        seconds.append(time.process_time() - started)
+    return {"cpu_seconds": min(seconds), "candidates": len(_local_maxima(noise, 0.5)), "peaks": len(peaks),
+            "cap": candidate_cap(noise.shape), "load_average": os.getloadavg()}
+
+
+def stage_tile_plans(work: Path, quick: bool) -> dict[str, Any]:
+    from octrack import tiling
+    from octrack.config import KEYS
+    from octrack.networks import detect
+    from octrack.networks.detect_model import edge_margin, predict_centres, unet_tile_multiple
+    from octrack.peaks import find_peaks
+
+    model = default_network(detect.NAME)
+    x, y, z = KEYS["patch_shape"].default_for(detect.SECTION)
+    multiple = unet_tile_multiple(z, KEYS["unet_levels"].default_for(detect.SECTION))
+    shape = (32, 256, 256)
+    frames = [frame[:, :shape[1], :shape[2]] for frame in time_point_frames(model.input_shape[-1])]
+    covered = tuple(size + 2 * margin for size, margin in zip(shape, edge_margin((z, y, x), shape)))
+    overlap = tuple(4 * size for size in multiple)
+    plans = {"before": halving_plan(covered, multiple, overlap), "now": tiling.plan_tiles(covered, multiple, overlap)}
+    result: dict[str, Any] = {"shape_zyx": list(shape)}
+    outputs = {}
+    original = tiling.plan_tiles
+    for name, plan in plans.items():
+        tiling.plan_tiles = lambda *arguments, plan=plan, **options: plan
+        predict_centres(model, frames, multiple, (z, y, x))  # compiles this tile shape
+        started = time.process_time()
+        outputs[name] = predict_centres(model, frames, multiple, (z, y, x))
+        result[name] = {"tile_zyx": list(plan.tile_zyx), "tiles": len(list(plan.starts(covered))),
+                        "cpu_seconds": time.process_time() - started}
+        result[name]["voxels_computed_per_voxel"] = result[name]["tiles"] * math.prod(plan.tile_zyx) / math.prod(shape)
+    tiling.plan_tiles = original
+    peaks = {name: find_peaks(output, float(np.median(output)), (1.5, 9.4, 9.4)) for name, output in outputs.items()}
+    result.update(max_output_difference=float(np.abs(outputs["before"] - outputs["now"]).max()),
+                  same_peaks=bool(np.array_equal(peaks["before"][:, :3], peaks["now"][:, :3])),
+                  peaks=len(peaks["now"]))
+    return result
+
+
+def halving_plan(shape: tuple[int, ...], multiple: tuple[int, ...], overlap: tuple[int, ...],
+                 max_voxels: int = 1 << 20) -> Any:
+    """The tile plan before issue 15: the largest axis (z last) halved until the tile fits the budget."""
+    from octrack.tiling import TilePlan
+
+    def round_up(value: int, step: int) -> int:
+        return max(step, -(-value // step) * step)
+
+    tile = [round_up(size, step) for size, step in zip(shape, multiple)]
+    while math.prod(tile) > max_voxels:
+        axis = int(np.argmax([size if index > 0 else size / 4 for index, size in enumerate(tile)]))
+        smaller = round_up(max(tile[axis] // 2, 2 * overlap[axis] + multiple[axis]), multiple[axis])
+        if smaller >= tile[axis]:
+            break
+        tile[axis] = smaller
+    return TilePlan(tuple(tile), tuple(min(o, t // 4) if t < s else 0 for o, t, s in zip(overlap, tile, shape)))
+
+
 def octrack_command(*arguments: str, cwd: Path | None = None) -> dict[str, float]:
     """Runs `octrack ARGUMENTS` (this checkout's, as `python -m octrack`): wall and CPU seconds (its rusage)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -553,6 +628,12 @@ def table(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
               + get("predict_command", "startup_cpu_seconds", " ({:.1f})"), ""),
              ("  in process, Detector.predict: s (CPU s)", get("predict_command", "in_process_seconds", "{:.1f} s")
               + get("predict_command", "in_process_cpu_seconds", " ({:.1f})"), ""),
+             ("decoding a 512×512×32 frame of noise: CPU s", get("decode_noise", "cpu_seconds", "{:.2f} s"),
+              memory("decode_noise")),
+             ("tile plan before → now: CPU s of predict_centres, 32×256×256", " → ".join(
+                 "{tiles} of {tile_zyx}: {cpu_seconds:.1f} s".format(**results["tile_plans"][name])
+                 for name in ("before", "now")) if "now" in results.get("tile_plans", {}) else "–",
+              memory("tile_plans")),
              ("predict divide: s per 1000 positions", get("predict_classifiers", "divide_seconds_per_1000",
                                                           "{:.2f} s"), memory("predict_classifiers")),
              ("predict link: s per 1000 candidate links", get("predict_classifiers", "link_seconds_per_1000",
