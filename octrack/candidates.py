@@ -23,19 +23,20 @@ def candidate_pairs(sources_um: np.ndarray, targets_um: np.ndarray, factor: floa
     if len(sources_um) == 0 or len(targets_um) == 0:
         return []
     forward = _nearest_within_factor(sources_um, targets_um, factor, max_partners)
-    backward = _nearest_within_factor(targets_um, sources_um, factor, max_partners)
-    return sorted(forward | {(source, target) for target, source in backward})
+    backward = _nearest_within_factor(targets_um, sources_um, factor, max_partners)[:, ::-1]
+    pairs = np.unique(np.concatenate([forward, backward]), axis=0)  # sorted, each pair once
+    return list(map(tuple, pairs.tolist()))
 
 
 def _nearest_within_factor(points: np.ndarray, partners: np.ndarray, factor: float, max_partners: int
-                           ) -> set[tuple[int, int]]:
-    """(point, partner) for the nearest `max_partners` partners within `factor` × the nearest distance."""
+                           ) -> np.ndarray:
+    """(n, 2) (point, partner) for the nearest `max_partners` partners within `factor` × the nearest distance."""
     count = min(max_partners, len(partners))
     distances, indices = cKDTree(partners).query(points, k=count)
     distances, indices = distances.reshape(len(points), count), indices.reshape(len(points), count)
     limit = factor * distances[:, :1]
     rows, columns = np.nonzero(distances <= limit * (1 + 1e-9))
-    return {(int(row), int(indices[row, column])) for row, column in zip(rows, columns)}
+    return np.column_stack([rows, indices[rows, columns]]).astype(np.int64)
 
 
 def candidate_links(tracking: Tracking, time_point: int, factor: float = DEFAULT_FACTOR,

@@ -15,8 +15,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
 
-from octrack import __version__  # noqa: E402
 from octrack.errors import UserError  # noqa: E402
+from octrack.stages.doctor import choose_backend, report  # noqa: E402
+
+choose_backend()  # before anything imports Keras
 
 log = logging.getLogger("octrack")
 
@@ -57,13 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="octrack", parents=[_common_options(None)],
         description="Train and run the nucleus-detection, division and link networks of an "
                     "OrganoidTracker-style cell tracker on 3D+time and 2D+time fluorescence time lapses.")
-    parser.add_argument("--version", action="version", version=f"octrack {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print octrack's version, the Keras backend, the devices it will use and whether "
+                             "mixed precision is on, and exit")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name, handler, help_text, add_arguments in _COMMANDS:
         command = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
         add_arguments(command)
         command.set_defaults(handler=handler)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """--version: the backend and devices as well as the version (importing the backend takes a few seconds)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(report(full=False))
+        parser.exit()
+
+
+def _run_doctor(arguments: argparse.Namespace) -> None:
+    print(report(full=True))
+
+
+def _add_doctor(parser: argparse.ArgumentParser) -> None:
+    """No options."""
 
 
 def _common_options(default: object) -> argparse.ArgumentParser:
@@ -412,6 +432,8 @@ def _numbers(text: str | None, option: str) -> tuple[int, ...] | None:
 
 
 _COMMANDS = [
+    ("doctor", _run_doctor, "what octrack will run on: versions, Keras backend, devices, mixed precision, threads",
+     _add_doctor),
     ("init", _run_init, "write a starting organoid_tracker.ini for a folder of images", _add_init),
     ("synth", _run_synth, "make a synthetic time lapse with ground truth and an ini that runs on it", _add_synth),
     ("stats", _run_stats, "positions, time points, tracks and divisions of a tracking file", _add_stats),

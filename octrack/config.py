@@ -229,10 +229,10 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "Stop training before the epoch that would end after this many minutes of this run; empty = no limit."),
     Key("learning_rate", number(above=0, maximum=1), 0.001, _TRAINING, "Learning rate of the Adam optimizer.",
         (("train_position_network", 0.0005), ("train_division_network", 0.0003), ("train_link_network", 0.00003))),
-    Key("mixed_precision", choice("float32", "mixed_float16", "mixed_bfloat16"), "float32", _TRAINING,
-        "Number format of the network's computations: float32, or mixed_bfloat16 / mixed_float16 (weights "
-        "and outputs stay float32; faster where the hardware computes in 16 bits, e.g. CPUs with AVX512_BF16 "
-        "and most GPUs)."),
+    Key("mixed_precision", choice("auto", "float32", "mixed_float16", "mixed_bfloat16"), "auto", _TRAINING,
+        "Number format of the network's computations: auto (mixed_float16 on a GPU, float32 on the CPU; "
+        "`octrack doctor` says which), float32, or mixed_bfloat16 / mixed_float16 (weights and outputs stay "
+        "float32; faster where the hardware computes in 16 bits, e.g. CPUs with AVX512_BF16 and most GPUs)."),
     Key("distribution", choice("none", "mirrored", "multi_worker"), "none", _TRAINING,
         "Training on several devices: none; mirrored = every GPU of this machine; multi_worker = several "
         "machines (each worker reads the standard TF_CONFIG environment variable). batch_size stays the batch "

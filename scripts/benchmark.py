@@ -21,6 +21,20 @@ reports its own peak resident memory. The stages run octrack's own code on synth
   time window) with the default detection network (untrained; its output layer's bias set so that no voxel
   passes the threshold), then `find_peaks` on a target map with a nucleus every ~7 µm, as a trained
   network's output would hold. Seconds of the second time point (the first compiles).
+- predict_command: `octrack predict --steps positions` as a user runs it: a subprocess on a 512 × 512 × 32
+  movie of 2 time points made by `octrack synth`, with a freshly initialised default detection network saved
+  as a model folder (its output is noise around 0.5, the worst case for decoding: the candidate cap applies).
+  Start-up = `octrack --version` (Python, Keras and the backend imported, devices listed); seconds per time
+  point = (the command's seconds − start-up) / 2, wall and CPU (the children's rusage), so model loading, the
+  first call's tracing and writing the results count in it. Next to it the in-process counterpart: the same
+  model folder loaded in this process, `Detector.predict` on time point 0 (its first call, tracing included,
+  as in the command; without reading and writing files). The load average before and after is recorded.
+- decode_noise: `find_peaks` on a 512 × 512 × 32 frame of uniform noise (a local maximum in every 27 voxels),
+  threshold 0.5, the default minimum distance at the synthetic voxel size: CPU seconds (best of 3), candidates
+  found, peaks returned (at most the cap).
+- tile_plans: `predict_centres` of the default network (untrained) on a 32 × 256 × 256 time point with the tile
+  plan of before (the largest axis halved until 1 M voxels) and with today's (the fewest voxels computed):
+  voxels computed, CPU seconds, the largest difference of the outputs and whether the peaks at 0.5 are the same.
 - predict_classifiers: `divide.division_probabilities` for 1000 positions and `link.link_probabilities` for
   1000 candidate links in such a time point, default networks (untrained).
 - tracking: `octrack.linking.link_tracks` (network-free costs) on synthetic random-walk positions with
@@ -51,7 +65,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 STAGES = ("matmul", "prepare", "train_detect", "train_divide", "train_link", "predict_detect",
-          "predict_classifiers", "tracking")
+          "predict_command", "decode_noise", "tile_plans", "predict_classifiers", "tracking")
+COMMAND_TIME_POINTS = 2  # of the movie that `octrack predict` runs on in the predict_command stage
 NETWORKS = ("detect", "divide", "link")
 PREDICT_SHAPE_ZYX = (32, 512, 512)
 CLASSIFIER_CANDIDATES = 1000
@@ -350,6 +365,144 @@ def nucleus_map(voxel: Any) -> tuple[np.ndarray, int]:
     return render_target(points, PREDICT_SHAPE_ZYX, sigma), count
 
 
+def stage_predict_command(work: Path, quick: bool) -> dict[str, Any]:
+    from octrack.config import Config
+    from octrack.dataset import open_datasets
+    from octrack.networks import detect
+    from octrack.stages.predict import read_section
+    from octrack.tracking import Tracking
+
+    movie = work / "command_movie"
+    octrack_command("synth", str(movie), "--time-points", str(COMMAND_TIME_POINTS), "--size",
+                    *map(str, PREDICT_SHAPE_ZYX), "--nuclei", "60")
+    folder = movie / "model_detect"
+    save_untrained_detector(folder)
+    with open(movie / "organoid_tracker.ini", "a") as ini:
+        ini.write(f"detect_model_folder = {folder}\n")  # the last section of the ini is [predict]
+    load_before = os.getloadavg()
+    startup = octrack_command("--version")
+    command = octrack_command("predict", "--steps", "positions", cwd=movie)
+    result = {"time_points": COMMAND_TIME_POINTS, "startup_seconds": startup["seconds"],
+              "startup_cpu_seconds": startup["cpu_seconds"], "command_seconds": command["seconds"],
+              "command_seconds_per_time_point": (command["seconds"] - startup["seconds"]) / COMMAND_TIME_POINTS,
+              "command_cpu_seconds_per_time_point":
+                  (command["cpu_seconds"] - startup["cpu_seconds"]) / COMMAND_TIME_POINTS}
+    config = Config(movie / "organoid_tracker.ini")
+    dataset = open_datasets(config, "predict")[0]
+    detector = detect.load(folder, read_section(config))
+    frames = detector.frames(dataset)
+    started, cpu = time.perf_counter(), time.process_time()
+    peaks = detector.predict(frames, Tracking(), 0)
+    result.update(in_process_seconds=time.perf_counter() - started, in_process_cpu_seconds=time.process_time() - cpu,
+                  peaks=len(peaks), load_average=[load_before, os.getloadavg()])
+    return result
+
+
+def stage_decode_noise(work: Path, quick: bool) -> dict[str, Any]:
+    from octrack.config import KEYS
+    from octrack.networks import detect
+    from octrack.peaks import _local_maxima, candidate_cap, find_peaks
+    from octrack.synth import DEFAULT_VOXEL_SIZE
+
+    noise = np.random.default_rng(4).random(PREDICT_SHAPE_ZYX, dtype=np.float32)
+    min_distance = KEYS["min_distance_um"].default_for(detect.SECTION) / np.array(DEFAULT_VOXEL_SIZE.zyx_um())
+    seconds = []
+    for _ in range(3):
+        started = time.process_time()
+        peaks = find_peaks(noise, 0.5, tuple(min_distance))
+        seconds.append(time.process_time() - started)
+    return {"cpu_seconds": min(seconds), "candidates": len(_local_maxima(noise, 0.5)), "peaks": len(peaks),
+            "cap": candidate_cap(noise.shape), "load_average": os.getloadavg()}
+
+
+def stage_tile_plans(work: Path, quick: bool) -> dict[str, Any]:
+    from octrack import tiling
+    from octrack.config import KEYS
+    from octrack.networks import detect
+    from octrack.networks.detect_model import edge_margin, predict_centres, unet_tile_multiple
+    from octrack.peaks import find_peaks
+
+    model = default_network(detect.NAME)
+    x, y, z = KEYS["patch_shape"].default_for(detect.SECTION)
+    multiple = unet_tile_multiple(z, KEYS["unet_levels"].default_for(detect.SECTION))
+    shape = (32, 256, 256)
+    frames = [frame[:, :shape[1], :shape[2]] for frame in time_point_frames(model.input_shape[-1])]
+    covered = tuple(size + 2 * margin for size, margin in zip(shape, edge_margin((z, y, x), shape)))
+    overlap = tuple(4 * size for size in multiple)
+    plans = {"before": halving_plan(covered, multiple, overlap), "now": tiling.plan_tiles(covered, multiple, overlap)}
+    result: dict[str, Any] = {"shape_zyx": list(shape)}
+    outputs = {}
+    original = tiling.plan_tiles
+    for name, plan in plans.items():
+        tiling.plan_tiles = lambda *arguments, plan=plan, **options: plan
+        predict_centres(model, frames, multiple, (z, y, x))  # compiles this tile shape
+        started = time.process_time()
+        outputs[name] = predict_centres(model, frames, multiple, (z, y, x))
+        result[name] = {"tile_zyx": list(plan.tile_zyx), "tiles": len(list(plan.starts(covered))),
+                        "cpu_seconds": time.process_time() - started}
+        result[name]["voxels_computed_per_voxel"] = result[name]["tiles"] * math.prod(plan.tile_zyx) / math.prod(shape)
+    tiling.plan_tiles = original
+    peaks = {name: find_peaks(output, float(np.median(output)), (1.5, 9.4, 9.4)) for name, output in outputs.items()}
+    result.update(max_output_difference=float(np.abs(outputs["before"] - outputs["now"]).max()),
+                  same_peaks=bool(np.array_equal(peaks["before"][:, :3], peaks["now"][:, :3])),
+                  peaks=len(peaks["now"]))
+    return result
+
+
+def halving_plan(shape: tuple[int, ...], multiple: tuple[int, ...], overlap: tuple[int, ...],
+                 max_voxels: int = 1 << 20) -> Any:
+    """The tile plan before issue 15: the largest axis (z last) halved until the tile fits the budget."""
+    from octrack.tiling import TilePlan
+
+    def round_up(value: int, step: int) -> int:
+        return max(step, -(-value // step) * step)
+
+    tile = [round_up(size, step) for size, step in zip(shape, multiple)]
+    while math.prod(tile) > max_voxels:
+        axis = int(np.argmax([size if index > 0 else size / 4 for index, size in enumerate(tile)]))
+        smaller = round_up(max(tile[axis] // 2, 2 * overlap[axis] + multiple[axis]), multiple[axis])
+        if smaller >= tile[axis]:
+            break
+        tile[axis] = smaller
+    return TilePlan(tuple(tile), tuple(min(o, t // 4) if t < s else 0 for o, t, s in zip(overlap, tile, shape)))
+
+
+def octrack_command(*arguments: str, cwd: Path | None = None) -> dict[str, float]:
+    """Runs `octrack ARGUMENTS` (this checkout's, as `python -m octrack`): wall and CPU seconds (its rusage)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.run([sys.executable, "-m", "octrack", *arguments], cwd=cwd, env=environment,
+                             capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"octrack {' '.join(arguments)}: exit {process.returncode}\n{process.stderr[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"seconds": seconds,
+            "cpu_seconds": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}
+
+
+def save_untrained_detector(folder: Path) -> None:
+    """A model folder of the default detection network, freshly initialised, at the synthetic voxel size."""
+    from octrack.config import KEYS
+    from octrack.model_folder import save_model_folder
+    from octrack.networks import detect
+    from octrack.networks.detect_model import DetectSettings, unet_tile_multiple
+    from octrack.synth import DEFAULT_VOXEL_SIZE
+    from octrack.time_window import TimeWindow
+
+    def default(key: str) -> Any:
+        return KEYS[key].default_for(detect.SECTION)
+
+    x, y, z = default("patch_shape")
+    levels = default("unet_levels")
+    settings = DetectSettings(
+        network=detect.NAME, time_window=TimeWindow(default("time_window_before"), default("time_window_after")),
+        patch_shape=(z, y, x), voxel_size=DEFAULT_VOXEL_SIZE, unet_levels=levels, unet_filters=default("unet_filters"),
+        tile_multiple_zyx=unet_tile_multiple(z, levels), min_distance_um=default("min_distance_um"))
+    save_model_folder(folder, default_network(detect.NAME), settings)
+
+
 def stage_predict_classifiers(work: Path, quick: bool) -> dict[str, Any]:
     from octrack.networks import divide, link
     from octrack.synth import DEFAULT_VOXEL_SIZE
@@ -468,6 +621,19 @@ def table(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
                  (f"train {name}: input wait", get(stage, "input_wait_share", "{:.1%}"), "")]
     rows += [("predict detect: s per 512×512×32 time point", get("predict_detect", "seconds", "{:.1f} s"),
               memory("predict_detect")),
+             ("octrack predict --steps positions: s per time point (CPU s)",
+              get("predict_command", "command_seconds_per_time_point", "{:.1f} s")
+              + get("predict_command", "command_cpu_seconds_per_time_point", " ({:.1f})"), memory("predict_command")),
+             ("  its start-up (`octrack --version`): s (CPU s)", get("predict_command", "startup_seconds", "{:.1f} s")
+              + get("predict_command", "startup_cpu_seconds", " ({:.1f})"), ""),
+             ("  in process, Detector.predict: s (CPU s)", get("predict_command", "in_process_seconds", "{:.1f} s")
+              + get("predict_command", "in_process_cpu_seconds", " ({:.1f})"), ""),
+             ("decoding a 512×512×32 frame of noise: CPU s", get("decode_noise", "cpu_seconds", "{:.2f} s"),
+              memory("decode_noise")),
+             ("tile plan before → now: CPU s of predict_centres, 32×256×256", " → ".join(
+                 "{tiles} of {tile_zyx}: {cpu_seconds:.1f} s".format(**results["tile_plans"][name])
+                 for name in ("before", "now")) if "now" in results.get("tile_plans", {}) else "–",
+              memory("tile_plans")),
              ("predict divide: s per 1000 positions", get("predict_classifiers", "divide_seconds_per_1000",
                                                           "{:.2f} s"), memory("predict_classifiers")),
              ("predict link: s per 1000 candidate links", get("predict_classifiers", "link_seconds_per_1000",

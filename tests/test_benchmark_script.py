@@ -64,13 +64,18 @@ def test_machine_and_table(benchmark):
         "matmul": {"gflop_per_s": 200.0, "peak_memory_mb": 90.0},
         "train_detect": {"samples_per_s": 2.0, "gflop_per_sample": 30.0, "gflop_per_s": 60.0,
                          "input_wait_share": 0.05, "peak_memory_mb": 1500.0},
-        "train_link": {"error": "exit status 1"}})
+        "train_link": {"error": "exit status 1"},
+        "predict_command": {"command_seconds_per_time_point": 30.0, "command_cpu_seconds_per_time_point": 50.0,
+                            "startup_seconds": 4.0, "startup_cpu_seconds": 3.5, "in_process_seconds": 25.0,
+                            "in_process_cpu_seconds": 45.0, "peak_memory_mb": 1400.0}})
     assert results["train_detect"]["share_of_matmul"] == pytest.approx(0.3)
     rows = {figure: (value, memory) for figure, value, memory in benchmark.table(results)}
     assert rows["train detect: GFLOP/s (share of matmul)"][0] == "60.0 (30%)"
     assert rows["train detect: samples/s"] == ("2.00", "1.50 GB")
     assert rows["train link: samples/s"][0] == "exit status 1"
     assert rows["tracking: s per 100 000 candidate links"] == ("–", "–")
+    assert rows["octrack predict --steps positions: s per time point (CPU s)"] == ("30.0 s (50.0)", "1.40 GB")
+    assert rows["  in process, Detector.predict: s (CPU s)"][0] == "25.0 s (45.0)"
 
 
 def test_matmul_and_tracking_stages_give_sane_figures(benchmark, tmp_path):

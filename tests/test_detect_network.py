@@ -8,7 +8,7 @@ import pytest
 from octrack.networks.blocks import pool_plan, tile_multiple
 from octrack.networks.detect import crop_box
 from octrack.networks.detect_model import detection_loss, render_target, uncertain_zone
-from octrack.peaks import find_peaks
+from octrack.peaks import candidate_cap, find_peaks, find_peaks_at
 from octrack.augment import AugmentSettings
 from octrack.networks.detect_training import Crop, TrainingPatches, annotated_box
 from octrack.tiling import plan_tiles, predict_tiled
@@ -73,6 +73,45 @@ def test_peaks_found_in_slabs_of_planes_are_those_of_the_whole_volume(monkeypatc
     for planes in range(1, 6):
         monkeypatch.setattr(peaks, "MAXIMA_SLAB_VOXELS", planes * 30 * 30)
         np.testing.assert_array_equal(find_peaks(quantised, float(np.median(quantised)), (1, 3, 3)), whole)
+
+
+def test_decoding_a_frame_of_noise_is_bounded_in_time_and_peaks_with_a_warning(caplog):
+    """An untrained network's output at its worst: a local maximum in every 27 voxels of a 512 × 512 × 32
+    frame. Decoding takes about a second (docs/benchmarks.md); the bound here is generous for a shared CPU."""
+    import time
+
+    noise = np.random.default_rng(0).random((32, 512, 512), dtype=np.float32)
+    start = time.process_time()
+    with caplog.at_level("WARNING", logger="octrack.peaks"):
+        peaks = find_peaks(noise, 0.5, (1, 3, 3))
+    assert time.process_time() - start < 15
+    assert 0 < len(peaks) <= candidate_cap(noise.shape) < 300_000
+    assert "only the strongest" in caplog.text and "untrained model or the wrong voxel size" in caplog.text
+
+
+def test_the_minimum_distance_keeps_what_taking_peaks_one_by_one_keeps():
+    """The suppression in rounds keeps exactly the peaks that the plain greedy loop keeps."""
+    from octrack.peaks import _kept_apart
+
+    random = np.random.default_rng(1)
+    for distance in ((1, 3, 3), (2, 8, 5), (0.5, 1, 1)):
+        points = random.uniform(0, 40, (400, 3))
+        kept: list[int] = []
+        for index, point in enumerate(points):
+            if np.all(np.sum(((point - points[kept]) / distance) ** 2, axis=1) > 1):
+                kept.append(index)
+        assert 10 < len(kept) < 400
+        np.testing.assert_array_equal(np.flatnonzero(_kept_apart(points, distance)), kept)
+
+
+def test_peaks_at_several_thresholds_are_those_of_each_threshold_alone():
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(np.random.default_rng(2).random((8, 60, 60)), (1, 2, 2)).astype(np.float32)
+    thresholds = (0.46, 0.5, 0.52, 0.55)
+    for threshold, peaks in zip(thresholds, find_peaks_at(smooth, thresholds, (1, 4, 4))):
+        np.testing.assert_array_equal(peaks, find_peaks(smooth, threshold, (1, 4, 4)))
+    assert len(find_peaks(smooth, 0.46, (1, 4, 4))) > len(find_peaks(smooth, 0.52, (1, 4, 4))) > 0
 
 
 def batch_loss(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -157,6 +196,22 @@ def test_tiles_stitch_back_to_the_whole_volume(shape, margin):
     plan = plan_tiles(covered, (1 if shape[0] == 1 else 4, 8, 8), (2, 16, 16), max_voxels=20000)
     output = predict_tiled(lambda tile: tile * 2, frames, plan, margin)
     np.testing.assert_array_equal(output, 2 * np.stack(frames, axis=-1))
+
+
+def test_the_tile_plan_computes_few_voxels_within_the_budget_and_keeps_the_whole_overlap():
+    """A 512 × 512 × 32 frame with its margin: halving the largest axis gave 49 tiles of 40 × 136 × 136, 3.1 times
+    the voxels covered; the fewest voxels within the same budget are about 2.2 times."""
+    import math
+
+    from octrack.tiling import DEFAULT_MAX_TILE_VOXELS
+
+    covered = (40, 544, 544)
+    plan = plan_tiles(covered, (8, 8, 8), (32, 32, 32))
+    assert math.prod(plan.tile_zyx) <= DEFAULT_MAX_TILE_VOXELS and plan.overlap_zyx == (0, 32, 32)
+    assert len(list(plan.starts(covered))) * math.prod(plan.tile_zyx) < 2.2 * math.prod(covered)
+    assert plan_tiles((24, 100, 100), (8, 8, 8), (32, 32, 32)).tile_zyx == (24, 104, 104)  # one tile: no overlap
+    tiny = plan_tiles((40, 544, 544), (8, 8, 8), (32, 32, 32), max_voxels=1000)  # no shape fits: the smallest
+    assert tiny.tile_zyx == (40, 128, 128) and tiny.overlap_zyx == (0, 32, 32)
 
 
 def test_the_network_sees_zeros_for_the_margin_beyond_the_image_edges():

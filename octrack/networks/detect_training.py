@@ -22,7 +22,7 @@ from octrack.matching import match_time_point, without_uncertain_matches
 from octrack.networks.detect_model import (NAME, DetectSettings, build_model, detection_loss, fitted_patch_shape,
                                            predict_centres, render_target, uncertain_zone, unet_tile_multiple)
 from octrack.patches import cut_region
-from octrack.peaks import find_peaks
+from octrack.peaks import find_peaks_at
 from octrack.scoring import DetectionScores
 from octrack.tracking import Position, VoxelSize
 from octrack.training import DATA_WORKERS, FinalReport, SeededBatches
@@ -211,8 +211,8 @@ class Decoding(Protocol):
     def output(self, model: Any, frames: list[np.ndarray]) -> Any:
         """The network's output for the frames of a crop (float32 (z, y, x) each)."""
 
-    def peaks(self, output: Any, threshold: float, voxel_size_zyx_um: np.ndarray) -> np.ndarray:
-        """(n, >= 3) z, y, x of the positions in that output at a peak threshold."""
+    def peaks(self, output: Any, thresholds: tuple[float, ...], voxel_size_zyx_um: np.ndarray) -> list[np.ndarray]:
+        """(n, >= 3) z, y, x of the positions in that output at each peak threshold."""
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,10 @@ class UNetDecoding:
     def output(self, model: Any, frames: list[np.ndarray]) -> np.ndarray:
         return predict_centres(model, frames, unet_tile_multiple(self.patch_zyx[0], self.levels), self.patch_zyx)
 
-    def peaks(self, output: np.ndarray, threshold: float, voxel_size_zyx_um: np.ndarray) -> np.ndarray:
-        return find_peaks(output, threshold, tuple(self.min_distance_um / voxel_size_zyx_um))
+    def peaks(self, output: np.ndarray, thresholds: tuple[float, ...], voxel_size_zyx_um: np.ndarray
+              ) -> list[np.ndarray]:
+        """One set of candidates for all thresholds (`find_peaks_at`)."""
+        return find_peaks_at(output, thresholds, tuple(self.min_distance_um / voxel_size_zyx_um))
 
 
 def validation_report(model: Any, crops: list[Crop], decoding: Decoding, match_distance_um: float,
@@ -239,8 +241,7 @@ def validation_report(model: Any, crops: list[Crop], decoding: Decoding, match_d
     for crop in crops:
         frames = [crop.image[..., channel].astype(np.float32) for channel in range(crop.image.shape[-1])]
         output = decoding.output(model, frames)
-        for threshold in thresholds:
-            peaks = decoding.peaks(output, threshold, crop.voxel_size_zyx_um)
+        for threshold, peaks in zip(thresholds, decoding.peaks(output, thresholds, crop.voxel_size_zyx_um)):
             counts[threshold] += _match_counts(crop, peaks, match_distance_um)
     scores = {threshold: DetectionScores(*map(int, counts[threshold]), match_distance_um, "um")
               for threshold in thresholds}

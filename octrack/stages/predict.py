@@ -26,6 +26,7 @@ from tqdm import tqdm
 from octrack.cache import file_fingerprint, fingerprint
 from octrack.config import Config, PredictSection
 from octrack.dataset import Dataset, open_datasets
+from octrack.devices import log_device
 from octrack.errors import UserError
 from octrack.model_folder import MODEL_FILE
 from octrack.networks import NETWORK_OF_STEP, NETWORKS
@@ -76,6 +77,7 @@ class Models:
 
     def of_step(self, step: str) -> Predictor:
         if step not in self.loaded:
+            log_device()
             network = NETWORK_OF_STEP[step]
             self.loaded[step] = network.load(self.predict.model_folder(network.NAME), self.predict)
         return self.loaded[step]

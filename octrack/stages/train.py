@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from octrack.config import Config, TrainSection
 from octrack.dataset import require_voxel_size
+from octrack.devices import log_device, resolve_precision
 from octrack.errors import UserError
 from octrack.networks import NETWORKS
 from octrack.stages.prepare import cache_path, networks_in_config, prepare, read_section, section_for_data
@@ -19,7 +20,7 @@ def train_options(section: TrainSection, epochs: int | None) -> TrainOptions:
         epochs=epochs or section.epochs, batch_size=section.batch_size, learning_rate=section.learning_rate,
         patience=section.patience, seed=section.seed, steps_per_epoch=section.steps_per_epoch,
         pretrained_model_path=section.pretrained_model_path, output_folder=section.output_folder,
-        max_minutes=section.max_training_minutes, mixed_precision=section.mixed_precision,
+        max_minutes=section.max_training_minutes, mixed_precision=resolve_precision(section.mixed_precision),
         distribution=section.distribution, model_name=section.model_name)
 
 
@@ -33,6 +34,7 @@ def run_training(config: Config, names: list[str] | None = None, *, epochs: int 
     for dataset in datasets:
         require_voxel_size(dataset)  # targets and distances are in µm
     prepare_section = read_section(config)
+    log_device()
     results = []
     for name in names:
         network = NETWORKS[name]

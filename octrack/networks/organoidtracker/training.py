@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from octrack.config import ClassifierSection, DetectSection, TrainSection
+from octrack.devices import AUTO_PRECISION
 from octrack.errors import UserError
 from octrack.frames import NormalizedFrame
 from octrack.model_folder import MODEL_FILE, OrganoidTrackerSettings, load_keras_model, load_settings
@@ -119,14 +120,15 @@ class OTDecoding:
         normalized = [NormalizedFrame(frame, 0.0, 1.0) for frame in frames]  # outside the crop: 0
         return list(tile_outputs(model, normalized, tile_yx)), frames[0].shape  # type: ignore[arg-type]
 
-    def peaks(self, output: tuple[list[Any], tuple[int, ...]], threshold: float, voxel_size_zyx_um: np.ndarray
-              ) -> np.ndarray:
+    def peaks(self, output: tuple[list[Any], tuple[int, ...]], thresholds: tuple[float, ...],
+              voxel_size_zyx_um: np.ndarray) -> list[np.ndarray]:
+        """OrganoidTracker's peak caller once per threshold, as OrganoidTracker would run it."""
         tiles, shape = output
-        return positions_of_tiles(tiles, threshold, self.min_distance_px, shape)
+        return [positions_of_tiles(tiles, threshold, self.min_distance_px, shape) for threshold in thresholds]
 
 
 def _require_float32(section: TrainSection, folder: Path) -> None:
-    if section.mixed_precision != "float32":
+    if section.mixed_precision not in ("float32", AUTO_PRECISION):
         raise UserError(f"{section.config_file} [{section.name}] mixed_precision = {section.mixed_precision}: "
                         f"OrganoidTracker's models compute in float32; set mixed_precision = float32 to train "
                         f"{folder} further")

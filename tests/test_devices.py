@@ -1,0 +1,47 @@
+"""Where octrack runs: `octrack --version` and `octrack doctor`, mixed_precision = auto, the backend choice."""
+
+from __future__ import annotations
+
+import pytest
+
+from octrack import devices
+from octrack.cli import main
+
+
+def test_version_names_the_backend_the_devices_and_mixed_precision(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("octrack ") and lines[1].startswith("Keras ") and "backend" in lines[1]
+    assert lines[2].startswith("devices: ") and lines[3].startswith("mixed precision: ")
+
+
+def test_doctor_adds_threads_and_cpu_features(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "threads: " in out and "CPU: " in out and "mixed precision: " in out
+
+
+def test_auto_precision_is_float16_on_a_gpu_and_float32_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(devices, "accelerators", lambda: ())
+    assert devices.resolve_precision("auto") == "float32"
+    assert devices.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+    monkeypatch.setattr(devices, "accelerators", lambda: ("GPU:0 NVIDIA GeForce RTX 2080 Ti",))
+    assert devices.resolve_precision("auto") == "mixed_float16"
+    assert "on (mixed_float16)" in devices.describe_briefly()
+
+
+def test_the_torch_backend_is_chosen_where_cuda_torch_is_installed_and_none_is_set(monkeypatch):
+    installed = {"torch", "nvidia-cuda-runtime-cu12"}
+    monkeypatch.setattr(devices, "_installed", lambda package: package in installed)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    devices.choose_backend()
+    assert devices.os.environ["KERAS_BACKEND"] == "torch"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # the user's choice wins
+    devices.choose_backend()
+    assert devices.os.environ["KERAS_BACKEND"] == "jax"
+    monkeypatch.delenv("KERAS_BACKEND")
+    installed.discard("nvidia-cuda-runtime-cu12")  # PyTorch's CPU build: no choice made
+    devices.choose_backend()
+    assert "KERAS_BACKEND" not in devices.os.environ
