@@ -1,0 +1,69 @@
+"""One writer at a time: a command that writes a cache, a training or a dataset's predictions holds a lock on
+it, and a second command that would write the same is refused with one line.
+
+The lock is the operating system's (`flock` on a hidden `.octrack-NAME.lock` file in the folder written), so a
+run that crashes or is killed (even with SIGKILL) releases it at once: nothing to clean up, nothing stuck.
+The file also says who holds it (command, process id, host, since when), for the message. A process that
+already holds a lock may take it again (e.g. `octrack train` runs prepare inside).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from octrack.errors import UserError
+
+_held: dict[Path, int] = {}  # lock file → how many times this process has taken it
+
+
+def lock_path(folder: Path, name: str) -> Path:
+    return folder / f".octrack-{name}.lock"
+
+
+@contextlib.contextmanager
+def writing(folder: Path, name: str, what: str) -> Iterator[None]:
+    """Holds the lock `name` of `folder` (created if need be) while the block runs; `what` says what is written
+    there, for the message of a refused second writer."""
+    path = lock_path(folder, name).absolute()
+    if path in _held:
+        _held[path] += 1
+        try:
+            yield
+        finally:
+            _held[path] -= 1
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{folder}: another octrack command is writing {what} here ({_holder(descriptor)}); "
+                            f"wait until it ends, or give this one another output folder") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, _describe_self().encode("utf-8"), 0)
+        _held[path] = 1
+        try:
+            yield
+        finally:
+            del _held[path]
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _describe_self() -> str:
+    command = " ".join(["octrack", *sys.argv[1:3]]) if sys.argv else "octrack"
+    return (f"`{command}`, process {os.getpid()} on {socket.gethostname()}, since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+
+
+def _holder(descriptor: int) -> str:
+    text = os.pread(descriptor, 1000, 0).decode("utf-8", errors="replace").strip()
+    return text or "a process that just started"
