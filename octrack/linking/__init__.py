@@ -17,7 +17,7 @@ from octrack.linking.confidence import link_confidence
 from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostSettings, MotionModel,
                                    compute_costs, initial_motion, refined_motion)
 from octrack.linking.graph import CandidateGraph, build_graph
-from octrack.linking.solver import Solution, solve
+from octrack.linking.solver import CROWDED_GROUP, Solution, solve
 from octrack.tracking.model import Tracking
 
 LINK_CONFIDENCE = "link_confidence"
@@ -33,12 +33,16 @@ class LinkingResult:
     candidate_links: int
     costs_from: str  # what the costs came from
     motion: MotionModel | None  # the network-free scales, where used
+    crowded_groups: int = 0  # groups too crowded for divisions (see solver.CROWDED_GROUP)
 
     def describe(self) -> str:
         tracking = self.tracking
         text = (f"{len(tracking)} positions, {tracking.link_count()} links, {len(tracking.divisions())} divisions "
                 f"from {self.candidate_links} candidate links ({self.costs_from}); {self.left_out} positions left "
                 f"out; {self.uncertain_links} links with confidence below {REVIEW_BELOW}")
+        if self.crowded_groups:
+            text += (f"; {self.crowded_groups} group(s) of positions too crowded for divisions (over "
+                     f"{CROWDED_GROUP} candidate links and divisions each) linked without divisions")
         return text
 
 
@@ -75,7 +79,7 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
                            int((confidence[solution.links] < REVIEW_BELOW).sum()), int((~linked).sum()),
                            graph.link_count,
                            _costs_from(link_probabilities, division_probability is not None),
-                           None if rounds == 1 else motion)
+                           None if rounds == 1 else motion, solution.crowded_groups)
     if report:
         report(result.describe())
     return result

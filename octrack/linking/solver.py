@@ -9,10 +9,12 @@ The ways out of the positions at t and the ways in of those at t+1 are tied to e
 candidates between t and t+1, so the problem splits exactly into one per pair of consecutive time points,
 and those into connected groups of positions. First, what can never be cheapest goes: a link dearer than
 its ends disappearing and appearing, a division dearer than one of its links with the other daughter
-appearing. Groups without a division are assignment problems (`scipy.optimize.linear_sum_assignment`);
-those with one are solved together as one integer linear program by HiGHS (`scipy.optimize.milp`: its
-linear relaxation first, which is nearly always whole already). So hundreds of thousands of candidate
-links take seconds, and no split into time windows is needed: the groups are exact parts of the whole.
+appearing. Groups without a division are assignment problems (sparse: `min_weight_full_bipartite_matching`);
+those with one as integer linear programs by HiGHS (`scipy.optimize.milp`: its linear relaxation first, which
+is nearly always whole already), a few thousand links and divisions each. So hundreds of thousands of candidate
+links take seconds, and no split into time windows is needed: the groups are exact parts of the whole. The one
+exception bounds time and memory: a group so crowded that it holds over `CROWDED_GROUP` links and divisions is
+linked without divisions (see `Solution.crowded_groups`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, milp
+from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 
 from octrack.linking.costs import Costs
 from octrack.linking.graph import CandidateGraph
 
+# Bounds on time and memory (docs/reliability.md, "Load"): links and divisions per integer program (whole
+# groups; 2 000 was the fastest of 500, 2 000 and 20 000), and the size of a group above which it is linked
+# without divisions, as one sparse assignment problem (positions crowded closer than they move: one such group
+# of 5 000 positions per time point took 49 s as an integer program, against 0.5 s).
+PROGRAM_SIZE = 2_000
+CROWDED_GROUP = 20_000
 _WHOLE = 1e-6  # how far from 0 or 1 a relaxed solution may be and still count as whole
 
 
@@ -35,6 +43,7 @@ class Solution:
     links: np.ndarray  # (m,) bool: chosen candidate links, those of divisions included
     divisions: np.ndarray  # (k,) bool: chosen candidate divisions
     groups: int  # independent problems solved
+    crowded_groups: int = 0  # groups over CROWDED_GROUP links and divisions, linked without divisions
 
 
 def solve(graph: CandidateGraph, costs: Costs) -> Solution:
@@ -50,17 +59,20 @@ def solve(graph: CandidateGraph, costs: Costs) -> Solution:
          (np.r_[graph.link_source[links], mothers, mothers], n + np.r_[graph.link_target[links], daughters])),
         shape=(2 * n, 2 * n)), directed=False)
     link_group, division_group = group[graph.link_source[links]], group[mothers]
+    crowded = np.bincount(np.r_[link_group, division_group], minlength=group_count) > CROWDED_GROUP
+    divisions, division_group = divisions[~crowded[division_group]], division_group[~crowded[division_group]]
     with_division = np.zeros(group_count, dtype=bool)
     with_division[division_group] = True
     chosen_links = np.zeros(graph.link_count, dtype=bool)
     chosen_links[_assign(graph, costs, links[~with_division[link_group]], link_group[~with_division[link_group]])] \
         = True
-    chosen, chosen_divisions = _integer_program(graph, costs, links[with_division[link_group]], divisions)
+    chosen, chosen_divisions = _integer_programs(graph, costs, links[with_division[link_group]],
+                                                 link_group[with_division[link_group]], divisions, division_group)
     chosen_links[chosen] = True
     chosen_links[graph.division_links[chosen_divisions].ravel()] = True
     division_mask = np.zeros(len(graph.division_links), dtype=bool)
     division_mask[chosen_divisions] = True
-    return Solution(chosen_links, division_mask, int(np.unique(link_group).size))
+    return Solution(chosen_links, division_mask, int(np.unique(link_group).size), int(crowded.sum()))
 
 
 def _cheapest_alternative(graph: CandidateGraph, costs: Costs) -> np.ndarray:
@@ -85,18 +97,37 @@ def _assign(graph: CandidateGraph, costs: Costs, links: np.ndarray, groups: np.n
 
 
 def _assign_group(graph: CandidateGraph, costs: Costs, links: np.ndarray) -> np.ndarray:
+    """One assignment problem, sparse: rows are the sources and one "appears" row per target, columns the
+    targets and one "disappears" column per source; the spare rows and columns of linked pairs meet through
+    each link's reverse (cost 0). Every full matching has s + t pairs, so costs shift to positive (as the
+    sparse solver needs) without changing which is cheapest."""
     sources, source_index = np.unique(graph.link_source[links], return_inverse=True)
     targets, target_index = np.unique(graph.link_target[links], return_inverse=True)
     s, t = len(sources), len(targets)
-    matrix = np.full((s + t, t + s), np.inf)
-    matrix[source_index, target_index] = costs.link[links]
-    matrix[np.arange(s), t + np.arange(s)] = costs.disappear[sources]
-    matrix[s + np.arange(t), np.arange(t)] = costs.appear[targets]
-    matrix[s:, t:] = 0.0  # pairs the spare rows and columns of linked sources and targets
-    rows, columns = linear_sum_assignment(matrix)
-    taken = (rows < s) & (columns < t)
+    values = np.r_[costs.link[links], costs.disappear[sources], costs.appear[targets], np.zeros(len(links))]
+    rows = np.r_[source_index, np.arange(s), s + np.arange(t), s + target_index]
+    columns = np.r_[target_index, t + np.arange(s), np.arange(t), t + source_index]
+    matrix = coo_matrix((values - values.min() + 1.0, (rows, columns)), shape=(s + t, t + s)).tocsr()
+    column_of_row = min_weight_full_bipartite_matching(matrix)[1][:s]
+    taken = column_of_row < t
     lookup = {(a, b): link for a, b, link in zip(source_index, target_index, links)}
-    return np.array([lookup[a, b] for a, b in zip(rows[taken], columns[taken])], dtype=np.int64)
+    return np.array([lookup[a, b] for a, b in zip(np.flatnonzero(taken), column_of_row[taken])], dtype=np.int64)
+
+
+def _integer_programs(graph: CandidateGraph, costs: Costs, links: np.ndarray, link_group: np.ndarray,
+                      divisions: np.ndarray, division_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The groups with divisions, as integer programs of whole groups with about `PROGRAM_SIZE` links and
+    divisions each (a bigger group alone): exact, as the groups are independent, in bounded memory."""
+    groups, sizes = np.unique(np.r_[link_group, division_group], return_counts=True)
+    batch_of = dict(zip(groups.tolist(), (np.cumsum(sizes) // PROGRAM_SIZE).tolist()))
+    link_batch = np.array([batch_of[group] for group in link_group.tolist()], dtype=np.int64)
+    division_batch = np.array([batch_of[group] for group in division_group.tolist()], dtype=np.int64)
+    chosen_links, chosen_divisions = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for batch in np.unique(division_batch):
+        chosen = _integer_program(graph, costs, links[link_batch == batch], divisions[division_batch == batch])
+        chosen_links.append(chosen[0])
+        chosen_divisions.append(chosen[1])
+    return np.concatenate(chosen_links), np.concatenate(chosen_divisions)
 
 
 def _integer_program(graph: CandidateGraph, costs: Costs, links: np.ndarray, divisions: np.ndarray
