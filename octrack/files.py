@@ -69,7 +69,7 @@ def _exchange(first: Path, second: Path) -> bool:
     """Swaps two paths atomically (renameat2 RENAME_EXCHANGE); False where the system cannot."""
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # not glibc (macOS, Windows: CDLL(None) is a TypeError there)
         return False
     at_current_folder, rename_exchange = -100, 2
     return renameat2(at_current_folder, os.fsencode(first), at_current_folder, os.fsencode(second),

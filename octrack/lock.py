@@ -4,13 +4,13 @@ it, and a second command that would write the same is refused with one line.
 The lock is the operating system's (`flock` on a hidden `.octrack-NAME.lock` file in the folder written), so a
 run that crashes or is killed (even with SIGKILL) releases it at once: nothing to clean up, nothing stuck.
 The file also says who holds it (command, process id, host, since when), for the message. A process that
-already holds a lock may take it again (e.g. `octrack train` runs prepare inside).
+already holds a lock may take it again (e.g. `octrack train` runs prepare inside). Where the system has no
+`flock` (Windows), no lock is taken.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import sys
@@ -20,7 +20,12 @@ from pathlib import Path
 
 from octrack.errors import UserError
 
-_held: dict[Path, int] = {}  # lock file → how many times this process has taken it
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the lock is not taken there (os.pread/pwrite are missing too)
+    fcntl = None
+
+_held: set[Path] = set()  # the lock files this process holds
 
 
 def lock_path(folder: Path, name: str) -> Path:
@@ -32,12 +37,8 @@ def writing(folder: Path, name: str, what: str) -> Iterator[None]:
     """Holds the lock `name` of `folder` (created if need be) while the block runs; `what` says what is written
     there, for the message of a refused second writer."""
     path = lock_path(folder, name).absolute()
-    if path in _held:
-        _held[path] += 1
-        try:
-            yield
-        finally:
-            _held[path] -= 1
+    if path in _held or fcntl is None:
+        yield
         return
     folder.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -49,11 +50,11 @@ def writing(folder: Path, name: str, what: str) -> Iterator[None]:
                             f"wait until it ends, or give this one another output folder") from None
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, _describe_self().encode("utf-8"), 0)
-        _held[path] = 1
+        _held.add(path)
         try:
             yield
         finally:
-            del _held[path]
+            _held.discard(path)
     finally:
         os.close(descriptor)  # releases the lock
 
