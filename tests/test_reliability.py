@@ -21,7 +21,7 @@ from octrack.cache import CacheEntry, update_cache
 from octrack.cli import main
 from octrack.errors import UserError, is_disk_full
 from octrack.files import atomic_path, remove_leftovers, write_text_atomic
-from octrack.lock import writing
+from octrack.lock import lock_path, writing
 from octrack.model_folder import load_model_folder, save_model_folder
 from octrack.training import TrainOptions, train
 from tests.fake_network import DenseSettings, DenseTraining
@@ -142,7 +142,7 @@ def the_error_line(stderr: str) -> str:
 
 
 def hold_lock_in_another_process(folder: Path) -> subprocess.Popen:
-    code = ("import sys, time; from pathlib import Path; from octrack.lock import writing\n"
+    code = ("import sys, time; from pathlib import Path; from octrack.lock import lock_path, writing\n"
             "with writing(Path(sys.argv[1]), 'train-detect', 'model_detect'):\n"
             "    print('held', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True,
@@ -164,9 +164,11 @@ def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(tmp_path):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+    assert lock_path(tmp_path, "train-detect").exists()  # left by the killed holder, locked by no one
     with writing(tmp_path, "train-detect", "model_detect"):
         with writing(tmp_path, "train-detect", "model_detect"):  # the same process may take it again
             pass
+    assert not lock_path(tmp_path, "train-detect").exists()  # a run that ends removes its lock file
 
 
 def test_two_trainings_of_one_model_are_refused(tmp_path, capsys, movie_3d):
