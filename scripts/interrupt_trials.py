@@ -1,7 +1,7 @@
 """Interruption trials: `kill -9` of octrack commands at random moments, then the re-run must give the result of
 an uninterrupted run, and no file may look complete while it is not (docs/reliability.md, "Interruption").
 
-On a tiny synthetic 2D time lapse (`octrack synth`), with tiny networks:
+On a tiny synthetic 2D time lapse with divisions (`octrack synth`'s generator), with tiny networks:
 1. the reference: `prepare`, `train-detect`, `train-divide`, `train-link`, `predict` uninterrupted, each in the
    same folder, which is saved before each command (so that every trial starts a command from the same state, at
    the same absolute path, as the files' fingerprints hold their paths);
@@ -64,13 +64,20 @@ def octrack(folder: Path, *arguments: str) -> list[str]:
 
 
 def make_movie(folder: Path) -> None:
-    """A tiny 2D movie; dataset 1 of [predict] is detected, dataset 2 takes the true positions (so that the
-    division and link steps have positions to score even where the tiny detector finds few)."""
-    subprocess.run([sys.executable, "-m", "octrack", "synth", str(folder), "--2d", "--seed", "4", "--time-points",
-                    "6", "--size", "1", "96", "96", "--nuclei", "8"], check=True, capture_output=True)
+    """A tiny 2D movie with divisions (`octrack synth`'s generator): time points 0-3 train, 4-5 validate; dataset 1
+    of [predict] is detected, dataset 2 takes the true positions (so that the division and link steps have
+    positions to score even where the tiny detector finds few)."""
+    from octrack.synth import generate
+
+    generate(folder, two_d=True, seed=4, time_points=6, size_xyz=(96, 96, 1), nuclei=8, division_rate=0.3)
     ini = folder / "organoid_tracker.ini"
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
     parser.read(ini)
+    prepare = parser["prepare"]
+    for key, value in list(prepare.items()):
+        if key.endswith("_1"):
+            prepare[key[:-1] + "2"] = value
+    prepare.update(max_time_point_1="3", use_for_1="train", min_time_point_2="4", use_for_2="validation")
     parser["train_detect"] = {key: str(value) for key, value in TINY_DETECT.items()}
     for section in ("train_divide", "train_link"):
         parser[section] = {key: str(value) for key, value in TINY_CLASSIFIER.items()}
