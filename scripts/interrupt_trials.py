@@ -7,7 +7,8 @@ On a tiny synthetic 2D time lapse with divisions (`octrack synth`'s generator), 
    the same absolute path, as the files' fingerprints hold their paths);
 2. per command, `--trials` trials: the folder as it was before the command, the command started and killed with
    SIGKILL `--kills` times (at a random moment between 15 % and 100 % of its reference duration; for training,
-   every other trial (the first, third, ...) as soon as a checkpoint, best model or model folder is being written), after each kill every
+   every other trial (the first, third, ...) while its n-th checkpoint, best model or model folder is being written,
+   n at random from 1 to 7), after each kill every
    .h5, .keras, .aut, .csv and .json file under a final name must open; then the command run to its end (the
    resume), and its result compared with the reference: the caches' datasets and attributes, the trained
    weights, the predicted positions, links and tracks.
@@ -44,6 +45,7 @@ TINY_CLASSIFIER = {"patch_shape": "24, 24, 1", "epochs": 3, "steps_per_epoch": 2
                    "encoder_levels": 2, "encoder_filters": 4, "patience": 0}
 BEING_WRITTEN = re.compile(r"^\.(checkpoint_epoch\d+\.keras|best\.keras|model_\w+)\..*\.partial")
 CHECKED_SUFFIXES = (".h5", ".keras", ".aut", ".csv", ".json")
+WRITES = 7  # of a tiny training: a checkpoint and a best model per epoch (3), the model folder
 
 
 @dataclass
@@ -98,27 +100,26 @@ def run_to_end(folder: Path, command: str) -> tuple[float, str]:
     return time.monotonic() - started, done.stdout
 
 
-def run_and_kill(folder: Path, command: str, kill_after: float | None) -> str:
-    """Starts the command and kills it (SIGKILL) after `kill_after` seconds, or, without one, as soon as a
-    checkpoint, best model or model folder is being written. Returns "killed", "killed at a write" or "ended"."""
+def run_and_kill(folder: Path, command: str, kill_after: float | None, at_write: int) -> str:
+    """Starts the command and kills it (SIGKILL) after `kill_after` seconds, or, without one, as soon as the
+    `at_write`-th checkpoint, best model or model folder is being written. Returns "killed", "killed at write N"
+    or "ended"."""
     process = subprocess.Popen(octrack(folder, command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = time.monotonic()
+    started, seen = time.monotonic(), set()
     while process.poll() is None:
-        if kill_after is not None and time.monotonic() - started >= kill_after:
+        if kill_after is None:
+            seen |= _being_written(folder / "training_output")
+        if (time.monotonic() - started >= kill_after) if kill_after is not None else len(seen) >= at_write:
             process.send_signal(signal.SIGKILL)
             process.wait()
-            return "killed"
-        if kill_after is None and _being_written(folder / "training_output"):
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            return "killed at a write"
+            return "killed" if kill_after is not None else f"killed at write {at_write}"
         time.sleep(0.002)
     return "ended"
 
 
-def _being_written(output: Path) -> bool:
+def _being_written(output: Path) -> set[str]:
     folders = [output, *(path for path in output.glob("training_*") if path.is_dir())] if output.is_dir() else []
-    return any(BEING_WRITTEN.match(entry) for folder in folders for entry in os.listdir(folder))
+    return {entry for folder in folders for entry in os.listdir(folder) if BEING_WRITTEN.match(entry)}
 
 
 def files_to_check(folder: Path) -> list[Path]:
@@ -187,18 +188,18 @@ def _plain(value: Any) -> Any:
 
 
 def trial(snapshot: Path, folder: Path, command: str, kill_after: float | None, kills: int, reference: Any,
-          counts: Counts) -> str:
+          counts: Counts, random: np.random.Generator) -> str:
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(snapshot, folder)
     outcomes = []
     for _ in range(kills):
-        outcome = run_and_kill(folder, command, kill_after)
+        outcome = run_and_kill(folder, command, kill_after, int(random.integers(1, WRITES + 1)))
         outcomes.append(outcome)
         if outcome == "ended":
             counts.ended_before_the_kill += 1
             break
         counts.kills += 1
-        counts.at_a_write += outcome == "killed at a write"
+        counts.at_a_write += outcome.startswith("killed at write")
         _check_files(folder, counts)
     _, said = run_to_end(folder, command)
     if outcomes[-1] != "ended":
@@ -239,7 +240,8 @@ def run_trials(work: Path, commands: tuple[str, ...], trials: int, kills: int, s
         for number in range(trials):
             at_a_write = command.startswith("train-") and number % 2 == 0
             kill_after = None if at_a_write else float(random.uniform(0.15, 1.0) * durations[command])
-            said = trial(snapshots / command, folder, command, kill_after, kills, references[command], counts)
+            said = trial(snapshots / command, folder, command, kill_after, kills, references[command], counts,
+                          random)
             when = "at a checkpoint write" if at_a_write else f"after {kill_after:.1f} s"
             report(f"{command} trial {number + 1} (kill {when}): {said}")
     return counts
