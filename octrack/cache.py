@@ -4,7 +4,9 @@ A cache file holds one group per entry (e.g. `dataset_1/t0003`). Each group carr
 everything it was made from (source files, annotations, the config values that shaped it). Updating a
 cache writes a new file next to the old one, copies over every group whose fingerprint is unchanged,
 builds the rest, and renames the new file onto the old: an interrupted prepare leaves the old cache
-untouched, never a half-written one that looks complete.
+untouched, never a half-written one that looks complete. Where nothing changed (the fingerprint of all entries
+and attributes, stored in the file, is the same) the file is not touched at all. One process at a time updates
+a cache file (octrack/lock.py).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import h5py
 from tqdm import tqdm
 
 from octrack import __version__
-from octrack.files import atomic_path
+from octrack.files import atomic_path, remove_leftovers
+from octrack.lock import writing
 
 CACHE_FORMAT = 1
 FINGERPRINT = "fingerprint"
+CONTENTS = "contents_fingerprint"  # of the whole file: every entry's name, fingerprint and attributes
 
 
 @dataclass
@@ -65,24 +69,35 @@ def file_fingerprint(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
 def update_cache(path: Path, entries: list[CacheEntry], attributes: dict[str, Any], *,
                  rebuild: bool = False, description: str = "prepare") -> CacheReport:
     """Brings the cache file at `path` up to date with `entries` (and drops groups no longer listed)."""
-    old = _open_existing(path)
+    with writing(path.parent, f"cache-{path.stem}", f"the cache {path.name}"):
+        remove_leftovers(path.parent, f".{path.name}.")
+        contents = fingerprint(__version__, attributes,
+                               [(entry.name, entry.fingerprint, entry.attributes) for entry in entries])
+        old = _open_existing(path)
+        try:
+            if not rebuild and old is not None and old.attrs.get(CONTENTS) == contents:
+                return CacheReport(path, 0, len(entries))
+            return _rewrite(path, old, entries, {**attributes, CONTENTS: contents}, rebuild, description)
+        finally:
+            if old is not None:
+                old.close()
+
+
+def _rewrite(path: Path, old: h5py.File | None, entries: list[CacheEntry], attributes: dict[str, Any],
+             rebuild: bool, description: str) -> CacheReport:
     built = reused = 0
-    try:
-        with atomic_path(path) as temporary, h5py.File(temporary, "w") as new:
-            new.attrs.update({"format": CACHE_FORMAT, "octrack_version": __version__, **attributes})
-            for entry in tqdm(entries, desc=description, unit="entry", leave=False):
-                if not rebuild and _is_current(old, entry):
-                    old.copy(old[entry.name], new, name=entry.name)
-                    reused += 1
-                else:
-                    group = new.create_group(entry.name)
-                    entry.build(group)
-                    group.attrs[FINGERPRINT] = entry.fingerprint
-                    built += 1
-                new[entry.name].attrs.update(entry.attributes)
-    finally:
-        if old is not None:
-            old.close()
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as new:
+        new.attrs.update({"format": CACHE_FORMAT, "octrack_version": __version__, **attributes})
+        for entry in tqdm(entries, desc=description, unit="entry", leave=False):
+            if not rebuild and _is_current(old, entry):
+                old.copy(old[entry.name], new, name=entry.name)
+                reused += 1
+            else:
+                group = new.create_group(entry.name)
+                entry.build(group)
+                group.attrs[FINGERPRINT] = entry.fingerprint
+                built += 1
+            new[entry.name].attrs.update(entry.attributes)
     return CacheReport(path, built, reused)
 
 

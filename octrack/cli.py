@@ -15,7 +15,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
 
-from octrack.errors import UserError  # noqa: E402
+from octrack import __version__  # noqa: E402
+from octrack.errors import UserError, is_disk_full  # noqa: E402
 from octrack.stages.doctor import choose_backend, report  # noqa: E402
 
 choose_backend()  # before anything imports Keras
@@ -41,8 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except OSError as error:
-        if error.filename is None:
+    except Exception as error:
+        if is_disk_full(error):  # where no atomic write named the file (e.g. a progress file, a log)
+            print(f"octrack: error: {getattr(error, 'filename', None) or 'the output folder'}: the disk is full "
+                  f"(or over quota); free some space and run again (finished outputs are intact)", file=sys.stderr)
+            return EXIT_USER
+        if not isinstance(error, OSError) or error.filename is None:
             raise
         print(f"octrack: error: {error.filename}: {error.strerror or error}; check the path and its permissions",
               file=sys.stderr)

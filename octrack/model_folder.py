@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 from octrack import __version__
 from octrack.errors import UserError
-from octrack.files import atomic_path, write_text_atomic
+from octrack.files import atomic_path
 from octrack.time_window import TimeWindow
 from octrack.tracking.model import VoxelSize
 
@@ -215,12 +216,17 @@ def _described(values: Any) -> str:
 
 
 def save_model_folder(folder: Path, model: Any, settings: ModelSettings) -> None:
-    """Writes the model, then its settings (each atomically); settings name the octrack version."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / MODEL_FILE) as temporary:
-        model.save(temporary)
-    write_text_atomic(folder / SETTINGS_FILE,
-                      json.dumps(settings.replace(octrack_version=__version__).to_json(), indent=2))
+    """Writes the model and its settings (which name the octrack version) as one unit: a new folder that
+    replaces the old one in one step, so that no interruption pairs a new model with old settings. Other files
+    a user kept in the old folder are carried over."""
+    with atomic_path(folder) as temporary:
+        temporary.mkdir()
+        model.save(temporary / MODEL_FILE)
+        (temporary / SETTINGS_FILE).write_text(
+            json.dumps(settings.replace(octrack_version=__version__).to_json(), indent=2), encoding="utf-8")
+        for kept in (folder.iterdir() if folder.is_dir() else ()):
+            if kept.name not in (MODEL_FILE, SETTINGS_FILE):
+                (shutil.copytree if kept.is_dir() else shutil.copy2)(kept, temporary / kept.name)
 
 
 def load_settings(folder: Path, kind: type[SettingsT]) -> SettingsT:

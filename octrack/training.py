@@ -31,7 +31,8 @@ import numpy as np
 
 from octrack.distribution import Placement, place
 from octrack.errors import UserError
-from octrack.files import atomic_path, write_text_atomic
+from octrack.files import atomic_path, remove_leftovers, write_text_atomic
+from octrack.lock import writing
 from octrack.model_folder import ModelSettings, TrainingRecord, load_keras_model, save_model_folder
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,21 @@ class TrainingFolders:
 
 def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = False,
           report: Callable[[str], None] = print) -> TrainResult:
+    """Trains `network`, resuming where an earlier run stopped; one process at a time per model (the chief's
+    lock, octrack/lock.py), which first removes what killed runs left half-written."""
+    name = options.model_name or network.name
+    placement = place(options.distribution)
+    if not placement.is_chief:
+        return _train(network, options, placement, restart, report)
+    with writing(options.output_folder, f"train-{name}", f"model_{name} and training_{name}"):
+        folders = TrainingFolders(options.output_folder, name)
+        remove_leftovers(options.output_folder, f".{folders.model.name}.")
+        remove_leftovers(folders.training)
+        return _train(network, options, placement, restart, report)
+
+
+def _train(network: NetworkTraining, options: TrainOptions, placement: Placement, restart: bool,
+           report: Callable[[str], None]) -> TrainResult:
     name = options.model_name or network.name
     folders = TrainingFolders(options.output_folder, name)
     state = TrainState() if restart else _load_state(folders)
@@ -170,7 +186,6 @@ def train(network: NetworkTraining, options: TrainOptions, *, restart: bool = Fa
     if state.checkpoint and state.steps_per_epoch != steps:
         raise UserError(f"{folders.state}: steps_per_epoch changed from {state.steps_per_epoch} to {steps}; "
                         f"run again with --restart, or set steps_per_epoch = {state.steps_per_epoch}")
-    placement = place(options.distribution)
     placement.check_batch_size(options.batch_size)
     state.settings, state.steps_per_epoch, state.seed = settings, steps, options.seed
     with placement.scope(), placement.writable_folder(options.output_folder) as writable:

@@ -28,6 +28,8 @@ from octrack.config import Config, PredictSection
 from octrack.dataset import Dataset, open_datasets
 from octrack.devices import log_device
 from octrack.errors import UserError
+from octrack.files import remove_leftovers
+from octrack.lock import writing
 from octrack.model_folder import MODEL_FILE
 from octrack.networks import NETWORK_OF_STEP, NETWORKS
 from octrack.networks.base import Predictor
@@ -116,16 +118,18 @@ def run_predict(config: Config, steps: list[str] | None = None, report: Callable
                        f"{dataset.time_points[0]}–{dataset.time_points[-1]}); nothing to do")
                 continue
             dataset, folder = shard, shard_folder(folder, shard.time_points)
-        report(dataset.describe())
-        tracking = predict_dataset(dataset, steps, folder, models, report)
-        write_predictions(tracking, folder, with_links=NETWORKS["link"].STEP in steps)
-        for step in NETWORK_OF_STEP:
-            (folder / progress_file(step)).unlink(missing_ok=True)
-        report(_summary(tracking, steps, folder))
-        if TRACKS in steps:
-            _track(predict, dataset, tracking, folder, report, with_ctc=time_range is None,
-                   calibration_folder=tracker_calibration_folder(predict, steps))
-        write_open_list(folder, dataset, "tracks.aut" if TRACKS in steps else "positions.aut")
+        with writing(folder, "predict", "predictions"):
+            remove_leftovers(folder)
+            report(dataset.describe())
+            tracking = predict_dataset(dataset, steps, folder, models, report)
+            write_predictions(tracking, folder, with_links=NETWORKS["link"].STEP in steps)
+            for step in NETWORK_OF_STEP:
+                (folder / progress_file(step)).unlink(missing_ok=True)
+            report(_summary(tracking, steps, folder))
+            if TRACKS in steps:
+                _track(predict, dataset, tracking, folder, report, with_ctc=time_range is None,
+                       calibration_folder=tracker_calibration_folder(predict, steps))
+            write_open_list(folder, dataset, "tracks.aut" if TRACKS in steps else "positions.aut")
         written.append(folder)
     return written
 
