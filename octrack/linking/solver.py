@@ -10,8 +10,10 @@ The ways out and in are tied to each other only by the candidates (links, divisi
 problem splits exactly into connected groups of ways. First, what can never be cheapest goes: a link dearer
 than its ends disappearing and appearing, a division dearer than one of its links with the other daughter
 appearing. Small groups without a division are assignment problems (`scipy.optimize.linear_sum_assignment`);
-the others are solved together as one integer linear program by HiGHS (`scipy.optimize.milp`: its linear
-relaxation first, which is nearly always whole already). So hundreds of thousands of candidate links take
+the others as integer linear programs by HiGHS (`scipy.optimize.milp`: its linear relaxation first, which is
+nearly always whole already), whole groups together in chunks of about `_LARGEST_PROGRAM` variables (HiGHS takes
+more than linear time in the size of a program; leaving out ties every position's ways in and out, so with it a
+whole embryo is one group). So hundreds of thousands of candidate links take
 seconds, and no split into time windows is needed: the groups are exact parts of the whole.
 """
 
