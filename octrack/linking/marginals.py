@@ -154,7 +154,9 @@ def _exact(options: _Options, members: np.ndarray) -> np.ndarray:
     order = _source_order(source_index, targets, len(sources))
     rank = np.empty(len(sources), dtype=np.int64)
     rank[order] = np.arange(len(sources))
-    steps = [np.flatnonzero(source_index == source) for source in order]  # the options of each step
+    by_source = np.argsort(source_index, kind="stable")
+    starts = np.searchsorted(source_index[by_source], np.arange(len(sources) + 1))
+    steps = [by_source[starts[source]:starts[source + 1]] for source in order]  # the options of each step
     active = _active_masks(steps, masks)
     weights = [np.exp(options.log_weight[members[step]] - options.log_weight[members[step]].max()) for step in steps]
     forward = [{0: 1.0}]
