@@ -7,9 +7,12 @@ probability is the total probability of the solutions that contain it, a divisio
 that division; what octrack writes as `marginal_probability` (and 1 − it as `error_probability`).
 
 Exact, not local. The cost of a solution is a sum over the ways out of the positions ("slots": a link, a
-division, disappearing) and the ways in (a link, being a daughter, appearing), so the distribution factorises
-exactly over the connected parts of the graph that joins out-slots to in-slots by candidate links and
-divisions, as the solver's problem does. Each part is summed exactly, by dynamic programming: its sources
+division, disappearing, being left out) and the ways in (a link, being a daughter, appearing), so the
+distribution factorises exactly over the connected parts of the graph that joins out-slots to in-slots by
+candidate links, divisions and leaving out, as the solver's problem does. Leaving a position out is, as in the
+solver, an option of its way out that fills its own way in (at `Costs.leave_out` instead of appearing plus
+disappearing; both stay possible), so this is the distribution whose most likely solution the solver finds; it
+ties the two ways of every position, so with the default costs a whole embryo is one part. Each part is summed exactly, by dynamic programming: its sources
 (out-slots) are taken one by one in reverse Cuthill–McKee order (neighbours close in the order), the state
 being which of the in-slots that both earlier and later sources can reach are taken already; a forward and a
 backward pass give every option's marginal. That costs time in proportion to the number of such states,
