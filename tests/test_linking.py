@@ -8,6 +8,7 @@ import pytest
 from octrack.linking import MARGINAL_PROBABILITY, link_tracks
 from octrack.linking.costs import CostSettings, MotionModel, compute_costs
 from octrack.linking.graph import build_graph
+from octrack.linking import solver
 from octrack.linking.solver import _integer_program, candidate_pairs, solve
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
 from octrack.tracking.model import from_positions
@@ -93,9 +94,13 @@ def test_ambiguous_links_have_the_lowest_marginal_probability() -> None:
     assert all(0 < value <= 1 for value in confidence.values())
 
 
-def test_splitting_into_groups_gives_the_whole_problem_s_optimum() -> None:
-    """Solving per group (assignment problems plus one program) costs exactly what one program over the
-    whole candidate graph costs: the split is exact."""
+@pytest.mark.parametrize("largest_program", [1, 20_000])
+def test_splitting_into_groups_gives_the_whole_problem_s_optimum(monkeypatch: pytest.MonkeyPatch,
+                                                                 largest_program: int) -> None:
+    """Solving per group (assignment problems plus programs over chunks of groups, one group each at the
+    smallest chunk size) costs exactly what one program over the whole candidate graph costs: the split is
+    exact."""
+    monkeypatch.setattr(solver, "_LARGEST_PROGRAM", largest_program)
     random = np.random.default_rng(3)
     positions = [Position(random.uniform(0, 30) + 200 * side, random.uniform(0, 30), float(random.integers(0, 3)), t)
                  for t in range(6) for side in range(2) for _ in range(6)]

@@ -25,12 +25,15 @@ def _tiny_graph(seed: int, per_time_point: int = 3, time_points: int = 2, gap_li
                        gap_links=gap_links)
 
 
-def _random_costs(graph: CandidateGraph, seed: int) -> Costs:
+def _random_costs(graph: CandidateGraph, seed: int, leave_out: bool = False) -> Costs:
+    """Random costs; with `leave_out`, leaving a position out costs from much less to more than its appearing
+    and disappearing."""
     random = np.random.default_rng(seed)
     link = random.uniform(-1, 4, graph.link_count)
     division = link[graph.division_links].sum(axis=1) + random.uniform(0, 4, len(graph.division_links))
     n = len(graph.positions)
-    return Costs(link, division, random.uniform(0, 4, n), random.uniform(0, 4, n))
+    return Costs(link, division, random.uniform(0, 4, n), random.uniform(0, 4, n),
+                 random.uniform(0, 8, n) if leave_out else None)
 
 
 def _brute_force(graph: CandidateGraph, costs: Costs, temperature: float) -> tuple[np.ndarray, np.ndarray]:
@@ -46,11 +49,13 @@ def _brute_force(graph: CandidateGraph, costs: Costs, temperature: float) -> tup
 
 
 def _solutions(graph: CandidateGraph, costs: Costs) -> list[tuple[list[int], list[int], float]]:
-    """Every valid solution: its links (those of divisions included), divisions and cost."""
+    """Every valid solution: its links (those of divisions included), divisions and cost. A position left out
+    (where `costs.leave_out` is given) fills its own way in and costs `leave_out` instead of its appearing and
+    disappearing."""
     n = len(graph.positions)
     ways_out = []
     for source in range(n):
-        options = [("disappear", source)]
+        options = [("disappear", source)] + ([("leave out", source)] if costs.leave_out is not None else [])
         options += [("link", link) for link in np.flatnonzero(graph.link_source == source)]
         options += [("division", d) for d in np.flatnonzero(graph.division_mother == source)]
         ways_out.append(options)
@@ -60,6 +65,9 @@ def _solutions(graph: CandidateGraph, costs: Costs) -> list[tuple[list[int], lis
         for kind, index in choice:
             if kind == "disappear":
                 cost += costs.disappear[index]
+            elif kind == "leave out":
+                filled.append(index)
+                cost += costs.leave_out[index]  # its way in is filled: no appearance
             elif kind == "link":
                 filled.append(graph.link_target[index])
                 cost += costs.link[index]
@@ -88,21 +96,38 @@ def test_marginals_equal_brute_force_enumeration(seed: int, temperature: float) 
     assert len(graph.division_links) > 0
 
 
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("temperature", [0.7, 1.5, 4.0])
+def test_marginals_with_leaving_out_equal_brute_force_enumeration(seed: int, temperature: float) -> None:
+    graph = _tiny_graph(seed)
+    costs = _random_costs(graph, seed, leave_out=True)
+    solution = solve(graph, costs)
+    result = marginals(graph, costs, solution, temperature)
+    links, divisions = _brute_force(graph, costs, temperature)
+    assert result.link == pytest.approx(links, abs=1e-6)
+    assert result.division == pytest.approx(divisions, abs=1e-6)
+    linked = np.zeros(len(graph.positions), dtype=bool)
+    linked[graph.link_source[solution.links]] = linked[graph.link_target[solution.links]] = True
+    assert np.all(result.left_out[linked] < 1) and np.all(result.left_out <= result.appear + 1e-12)
+
+
 @pytest.mark.parametrize("gap_links", [False, True])
-def test_three_time_points_factorise_exactly(gap_links: bool) -> None:
+@pytest.mark.parametrize("leave_out", [False, True])
+def test_three_time_points_factorise_exactly(gap_links: bool, leave_out: bool) -> None:
     graph = _tiny_graph(11, per_time_point=2, time_points=3, gap_links=gap_links)
     assert np.any(graph.time[graph.link_target] - graph.time[graph.link_source] == 2) == gap_links
-    costs = _random_costs(graph, 11)
+    costs = _random_costs(graph, 11, leave_out)
     result = marginals(graph, costs, solve(graph, costs), 1.5)
     links, divisions = _brute_force(graph, costs, 1.5)
     assert result.link == pytest.approx(links, abs=1e-6) and result.division == pytest.approx(divisions, abs=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("leave_out", [False, True])
 def test_crowded_parts_fall_back_to_belief_propagation_close_to_exact(monkeypatch: pytest.MonkeyPatch,
-                                                                      seed: int) -> None:
+                                                                      seed: int, leave_out: bool) -> None:
     graph = _tiny_graph(seed, per_time_point=4)
-    costs = _random_costs(graph, seed)
+    costs = _random_costs(graph, seed, leave_out)
     solution = solve(graph, costs)
     exact = marginals(graph, costs, solution, 1.5)
     monkeypatch.setattr(importlib.import_module("octrack.linking.marginals"), "MAX_STATES", 1)

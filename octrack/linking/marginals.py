@@ -7,9 +7,12 @@ probability is the total probability of the solutions that contain it, a divisio
 that division; what octrack writes as `marginal_probability` (and 1 − it as `error_probability`).
 
 Exact, not local. The cost of a solution is a sum over the ways out of the positions ("slots": a link, a
-division, disappearing) and the ways in (a link, being a daughter, appearing), so the distribution factorises
-exactly over the connected parts of the graph that joins out-slots to in-slots by candidate links and
-divisions, as the solver's problem does. Each part is summed exactly, by dynamic programming: its sources
+division, disappearing, being left out) and the ways in (a link, being a daughter, appearing), so the
+distribution factorises exactly over the connected parts of the graph that joins out-slots to in-slots by
+candidate links, divisions and leaving out, as the solver's problem does. Leaving a position out is, as in the
+solver, an option of its way out that fills its own way in (at `Costs.leave_out` instead of appearing plus
+disappearing; both stay possible), so this is the distribution whose most likely solution the solver finds; it
+ties the two ways of every position, so with the default costs a whole embryo is one part. Each part is summed exactly, by dynamic programming: its sources
 (out-slots) are taken one by one in reverse Cuthill–McKee order (neighbours close in the order), the state
 being which of the in-slots that both earlier and later sources can reach are taken already; a forward and a
 backward pass give every option's marginal. That costs time in proportion to the number of such states,
@@ -56,6 +59,7 @@ class Marginals:
     division: np.ndarray  # (k,) that the candidate division is
     disappear: np.ndarray  # (n,) that the position's track ends there (or it is left out)
     appear: np.ndarray  # (n,) that the position's track starts there (or it is left out)
+    left_out: np.ndarray  # (n,) that the position is in no track (at the cost `Costs.leave_out`)
     temperature: float
 
 
@@ -84,22 +88,35 @@ def marginals(graph: CandidateGraph, costs: Costs, solution: Solution,
     divisions = np.flatnonzero(solution.divisions | (costs.division - _cheapest_alternative(graph, costs)
                                                      < _NEGLIGIBLE * temperature))
     daughters = graph.link_target[graph.division_links[divisions]]
+    left_out = _left_out_options(costs, temperature)
     options = _Options(
-        source=np.r_[graph.link_source[links], graph.division_mother[divisions], np.arange(n)],
+        source=np.r_[graph.link_source[links], graph.division_mother[divisions], left_out, np.arange(n)],
         targets=np.r_[np.c_[graph.link_target[links], np.full(len(links), -1)], daughters.reshape(-1, 2),
-                      np.full((n, 2), -1)].astype(np.int64),
+                      np.c_[left_out, np.full(len(left_out), -1)], np.full((n, 2), -1)].astype(np.int64),
         log_weight=-np.r_[costs.link[links] - costs.appear[graph.link_target[links]],
                           costs.division[divisions] - costs.appear[daughters].sum(axis=1),
+                          costs.leave_out[left_out] - costs.appear[left_out] if len(left_out) else [],
                           costs.disappear] / temperature)
     probability = _option_marginals(options, n)
-    link, division = np.zeros(m), np.zeros(k)
-    link[links] = probability[:len(links)]
-    division[divisions] = probability[len(links):len(links) + len(divisions)]
+    ends = len(links), len(links) + len(divisions), len(links) + len(divisions) + len(left_out)
+    link, division, left = np.zeros(m), np.zeros(k), np.zeros(n)
+    link[links] = probability[:ends[0]]
+    division[divisions] = probability[ends[0]:ends[1]]
+    left[left_out] = probability[ends[1]:ends[2]]
     np.add.at(link, graph.division_links[divisions].ravel(), np.repeat(division[divisions], 2))
     filled = np.zeros(n)
     np.add.at(filled, graph.link_target, link)
-    return Marginals(np.clip(link, 0, 1), division, probability[len(links) + len(divisions):],
-                     np.clip(1 - filled, 0, 1), temperature)
+    return Marginals(np.clip(link, 0, 1), division, np.clip(probability[ends[2]:] + left, 0, 1),
+                     np.clip(1 - filled, 0, 1), np.clip(left, 0, 1), temperature)
+
+
+def _left_out_options(costs: Costs, temperature: float) -> np.ndarray:
+    """The positions that may be left out of every track: the option fills the position's own way out and way in
+    (as the solver's pairs do), so it ties the two; left out where dearer than appearing and disappearing by
+    more than ln(1e6)·T, as links are."""
+    if costs.leave_out is None:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(costs.leave_out - costs.appear - costs.disappear < _NEGLIGIBLE * temperature)
 
 
 def _option_marginals(options: _Options, n: int) -> np.ndarray:
@@ -140,7 +157,9 @@ def _exact(options: _Options, members: np.ndarray) -> np.ndarray:
     order = _source_order(source_index, targets, len(sources))
     rank = np.empty(len(sources), dtype=np.int64)
     rank[order] = np.arange(len(sources))
-    steps = [np.flatnonzero(source_index == source) for source in order]  # the options of each step
+    by_source = np.argsort(source_index, kind="stable")
+    starts = np.searchsorted(source_index[by_source], np.arange(len(sources) + 1))
+    steps = [by_source[starts[source]:starts[source + 1]] for source in order]  # the options of each step
     active = _active_masks(steps, masks)
     weights = [np.exp(options.log_weight[members[step]] - options.log_weight[members[step]].max()) for step in steps]
     forward = [{0: 1.0}]

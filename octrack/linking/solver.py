@@ -10,8 +10,10 @@ The ways out and in are tied to each other only by the candidates (links, divisi
 problem splits exactly into connected groups of ways. First, what can never be cheapest goes: a link dearer
 than its ends disappearing and appearing, a division dearer than one of its links with the other daughter
 appearing. Small groups without a division are assignment problems (`scipy.optimize.linear_sum_assignment`);
-the others are solved together as one integer linear program by HiGHS (`scipy.optimize.milp`: its linear
-relaxation first, which is nearly always whole already). So hundreds of thousands of candidate links take
+the others as integer linear programs by HiGHS (`scipy.optimize.milp`: its linear relaxation first, which is
+nearly always whole already), whole groups together in chunks of about `_LARGEST_PROGRAM` variables (HiGHS takes
+more than linear time in the size of a program; leaving out ties every position's ways in and out, so with it a
+whole embryo is one group). So hundreds of thousands of candidate links take
 seconds, and no split into time windows is needed: the groups are exact parts of the whole.
 """
 
@@ -29,6 +31,7 @@ from octrack.linking.graph import CandidateGraph
 
 _WHOLE = 1e-6  # how far from 0 or 1 a relaxed solution may be and still count as whole
 _LARGEST_ASSIGNMENT = 2000  # ways per group solved as a dense assignment problem; larger ones by the program
+_LARGEST_PROGRAM = 20_000  # variables per linear program, where the groups allow (see `_program_chunks`)
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,15 @@ def solve(graph: CandidateGraph, costs: Costs) -> Solution:
     by_program[np.bincount(pair_group, minlength=group_count) > _LARGEST_ASSIGNMENT] = True
     assigned = pairs[~by_program[pair_group]]
     chosen = [assigned[_assign(assigned, pair_group[~by_program[pair_group]], costs)]]
-    programmed, chosen_divisions = _integer_program(graph, costs, pairs[by_program[pair_group]], divisions,
-                                                    group)
-    chosen.append(programmed)
+    chosen_divisions = []
+    programmed_pairs = by_program[pair_group]
+    for chunk_pairs, chunk_divisions in _program_chunks(pairs[programmed_pairs], pair_group[programmed_pairs],
+                                                        divisions, group[mothers]):
+        programmed, programmed_divisions = _integer_program(graph, costs, chunk_pairs, chunk_divisions, group)
+        chosen.append(programmed)
+        chosen_divisions.append(programmed_divisions)
+    chosen_divisions = np.concatenate(chosen_divisions).astype(np.int64) if chosen_divisions else \
+        np.zeros(0, dtype=np.int64)
     chosen_links = np.zeros(graph.link_count, dtype=bool)
     for part in chosen:
         chosen_links[part.link[part.link >= 0]] = True
@@ -96,6 +105,25 @@ def solve(graph: CandidateGraph, costs: Costs) -> Solution:
     division_mask = np.zeros(len(graph.division_links), dtype=bool)
     division_mask[chosen_divisions] = True
     return Solution(chosen_links, division_mask, int(np.unique(pair_group).size))
+
+
+def _program_chunks(pairs: Pairs, pair_group: np.ndarray, divisions: np.ndarray, division_group: np.ndarray
+                    ) -> list[tuple[Pairs, np.ndarray]]:
+    """The pairs and divisions of the groups left to the program, in chunks of whole groups of about
+    `_LARGEST_PROGRAM` variables (a larger group alone): HiGHS takes more than linear time in the size of a
+    program, and the groups are independent."""
+    groups, sizes = np.unique(np.r_[pair_group, division_group], return_counts=True)
+    chunk = np.zeros(len(groups), dtype=np.int64)
+    count, filled = 0, 0
+    for index, size in enumerate(sizes):
+        if filled and filled + size > _LARGEST_PROGRAM:
+            count, filled = count + 1, 0
+        chunk[index] = count
+        filled += size
+    pair_chunk = chunk[np.searchsorted(groups, pair_group)]
+    division_chunk = chunk[np.searchsorted(groups, division_group)]
+    return [(pairs[pair_chunk == number], divisions[division_chunk == number]) for number in range(count + 1)
+            if len(groups)]
 
 
 def _cheapest_alternative(graph: CandidateGraph, costs: Costs) -> np.ndarray:
