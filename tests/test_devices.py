@@ -35,7 +35,8 @@ def test_auto_precision_is_float16_on_a_gpu_and_float32_on_the_cpu(monkeypatch):
 def test_the_torch_backend_is_chosen_where_cuda_torch_is_installed_and_none_is_set(monkeypatch):
     installed = {"torch", "nvidia-cuda-runtime-cu12"}
     monkeypatch.setattr(devices, "_installed", lambda package: package in installed)
-    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_BACKEND", "")  # recorded, so that what choose_backend sets is undone after the test
+    monkeypatch.delenv("KERAS_BACKEND")
     devices.choose_backend()
     assert devices.os.environ["KERAS_BACKEND"] == "torch"
     monkeypatch.setenv("KERAS_BACKEND", "jax")  # the user's choice wins

@@ -20,7 +20,7 @@ from octrack.calibration import TrackerCalibration, fit_temperature, save_tracke
 from octrack.errors import UserError
 from octrack.linking import LinkingResult, has_link_probabilities, link_tracks
 from octrack.scoring import score_detections, tracking_errors
-from octrack.stages.common import ImageGeometry, parse_time_range
+from octrack.stages.common import ImageGeometry, ground_truth_time_points
 from octrack.tracking import Tracking, VoxelSize, load_tracking
 
 
@@ -66,7 +66,7 @@ def calibrate(ground_truth_path: Path, positions_path: Path, output_folder: Path
     `output_folder`; returns a summary."""
     ground_truth = load_tracking(ground_truth_path, voxel_size)
     positions = load_tracking(positions_path, voxel_size or ground_truth.voxel_size)
-    time_points = _time_points(ground_truth, ground_truth_path, time_range)
+    time_points = ground_truth_time_points(ground_truth, ground_truth_path, time_range, "calibrate on")
     result = link_tracks(positions, image_shape_zyx=geometry.shape_zyx if geometry else None)
     links = labelled_links(result, ground_truth, time_points, max_distance_um=max_distance_um,
                            max_distance_px=max_distance_px)
@@ -94,17 +94,3 @@ def calibration_folder_of_ini(config_path: Path, positions_path: Path) -> Path:
     with_links = has_link_probabilities(load_tracking(positions_path))
     steps = [POSITIONS, *([NETWORKS["link"].STEP] if with_links else []), TRACKS]
     return tracker_calibration_folder(read_section(Config(config_path)), steps)
-
-
-def _time_points(ground_truth: Tracking, path: Path, time_range: str | None) -> list[int]:
-    available = ground_truth.time_points()
-    if not available:
-        raise UserError(f"{path}: holds no positions; give ground truth to calibrate on")
-    if time_range is None:
-        return available
-    first, last = parse_time_range(time_range)
-    selected = [t for t in available if (first is None or t >= first) and (last is None or t <= last)]
-    if not selected:
-        raise UserError(f"--time-points {time_range}: {path} has no positions there; it has time points "
-                        f"{available[0]}-{available[-1]}")
-    return selected

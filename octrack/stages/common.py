@@ -10,7 +10,7 @@ from octrack.errors import UserError
 from octrack.images import ImageSource, is_container, open_images
 from octrack.patterns import guess_pattern
 from octrack.tracking.ctc import ctc_geometry, is_ctc_folder
-from octrack.tracking.model import VoxelSize
+from octrack.tracking.model import Tracking, VoxelSize
 
 TimeRange = tuple[int | None, int | None]  # first and last time point, both included; None leaves an end open
 
@@ -27,6 +27,22 @@ def parse_time_range(text: str) -> TimeRange:
         raise UserError(f"--time-points {text!r}: expected A:B (A <= B, both included), A:, :B or one time "
                         f"point T")
     return bounds
+
+
+def ground_truth_time_points(ground_truth: Tracking, path: Path, time_range: str | None, purpose: str) -> list[int]:
+    """The time points of the ground truth with positions, within `--time-points` where given (`purpose`: what
+    the command needs them for, for the message when there are none)."""
+    available = ground_truth.time_points()
+    if not available:
+        raise UserError(f"ground truth {path} has no positions; there is nothing to {purpose}")
+    if time_range is None:
+        return available
+    first, last = parse_time_range(time_range)
+    selected = [t for t in available if (first is None or t >= first) and (last is None or t <= last)]
+    if not selected:
+        raise UserError(f"--time-points {time_range}: the ground truth {path} has no positions there; it has "
+                        f"time points {available[0]}-{available[-1]}")
+    return selected
 
 
 def format_time_range(time_range: TimeRange) -> str:

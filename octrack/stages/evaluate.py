@@ -12,7 +12,7 @@ from typing import Any
 from octrack.errors import UserError
 from octrack.scoring import (DIVISION_TOLERANCE, Counts, TrackingScores, format_error_calibration,
                              score_detections, score_tracking, tracking_errors)
-from octrack.stages.common import parse_time_range
+from octrack.stages.common import ground_truth_time_points
 from octrack.tracking import VoxelSize, load_tracking
 from octrack.tracking.checks import check_lineage
 from octrack.tracking.model import Tracking
@@ -57,7 +57,7 @@ def _evaluate(ground_truth_path: Path, predicted_path: Path, *, max_distance_um:
     ground_truth = _load(ground_truth_path, voxel_size, "ground truth")
     predicted = _in_pixels_of(_load(predicted_path, voxel_size, "predicted tracking"), ground_truth.voxel_size,
                               predicted_path)
-    time_points = _selected_time_points(ground_truth, ground_truth_path, time_range)
+    time_points = ground_truth_time_points(ground_truth, ground_truth_path, time_range, "score against")
     detection = score_detections(ground_truth, predicted, max_distance_um=max_distance_um,
                                  max_distance_px=max_distance_px, voxel_size=voxel_size, time_points=time_points,
                                  restrict_to_annotated_box=restrict_to_annotated_box)
@@ -104,20 +104,6 @@ def _in_pixels_of(predicted: Tracking, voxel_size: VoxelSize | None, path: Path)
 def _ratio(size: float, target: float) -> float:
     """Pixels of `target` per pixel of `size`; 1 where either is 0 (a 2D file's z)."""
     return size / target if size and target else 1.0
-
-
-def _selected_time_points(ground_truth: Tracking, path: Path, time_range: str | None) -> list[int]:
-    available = ground_truth.time_points()
-    if not available:
-        raise UserError(f"ground truth {path} has no positions; there is nothing to score against")
-    if time_range is None:
-        return available
-    first, last = parse_time_range(time_range)
-    selected = [t for t in available if (first is None or t >= first) and (last is None or t <= last)]
-    if not selected:
-        raise UserError(f"--time-points {time_range}: the ground truth {path} has no positions there; it has "
-                        f"time points {available[0]}-{available[-1]}")
-    return selected
 
 
 def format_report(scores: TrackingScores) -> str:
