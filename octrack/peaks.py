@@ -53,11 +53,11 @@ def candidate_cap(shape_zyx: tuple[int, ...]) -> int:
 def _candidates(centres: np.ndarray, threshold: float) -> np.ndarray:
     """(n, 4) refined candidates (z, y, x, value), strongest first (ties in the raster order of each plateau's
     first voxel), at most `candidate_cap` of them."""
-    maxima = _local_maxima(centres, threshold)
+    cap = candidate_cap(centres.shape)
+    maxima = _local_maxima(centres, threshold, PLATEAU_VOXELS_PER_CANDIDATE * cap)
     plateaus, first_voxels = _plateau_centres(maxima)
     levels = centres[tuple(maxima[first_voxels].T)]
     order = np.argsort(-levels, kind="stable")
-    cap = candidate_cap(centres.shape)
     if len(order) > cap:
         log.warning(f"{len(order)} local maxima above the peak threshold {threshold:g} in a frame of z, y, x = "
                     f"{', '.join(map(str, centres.shape))}: far more than nuclei can be (a sign of an untrained "
@@ -67,17 +67,21 @@ def _candidates(centres: np.ndarray, threshold: float) -> np.ndarray:
 
 
 MAXIMA_SLAB_VOXELS = 1 << 24  # the maximum filter runs on slabs of z planes of about this size (64 MB float32)
+# maxima voxels kept per candidate of the cap: plateaus of a few voxels are common, a frame-wide plateau (a model
+# that outputs a constant) is not, and grouping every voxel of one would cost many frames of memory
+PLATEAU_VOXELS_PER_CANDIDATE = 8
 
 
-def _local_maxima(centres: np.ndarray, threshold: float) -> np.ndarray:
+def _local_maxima(centres: np.ndarray, threshold: float, limit: int) -> np.ndarray:
     """(n, 3) voxels (z, y, x, in raster order) that are the maximum of their 3 × 3 × 3 neighbourhood and above
-    `threshold`, except those on the outermost column or row in x or y.
+    `threshold`, except those on the outermost column or row in x or y; at most `limit` of them, the first in
+    raster order, with a warning where there are more.
 
     Found slab by slab in z, each slab with its neighbouring planes, so that memory holds the neighbourhood
     maxima of a slab rather than of the whole volume."""
     depth, height, width = centres.shape
     slab = max(1, MAXIMA_SLAB_VOXELS // (height * width))
-    found = []
+    found, count = [], 0
     for first in range(0, depth, slab):
         last = min(first + slab, depth)
         low, high = max(first - 1, 0), min(last + 1, depth)
@@ -91,7 +95,16 @@ def _local_maxima(centres: np.ndarray, threshold: float) -> np.ndarray:
                 for edge in (0, -1):
                     edges[axis] = edge
                     maxima[tuple(edges)] = False
-        found.append(np.column_stack(np.unravel_index(np.flatnonzero(maxima), maxima.shape)) + (first, 0, 0))
+        flat = np.flatnonzero(maxima)
+        if count + len(flat) > limit:
+            log.warning(f"over {limit} voxels are local maxima above the peak threshold {threshold:g} in a frame "
+                        f"of z, y, x = {', '.join(map(str, centres.shape))} (a model that outputs a constant?); "
+                        f"only the first {limit} in raster order are decoded")
+            flat = flat[:limit - count]
+        count += len(flat)
+        found.append(np.column_stack(np.unravel_index(flat, maxima.shape)) + (first, 0, 0))
+        if count >= limit:
+            break
     return np.concatenate(found)
 
 

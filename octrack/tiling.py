@@ -38,6 +38,9 @@ def _axis_starts(size: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
+MAX_AXIS_CHOICES = 64  # tile sizes tried per axis (all of them where there are fewer)
+
+
 def plan_tiles(shape_zyx: tuple[int, int, int], multiple_zyx: tuple[int, int, int],
                overlap_zyx: tuple[int, int, int], max_voxels: int = DEFAULT_MAX_TILE_VOXELS) -> TilePlan:
     """The tile shape within the memory budget that makes the network compute the fewest voxels in all (tiles
@@ -67,6 +70,9 @@ def _axis_choices(size: int, multiple: int, overlap: int) -> tuple[np.ndarray, n
     whole = _round_up(size, multiple)
     smallest = min(_round_up(4 * overlap, multiple), whole)
     choices = np.arange(smallest, whole + 1, multiple, dtype=np.int64)
+    if len(choices) > MAX_AXIS_CHOICES:  # a network without pooling (multiple 1): every size would make the
+        # table of all shapes hundreds of MB; evenly spread sizes, the whole axis among them, lose little
+        choices = np.unique(choices[np.linspace(0, len(choices) - 1, MAX_AXIS_CHOICES).round().astype(np.int64)])
     counts = np.array([len(_axis_starts(size, int(tile), _plan_overlap((size,), (int(tile),), (overlap,))[0]))
                        for tile in choices], dtype=np.int64)
     return choices, counts

@@ -89,6 +89,24 @@ def test_decoding_a_frame_of_noise_is_bounded_in_time_and_peaks_with_a_warning(c
     assert "only the strongest" in caplog.text and "untrained model or the wrong voxel size" in caplog.text
 
 
+def test_a_constant_output_is_decoded_in_bounded_memory_with_a_warning(caplog):
+    """A model that outputs one value everywhere makes the whole frame one plateau of maxima: only the first
+    voxels (8 per candidate of the cap) are grouped, not every voxel of the frame."""
+    import tracemalloc
+
+    flat = np.full((16, 256, 256), 0.7, dtype=np.float32)
+    tracemalloc.start()
+    try:
+        with caplog.at_level("WARNING", logger="octrack.peaks"):
+            peaks = find_peaks(flat, 0.5, (1, 3, 3))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * flat.nbytes  # the filter's buffers take about 3; grouping all 1 M voxels about 25
+    assert 0 < len(peaks) <= candidate_cap(flat.shape)
+    assert "a model that outputs a constant?" in caplog.text
+
+
 def test_the_minimum_distance_keeps_what_taking_peaks_one_by_one_keeps():
     """The suppression in rounds keeps exactly the peaks that the plain greedy loop keeps."""
     from octrack.peaks import _kept_apart

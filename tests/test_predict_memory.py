@@ -26,8 +26,8 @@ TIME_POINTS = 5
 
 def test_predicting_positions_holds_a_time_window_not_the_movie(tmp_path: Path, monkeypatch) -> None:
     """The positions step of a 5-time-point movie of 4 M voxels per frame, with a time window of 3: its numpy
-    allocations peak below the window's frames, the network's output and 0.6 frame more (reading a frame), so
-    never near the movie's 5 frames. The fixed-size buffers (tiles, the maximum filter's slabs, the sample
+    allocations peak below the window's frames, the network's output and 0.7 frame more (reading a frame; the
+    decoding's two slab buffers), so never near the movie's 5 frames. The fixed-size buffers (tiles, the maximum filter's slabs, the sample
     for the percentiles) are made small here, so that the frames dominate as they do for large images."""
     monkeypatch.setattr(tiling, "plan_tiles", functools.partial(tiling.plan_tiles, max_voxels=1 << 17))
     monkeypatch.setattr(peaks, "MAXIMA_SLAB_VOXELS", 1 << 16)
@@ -49,7 +49,7 @@ def test_predicting_positions_holds_a_time_window_not_the_movie(tmp_path: Path, 
     finally:
         tracemalloc.stop()
     frame_bytes = 4 * np.prod(SIZE_XYZ)
-    assert peak < (3 + 1 + 0.6) * frame_bytes, f"peak {peak / frame_bytes:.2f} float32 frames"
+    assert peak < (3 + 1 + 0.7) * frame_bytes, f"peak {peak / frame_bytes:.2f} float32 frames"
 
 
 def test_frames_rescaled_to_the_model_voxel_size_as_they_are_read(tmp_path: Path) -> None:
