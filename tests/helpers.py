@@ -96,3 +96,41 @@ def interrupted_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> Iter
         yield
     finally:
         monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", original)
+
+
+def refused(capsys: pytest.CaptureFixture, arguments: list, *fragments: str) -> str:
+    """Runs the command line in process and checks that it refused the input as a user's mistake: exit code 2,
+    one line on stderr (progress bars aside) that starts with "octrack: error: " and holds every fragment, no
+    traceback and no tifffile object names. Returns that line."""
+    from octrack.cli import main
+
+    code = main([str(argument) for argument in arguments])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("octrack: error: "), err
+    assert "Traceback" not in err and "<tifffile" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def prepare_args(movie: Path) -> list[str]:
+    """`octrack prepare` on a movie folder's own ini."""
+    return ["prepare", "--config", str(movie / "organoid_tracker.ini")]
+
+
+def counted_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, original, *,
+                  interrupt_at: int | None = None) -> list[int]:
+    """Replaces `owner.name` by `original` that counts its calls (in the returned list) and, at call number
+    `interrupt_at`, raises KeyboardInterrupt instead (as Ctrl-C would)."""
+    calls: list[int] = []
+
+    def counting(*arguments):
+        calls.append(1)
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return original(*arguments)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls

@@ -20,7 +20,7 @@ import tifffile
 
 from octrack.cli import main
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking, save_tracking
-from tests.helpers import set_keys, write_tiny_detection_model
+from tests.helpers import counted_calls, prepare_args, refused, set_keys, write_tiny_detection_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fuzz_bad_input.py"
 SEEDS_PER_GENERATOR = 2
@@ -63,21 +63,6 @@ def test_the_generators_cover_the_issues_kinds(fuzz):
 
 
 # One test per case of the probe list
-def refused(capsys: pytest.CaptureFixture, arguments: list, *fragments: str) -> str:
-    code = main([str(argument) for argument in arguments])
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("octrack: error: "), err
-    assert "Traceback" not in err and "<tifffile" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def prepare(movie: Path) -> list:
-    return ["prepare", "--config", movie / "organoid_tracker.ini"]
-
 
 def frame(movie: Path, time_point: int) -> Path:
     return movie / "images" / f"nuclei_t{time_point:03}.tif"
@@ -87,14 +72,14 @@ def test_nan_and_inf_pixels_are_replaced_with_a_warning_and_the_cache_is_finite(
     pixels = tifffile.imread(frame(movie_3d, 1)).astype(np.float32)
     pixels[0, :3, :3], pixels[1, 5, 5], pixels[2, 6, 6] = np.nan, np.inf, -np.inf
     tifffile.imwrite(frame(movie_3d, 1), pixels)
-    assert main([str(argument) for argument in prepare(movie_3d)]) == 0
+    assert main([str(argument) for argument in prepare_args(movie_3d)]) == 0
     assert "nuclei_t001.tif (time point 1): 11 pixel(s) are NaN or inf" in capsys.readouterr().err
     assert fuzz._cache_is_finite(movie_3d) is None
 
 
 def test_a_frame_of_nan_is_refused_naming_its_file(capsys, movie_3d):
     tifffile.imwrite(frame(movie_3d, 2), np.full((8, 64, 64), np.nan, np.float32))
-    refused(capsys, prepare(movie_3d), "nuclei_t002.tif", "no pixel has a finite value")
+    refused(capsys, prepare_args(movie_3d), "nuclei_t002.tif", "no pixel has a finite value")
 
 
 @pytest.mark.parametrize("form", ["imagej", "ome"])
@@ -104,14 +89,14 @@ def test_a_truncated_hyperstack_is_refused_not_read_as_one_frame(capsys, movie_3
     tifffile.imwrite(path, movie, imagej=form == "imagej", ome=form == "ome", metadata={"axes": "TZYX"})
     path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", images_container_1="movie.tif", images_pattern_1=None)
-    refused(capsys, prepare(movie_3d), "movie.tif", "truncated")
+    refused(capsys, prepare_args(movie_3d), "movie.tif", "truncated")
 
 
 def test_tifffile_log_lines_are_ours(capsys, movie_3d):
     """tifffile logs (and carries on) where a file is damaged: its lines do not reach the user, our one does."""
     data = frame(movie_3d, 2).read_bytes()
     frame(movie_3d, 2).write_bytes(data[:len(data) // 2])
-    refused(capsys, prepare(movie_3d), "nuclei_t002.tif", "truncated or damaged")
+    refused(capsys, prepare_args(movie_3d), "nuclei_t002.tif", "truncated or damaged")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "2D"])
@@ -121,7 +106,7 @@ def test_a_damaged_first_file_is_blamed_not_its_healthy_neighbour(capsys, movie_
         frame(movie_3d, 0).write_bytes(data[:len(data) * 3 // 4])
     else:
         tifffile.imwrite(frame(movie_3d, 0), np.zeros((64, 64), np.uint16))
-    message = refused(capsys, prepare(movie_3d), "nuclei_t000.tif")
+    message = refused(capsys, prepare_args(movie_3d), "nuclei_t000.tif")
     assert message.index("nuclei_t000.tif") < message.index("nuclei_t001.tif") if "t001" in message else True
     assert "image file" not in message or message.split("image file ")[1].startswith(str(frame(movie_3d, 0)))
 
@@ -184,18 +169,18 @@ def test_axes_metadata_that_make_a_3d_movie_2d_are_refused(capsys, movie_3d):
     movie = np.stack([tifffile.imread(frame(movie_3d, t)) for t in range(4)])
     tifffile.imwrite(movie_3d / "movie.tif", movie.reshape(32, 64, 64), imagej=True, metadata={"axes": "TYX"})
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", images_container_1="movie.tif", images_pattern_1=None)
-    refused(capsys, prepare(movie_3d), "tracking_file_1", "depths", "images_axes_1")
+    refused(capsys, prepare_args(movie_3d), "tracking_file_1", "depths", "images_axes_1")
 
 
 def test_a_gap_in_dataset_numbers_names_the_key(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", images_container_3="images")
-    refused(capsys, prepare(movie_3d), "[prepare] images_container_3", "no images_container_2")
+    refused(capsys, prepare_args(movie_3d), "[prepare] images_container_3", "no images_container_2")
 
 
 @pytest.mark.parametrize("value", ["-0.32", "nan", "inf", "0"])
 def test_bad_voxel_sizes_in_the_ini(capsys, movie_3d, value):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", pixel_size_y_um_1=value)
-    refused(capsys, prepare(movie_3d), "pixel_size_y_um_1", "finite number above 0")
+    refused(capsys, prepare_args(movie_3d), "pixel_size_y_um_1", "finite number above 0")
 
 
 @pytest.mark.parametrize("value", [-0.32, float("nan"), float("inf")])
@@ -232,7 +217,7 @@ def test_annotations_with_a_parent_of_three_children_are_refused(capsys, movie_3
         tracking.add_link(mother, tracking.add_position(mother._replace(x=mother.x + offset + 1, t=1)))
     save_tracking(tracking, movie_3d / "three.aut")
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", tracking_file_1="three.aut")
-    refused(capsys, prepare(movie_3d), "tracking_file_1", "three.aut", "links to later positions")
+    refused(capsys, prepare_args(movie_3d), "tracking_file_1", "three.aut", "links to later positions")
 
 
 @pytest.mark.parametrize("section, key, value", [
@@ -244,7 +229,7 @@ def test_annotations_with_a_parent_of_three_children_are_refused(capsys, movie_3
 ])
 def test_inf_and_huge_ini_values_are_refused_with_the_bound(capsys, movie_3d, section, key, value):
     set_keys(movie_3d / "organoid_tracker.ini", section, **{key: value})
-    message = refused(capsys, prepare(movie_3d), f"[{section}] {key}")
+    message = refused(capsys, prepare_args(movie_3d), f"[{section}] {key}")
     assert "at most" in message or " to " in message or "finite" in message or "whole number" in message
 
 
@@ -290,21 +275,12 @@ def test_predict_does_not_resume_over_replaced_images(capsys, movie_3d, monkeypa
 
     write_tiny_detection_model(movie_3d / "training_output" / "model_detect", patch_depth=8)
     ini = movie_3d / "organoid_tracker.ini"
-    calls = []
     original = detect_module.detect_in_frames
-
-    def interrupted_at_the_third(*arguments):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(*arguments)
-
-    monkeypatch.setattr(detect_module, "detect_in_frames", interrupted_at_the_third)
+    counted_calls(monkeypatch, detect_module, "detect_in_frames", original, interrupt_at=3)
     arguments = ["predict", "--config", str(ini), "--steps", "positions"]
     assert main(arguments) == 130
     shutil.copy(frame(movie_3d, 1), frame(movie_3d, 0))  # new content, new size or modification time
-    calls.clear()
-    monkeypatch.setattr(detect_module, "detect_in_frames", lambda *arguments: calls.append(1) or original(*arguments))
+    calls = counted_calls(monkeypatch, detect_module, "detect_in_frames", original)
     assert main(arguments) == 0, capsys.readouterr().err
     assert len(calls) == 4
 

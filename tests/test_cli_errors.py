@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from octrack.cli import main
-from tests.helpers import set_keys
+from tests.helpers import prepare_args, refused, set_keys
 
 
 def run_octrack(capsys: pytest.CaptureFixture, *arguments: str) -> tuple[int, str, str]:
@@ -20,100 +20,86 @@ def run_octrack(capsys: pytest.CaptureFixture, *arguments: str) -> tuple[int, st
     return code, captured.out, captured.err
 
 
-def assert_user_error(capsys: pytest.CaptureFixture, arguments: list[str], *fragments: str) -> str:
-    code, _, err = run_octrack(capsys, *arguments)
-    assert code == 2, err
-    message = err.strip().splitlines()[-1]
-    assert message.startswith("octrack: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
-
-
-def prepare_args(movie: Path) -> list[str]:
-    return ["prepare", "--config", str(movie / "organoid_tracker.ini")]
-
 
 def test_missing_config_file(capsys, tmp_path):
-    assert_user_error(capsys, ["prepare", "--config", str(tmp_path / "nope.ini")], "nope.ini", "not found")
+    refused(capsys, ["prepare", "--config", str(tmp_path / "nope.ini")], "nope.ini", "not found")
 
 
 def test_missing_images_folder(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", images_container_1="no_such_folder")
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] images_container_1", "no_such_folder",
+    refused(capsys, prepare_args(movie_3d), "[prepare] images_container_1", "no_such_folder",
                       "does not exist")
 
 
 def test_missing_tracking_file(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", tracking_file_1="gone.aut")
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] tracking_file_1", "gone.aut")
+    refused(capsys, prepare_args(movie_3d), "[prepare] tracking_file_1", "gone.aut")
 
 
 @pytest.mark.parametrize("value", ["abc", "1.5", "-3", "0"])
 def test_bad_epochs(capsys, movie_3d, value):
     set_keys(movie_3d / "organoid_tracker.ini", "DEFAULTS", epochs=value)
-    assert_user_error(capsys, prepare_args(movie_3d), "organoid_tracker.ini [DEFAULTS] epochs", value,
+    refused(capsys, prepare_args(movie_3d), "organoid_tracker.ini [DEFAULTS] epochs", value,
                       "whole number from 1")
 
 
 def test_unparsable_number_in_dataset_key(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", pixel_size_z_um_1="two")
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] pixel_size_z_um_1", "'two'", "number")
+    refused(capsys, prepare_args(movie_3d), "[prepare] pixel_size_z_um_1", "'two'", "number")
 
 
 def test_bad_patch_shape(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "train_detect", patch_shape="64, 64")
-    assert_user_error(capsys, prepare_args(movie_3d), "[train_detect] patch_shape", "x, y, z")
+    refused(capsys, prepare_args(movie_3d), "[train_detect] patch_shape", "x, y, z")
 
 
 def test_channel_the_images_do_not_have(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", image_channels_1="1,2")
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] image_channels_1", "channel 2",
+    refused(capsys, prepare_args(movie_3d), "[prepare] image_channels_1", "channel 2",
                       "1 channel")
 
 
 def test_pattern_that_matches_no_files(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", images_pattern_1="cells_t{time:03}.tif")
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] images_pattern_1", "cells_t")
+    refused(capsys, prepare_args(movie_3d), "[prepare] images_pattern_1", "cells_t")
 
 
 def test_min_time_point_after_max(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", min_time_point_1=3, max_time_point_1=1)
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] min_time_point_1 = 3",
+    refused(capsys, prepare_args(movie_3d), "[prepare] min_time_point_1 = 3",
                       "max_time_point_1 = 1")
 
 
 def test_time_points_outside_what_exists(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", max_time_point_1=40)
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] max_time_point_1 = 40", "time points 0–3")
+    refused(capsys, prepare_args(movie_3d), "[prepare] max_time_point_1 = 40", "time points 0–3")
 
 
 def test_images_of_different_shapes(capsys, movie_3d):
     odd = sorted((movie_3d / "images").glob("*.tif"))[2]
     tifffile.imwrite(odd, np.zeros((8, 32, 64), dtype=np.uint16))
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] images_pattern_1", odd.name)
+    refused(capsys, prepare_args(movie_3d), "[prepare] images_pattern_1", odd.name)
 
 
 def test_unreadable_tiff(capsys, movie_3d):
     broken = sorted((movie_3d / "images").glob("*.tif"))[0]
     broken.write_bytes(b"this is not a TIFF file")
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] images_pattern_1", broken.name)
+    refused(capsys, prepare_args(movie_3d), "[prepare] images_pattern_1", broken.name)
 
 
 def test_wrong_axes_override(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", images_axes_1="TZCYX")
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] images_", "TZCYX")
+    refused(capsys, prepare_args(movie_3d), "[prepare] images_", "TZCYX")
 
 
 def test_invalid_axes_letters(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", images_axes_1="ZQYX")
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] images_axes_1", "T, Z, C, Y, X")
+    refused(capsys, prepare_args(movie_3d), "[prepare] images_axes_1", "T, Z, C, Y, X")
 
 
 def test_bad_use_for(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", use_for_1="testing")
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] use_for_1", "train, validation, both")
+    refused(capsys, prepare_args(movie_3d), "[prepare] use_for_1", "train, validation, both")
 
 
 def test_unknown_key_warns_with_suggestion(capsys, movie_3d):
@@ -128,31 +114,31 @@ def test_unknown_key_warns_with_suggestion(capsys, movie_3d):
 def test_not_an_ini_file(capsys, tmp_path):
     ini = tmp_path / "organoid_tracker.ini"
     ini.write_text("epochs = 5\n")
-    assert_user_error(capsys, ["prepare", "--config", str(ini)], str(ini), "[section]")
+    refused(capsys, ["prepare", "--config", str(ini)], str(ini), "[section]")
 
 
 def test_no_datasets(capsys, tmp_path):
     ini = tmp_path / "organoid_tracker.ini"
     ini.write_text("[DEFAULTS]\nepochs = 5\n")
-    assert_user_error(capsys, ["prepare", "--config", str(ini)], "[prepare]", "images_container_1")
+    refused(capsys, ["prepare", "--config", str(ini)], "[prepare]", "images_container_1")
 
 
 def test_prepare_needs_annotations(capsys, movie_3d):
     set_keys(movie_3d / "organoid_tracker.ini", "prepare", tracking_file_1=None)
-    assert_user_error(capsys, prepare_args(movie_3d), "[prepare] tracking_file_1", "annotations")
+    refused(capsys, prepare_args(movie_3d), "[prepare] tracking_file_1", "annotations")
 
 
 def test_stats_of_missing_file(capsys, tmp_path):
-    assert_user_error(capsys, ["stats", str(tmp_path / "missing.aut")], "missing.aut")
+    refused(capsys, ["stats", str(tmp_path / "missing.aut")], "missing.aut")
 
 
 def test_convert_to_unknown_format(capsys, movie_3d):
-    assert_user_error(capsys, ["convert", str(movie_3d / "ground_truth.aut"), str(movie_3d / "out.xyz")],
+    refused(capsys, ["convert", str(movie_3d / "ground_truth.aut"), str(movie_3d / "out.xyz")],
                       "out.xyz")
 
 
 def test_init_refuses_to_overwrite(capsys, movie_3d):
-    assert_user_error(capsys, ["init", "--images", str(movie_3d / "images"),
+    refused(capsys, ["init", "--images", str(movie_3d / "images"),
                                "--output", str(movie_3d / "organoid_tracker.ini")], "exists already", "--force")
 
 

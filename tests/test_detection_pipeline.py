@@ -15,7 +15,7 @@ from octrack.cli import main
 from octrack.model_folder import load_settings
 from octrack.networks.detect_model import DetectSettings
 from octrack.tracking import VoxelSize, load_tracking, save_tracking
-from tests.helpers import interrupted_after_epoch, octrack, set_keys
+from tests.helpers import counted_calls, interrupted_after_epoch, octrack, set_keys
 
 TINY = {"steps_per_epoch": 3, "batch_size": 2, "unet_levels": 2, "unet_filters": 4, "patience": 0}
 
@@ -129,26 +129,11 @@ def test_interrupted_predict_resumes(capsys, movie_3d, monkeypatch):
     uninterrupted = (folder / "positions.csv").read_text()
     (folder / "positions.csv").unlink()
 
-    calls = []
     original = predict_module.detect_in_frames
-
-    def interrupt_at_third_time_point(*arguments):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(*arguments)
-
-    monkeypatch.setattr(predict_module, "detect_in_frames", interrupt_at_third_time_point)
+    counted_calls(monkeypatch, predict_module, "detect_in_frames", original, interrupt_at=3)
     assert main(["predict", "--config", ini]) == 130
     assert not (folder / "positions.csv").exists()  # nothing that looks finished
-    monkeypatch.setattr(predict_module, "detect_in_frames", original)
-    calls.clear()
-
-    def count(*arguments):
-        calls.append(1)
-        return original(*arguments)
-
-    monkeypatch.setattr(predict_module, "detect_in_frames", count)
+    calls = counted_calls(monkeypatch, predict_module, "detect_in_frames", original)
     octrack(capsys, "predict", "--config", ini)
     assert len(calls) == 2  # only the two time points that were not finished
     assert (folder / "positions.csv").read_text() == uninterrupted
