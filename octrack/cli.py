@@ -13,13 +13,17 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
+# TensorFlow's C++ log: start-up chatter, and with oneDNN on an AVX2 CPU an "error" line that it falls back to Eigen
+# for int32 (harmless); real failures still raise Python exceptions, which octrack reports.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from octrack import __version__  # noqa: E402
 from octrack.errors import UserError, is_disk_full  # noqa: E402
+from octrack.devices import quiet_tensorflow_import  # noqa: E402
 from octrack.stages.doctor import choose_backend, report  # noqa: E402
 
 choose_backend()  # before anything imports Keras
+quiet_tensorflow_import()
 
 log = logging.getLogger("octrack")
 

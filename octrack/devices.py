@@ -7,9 +7,15 @@ of the others. `octrack --version` and `octrack doctor` print `describe()`; trai
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.abc
+import importlib.util
 import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 
 from octrack import __version__
@@ -32,6 +38,63 @@ def choose_backend() -> None:
         return
     if _installed("torch") and any(_installed(runtime) for runtime in CUDA_RUNTIMES):
         os.environ["KERAS_BACKEND"] = "torch"
+
+
+# What TensorFlow's C++ side writes to stderr while it is imported with oneDNN on, whatever TF_CPP_MIN_LOG_LEVEL
+# says (absl logs before it is initialised): a notice that results may differ by round-off, and absl's preamble.
+TENSORFLOW_IMPORT_NOISE = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on")
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Imports `tensorflow`, whoever asks for it first, with TENSORFLOW_IMPORT_NOISE left out of stderr, so that
+    a refused command still prints its one line and nothing else. Everything else written meanwhile is kept."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once; and find_spec below must not find this finder again
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def exec_module(module) -> None:
+                with stderr_without(TENSORFLOW_IMPORT_NOISE):
+                    execute(module)
+
+            spec.loader.exec_module = exec_module  # this spec's own loader object; its class stays as it is
+        return spec
+
+
+def quiet_tensorflow_import() -> None:
+    """Before anything imports TensorFlow: its import-time notices are left out (see _QuietTensorFlowImport)."""
+    if "tensorflow" not in sys.modules and not any(isinstance(finder, _QuietTensorFlowImport)
+                                                   for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+@contextlib.contextmanager
+def stderr_without(noise: tuple[str, ...]) -> Iterator[None]:
+    """Runs the block with the process's stderr (file descriptor 2, which C++ libraries write to) going to a
+    file, then writes that file's lines to stderr except those containing any of `noise`."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to redirect
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not any(text in line for text in noise)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
 
 
 def _installed(package: str) -> bool:
@@ -102,6 +165,8 @@ def describe(full: bool = False) -> str:
     if full:
         lines += [f"CPU: {os.cpu_count()} logical cores, {_cpu_features()}",
                   f"threads: {_thread_settings()}"]
+        if backend() == "tensorflow":
+            lines.append(f"TensorFlow's oneDNN CPU kernels: {_onednn_state()}")
         if not accelerators():
             lines.append("for an NVIDIA GPU: pip install 'octrack[cuda]' (README, Install)")
     return "\n".join(lines)
@@ -134,6 +199,16 @@ def _cpu_features() -> str:
         return "features unknown"
     wanted = [flag for flag in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
     return " ".join(wanted) or "no AVX2"
+
+
+def _onednn_state() -> str:
+    """Whether TensorFlow runs oneDNN's kernels (TF_ENABLE_ONEDNN_OPTS, which octrack/__init__.py turns on)."""
+    try:  # TensorFlow's own answer; no public API asks it
+        from tensorflow.python.util import _pywrap_util_port
+
+        return "on" if _pywrap_util_port.IsMklEnabled() else "off (TF_ENABLE_ONEDNN_OPTS=0)"
+    except (ImportError, AttributeError):
+        return "unknown"
 
 
 def _thread_settings() -> str:

@@ -159,7 +159,25 @@ def uncertain_as_certain(tracking):
     return tracking
 
 
-def run(name: str, minutes: float, output: Path) -> dict:
+def override_keys(ini: Path, assignments: list[str]) -> None:
+    """Sets KEY=VALUE pairs in the ini's [train_detect] section (for trying a setting against the benchmark's)."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read(ini, encoding="utf-8")
+    if not parser.has_section("train_detect"):
+        parser.add_section("train_detect")
+    for assignment in assignments:
+        key, separator, value = assignment.partition("=")
+        if not separator:
+            raise SystemExit(f"--set {assignment}: expected KEY=VALUE, e.g. --set unet_filters=8")
+        parser.set("train_detect", key.strip(), value.strip())
+    with open(ini, "w", encoding="utf-8") as file:
+        parser.write(file)
+
+
+def run(name: str, minutes: float, output: Path, assignments: list[str] = ()) -> dict:
     from octrack.config import Config
     from octrack.dataset import open_datasets
     from octrack.networks import detect
@@ -172,6 +190,8 @@ def run(name: str, minutes: float, output: Path) -> dict:
     writer = {"breast-cancer": write_breast_cancer, "breast-cancer-defaults": write_breast_cancer_defaults,
               "synthetic": write_synthetic}[name]
     ini, ground_truth, distance, unit = writer(output / name, minutes)
+    if assignments:
+        override_keys(ini, list(assignments))
     config = Config(ini)
     started = time.perf_counter()
     result = run_training(config, ["detect"], restart=True)[0]
@@ -195,7 +215,7 @@ def run(name: str, minutes: float, output: Path) -> dict:
     network = detect.training(section, cache_path(read_section(config), detect.NAME))
     compute = seconds_per_step_in_memory(network, result.model_folder, batch, section.learning_rate, steps=30)
     summary = {
-        "data": name, "f1": round(scores.f1, 4), "precision": round(scores.precision, 4),
+        "data": name, "settings": list(assignments), "f1": round(scores.f1, 4), "precision": round(scores.precision, 4),
         "recall": round(scores.recall, 4), "match_distance": f"{distance:g} {unit}",
         "uncertain_annotations": scores.uncertain, "predictions_at_uncertain_annotations": scores.at_uncertain,
         "f1_counting_uncertain_as_certain": round(strict.f1, 4),
@@ -224,10 +244,13 @@ def main() -> None:
                         help="training budget per data set in minutes (default %(default)s; predicting and "
                              "scoring come on top)")
     parser.add_argument("--output", type=Path, default=Path("benchmark_output") / "detection")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
+                        help="an ini key of [train_detect] to try against the benchmark's setting, e.g. "
+                             "--set unet_filters=8 (repeatable)")
     arguments = parser.parse_args()
     names = ["breast-cancer", "synthetic"] if arguments.data == "both" else [arguments.data]
     for name in names:
-        run(name, arguments.minutes, arguments.output)
+        run(name, arguments.minutes, arguments.output, arguments.assignments)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,47 @@ def test_the_torch_backend_is_chosen_where_cuda_torch_is_installed_and_none_is_s
     installed.discard("nvidia-cuda-runtime-cu12")  # PyTorch's CPU build: no choice made
     devices.choose_backend()
     assert "KERAS_BACKEND" not in devices.os.environ
+
+
+@pytest.mark.parametrize("user_value, expected", [(None, "1"), ("0", "0")])
+def test_importing_octrack_turns_tensorflows_onednn_kernels_on_unless_the_user_chose(user_value, expected):
+    """TensorFlow leaves oneDNN off on CPUs without AVX-512 VNNI, where its own convolutions are 3.4× slower."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    if user_value is not None:
+        environment["TF_ENABLE_ONEDNN_OPTS"] = user_value
+    shown = subprocess.run([sys.executable, "-c", "import os, octrack; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"],
+                           env=environment, capture_output=True, text=True, check=True).stdout.strip()
+    assert shown == expected
+
+
+def test_doctor_says_whether_tensorflows_onednn_kernels_are_on(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    if devices.backend() == "tensorflow":
+        assert "TensorFlow's oneDNN CPU kernels: on" in out
+    else:
+        assert "oneDNN" not in out
+
+
+def test_stderr_without_keeps_what_a_library_writes_except_the_noise(capfd):
+    import os
+
+    with devices.stderr_without(("oneDNN custom operations are on",)):
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on. You may see...\n")
+        os.write(2, b"a real problem\n")
+    assert capfd.readouterr().err == "a real problem\n"
+
+
+def test_a_command_that_imports_tensorflow_writes_no_notices_to_stderr(tmp_path):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-m", "octrack", "doctor"], capture_output=True, text=True,
+                              cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert "TensorFlow" in finished.stdout or "backend" in finished.stdout
+    assert finished.stderr == ""
