@@ -64,6 +64,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+import octrack  # noqa: E402,F401  (its defaults, e.g. TF_ENABLE_ONEDNN_OPTS, are then recorded as the stages get them)
+
 STAGES = ("matmul", "prepare", "train_detect", "train_divide", "train_link", "predict_detect",
           "predict_command", "decode_noise", "tile_plans", "predict_classifiers", "tracking")
 COMMAND_TIME_POINTS = 2  # of the movie that `octrack predict` runs on in the predict_command stage
