@@ -331,6 +331,11 @@ DATASET_KEYS: dict[str, Key] = {key.name: key for key in [
     Key("tracking_file", optional(path_value), None, (DEFAULTS, *DATASET_SECTIONS),
         "Annotations: an OrganoidTracker .aut file, a Cell Tracking Challenge TRA folder, or a CSV. "
         "positions_file_N is accepted too."),
+    Key("annotated_region", optional(choice("box", "image")), None, (DEFAULTS, *DATASET_SECTIONS),
+        "Where every nucleus of an annotated time point is annotated, so that anything else found there is wrong: "
+        "box = the cuboid around the annotations (plus half a patch), for images annotated in part; image = "
+        "the whole image. Empty = image for a Cell Tracking Challenge folder (its ground truth marks every "
+        "nucleus), box otherwise."),
     Key("min_time_point", optional(whole_number(0)), None, (DEFAULTS, *DATASET_SECTIONS),
         "First time point to use; empty = the first there is."),
     Key("max_time_point", optional(whole_number(0)), None, (DEFAULTS, *DATASET_SECTIONS),
@@ -374,6 +379,7 @@ class DatasetConfig:
     images_pattern: str | None
     image_channels: tuple[int, ...]
     tracking_file: Path | None
+    annotated_region: str | None
     min_time_point: int | None
     max_time_point: int | None
     use_for: str
@@ -574,7 +580,7 @@ class Config:
         dataset = DatasetConfig(
             number=entry.number, section=section, images_container=entry.images_container,
             images_pattern=entry.images_pattern, image_channels=(entry.channel_groups or ((1,),))[0],
-            tracking_file=entry.experiment_file, min_time_point=entry.min_time_point,
+            tracking_file=entry.experiment_file, annotated_region=None, min_time_point=entry.min_time_point,
             max_time_point=entry.max_time_point, use_for="both", images_axes=None, pixel_size_x_um=None,
             pixel_size_y_um=None, pixel_size_z_um=None, time_point_duration_m=None, predictions_folder=None,
             config_file=self.path, key_sections={}, list_file=list_file)

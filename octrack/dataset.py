@@ -21,6 +21,7 @@ from octrack.images import ImageSource, open_images
 from octrack.time_window import TimeWindow
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking
 from octrack.tracking.checks import check_lineage
+from octrack.tracking.io import is_ctc_tracking
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,15 @@ class Dataset:
         nearer to `time_point`."""
         existing = self.images.time_points
         return [_nearest(existing, t, time_point) for t in window.time_points(time_point)]
+
+    @property
+    def annotations_cover_image(self) -> bool:
+        """Whether every nucleus of an annotated time point is annotated in the whole image (annotated_region_N;
+        by default for Cell Tracking Challenge ground truth, which marks every nucleus), not only in the cuboid
+        around the annotations."""
+        if self.config.annotated_region is not None:
+            return self.config.annotated_region == "image"
+        return self.config.tracking_file is not None and is_ctc_tracking(self.config.tracking_file)
 
     def annotated_time_points(self) -> list[int]:
         """The time points with annotated positions inside the image."""

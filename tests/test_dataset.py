@@ -115,3 +115,39 @@ def test_annotated_positions_of_2d_images_have_z_0(tmp_path: Path) -> None:
 def test_no_annotations_without_tracking_file(tmp_path: Path) -> None:
     dataset = _dataset(tmp_path, [0])
     assert dataset.annotated_positions(0) == [] and dataset.outside_positions(0) == 0
+
+
+# Where the annotations are complete (annotated_region_N)
+
+def _annotated_dataset(folder: Path, ctc: bool, **keys: object) -> Dataset:
+    """Two nuclei in the middle of a 2D image of 64 × 96 px, annotated as .aut or as CTC ground truth."""
+    tracking = _tracking([Position(40, 30, 0, 0), Position(50, 34, 0, 0)], {})
+    if not ctc:
+        return _dataset(folder, [0], shape=(64, 96), tracking=tracking, **keys)
+    written = save_tracking(tracking, folder / "GT", image_shape_zyx=(1, 64, 96), frame_count=1, radius_px=2,
+                            ground_truth=True)
+    return _dataset(folder, [0], shape=(64, 96), tracking_file=written, **keys)
+
+
+@pytest.mark.parametrize("ctc, key, covers", [(False, None, False), (True, None, True), (False, "image", True),
+                                              (True, "box", False)])
+def test_annotations_cover_the_image_for_ctc_ground_truth_or_where_the_ini_says(tmp_path, ctc, key, covers):
+    """CTC ground truth marks every nucleus: all of the image is known; an .aut may be annotated in part."""
+    keys = {} if key is None else {"annotated_region": key}
+    assert _annotated_dataset(tmp_path, ctc, **keys).annotations_cover_image is covers
+
+
+@pytest.mark.parametrize("region, expected_shape", [("box", (1, 37, 43)), ("image", (1, 64, 96))])
+def test_the_detection_crop_is_the_whole_image_where_the_annotations_cover_it(tmp_path, region, expected_shape):
+    """Else the cuboid around the annotations plus half a patch: nuclei found outside it are not known wrong."""
+    import h5py
+
+    from octrack.frames import FrameReader
+    from octrack.networks.detect import DetectionCrops, cache_entries
+
+    dataset = _annotated_dataset(tmp_path, False, annotated_region=region)
+    crops = DetectionCrops((1, 32, 32), TimeWindow(0, 0))
+    (entry,) = cache_entries(dataset, {0: "train"}, crops, FrameReader(dataset))
+    with h5py.File(tmp_path / "cache.h5", "w") as cache:
+        entry.build(cache.create_group("entry"))
+        assert cache["entry/image"].shape[:3] == expected_shape

@@ -110,7 +110,7 @@ def cache_entries(dataset: Dataset, split: dict[int, str], crops: DetectionCrops
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
             fingerprint=fingerprint(NAME, sources, frames, dataset.how_read(), voxel, sorted(positions),
-                                    sorted(uncertain), crops),
+                                    sorted(uncertain), crops, dataset.annotations_cover_image),
             build=_builder(dataset, time_point, positions, uncertain, crops, reader),
             attributes={"split": split[time_point]}))
     return entries
@@ -119,7 +119,9 @@ def cache_entries(dataset: Dataset, split: dict[int, str], crops: DetectionCrops
 def _builder(dataset: Dataset, time_point: int, positions: list[Position], uncertain: list[Position],
              crops: DetectionCrops, reader: FrameReader):
     def build(group: h5py.Group) -> None:
-        box = crop_box(positions + uncertain, dataset.images.shape_zyx, crops.margin_zyx)
+        shape = dataset.images.shape_zyx
+        box = (tuple(slice(0, size) for size in shape) if dataset.annotations_cover_image
+               else crop_box(positions + uncertain, shape, crops.margin_zyx))
         crop, frames = reader.crop(time_point, crops.time_window, box)
         offset = np.array([part.start for part in box], dtype=np.float32)
         write_array(group, "image", np.clip(crop, -FLOAT16_LIMIT, FLOAT16_LIMIT).astype(np.float16),
@@ -136,6 +138,7 @@ def _builder(dataset: Dataset, time_point: int, positions: list[Position], uncer
             "normalization_high": [frame.high for frame in frames],
             "voxel_size_zyx_um": voxel.zyx_um() if voxel else [np.nan] * 3,
             "patch_shape_zyx": crops.patch_shape, "margin_zyx": crops.margin_zyx,
+            "annotated_region": "image" if dataset.annotations_cover_image else "box",
             "image_channels": dataset.config.image_channels})
     return build
 
@@ -153,8 +156,11 @@ def _crop_summary(path: Path) -> str:
             shapes = [cache_file[dataset_name][t]["image"].shape for t in cache_file[dataset_name]]
             voxels = [np.prod(shape[:3]) for shape in shapes]
             z, y, x, frames = shapes[int(np.argmax(voxels))]
-            lines.append(f"  {dataset_name}: {len(shapes)} crops, largest z, y, x = {z}, {y}, {x} with {frames} "
-                         f"frame(s) each, {sum(voxels) / 1e6:.1f} M voxels in all")
+            regions = {str(group.attrs.get("annotated_region", "box")) for group in cache_file[dataset_name].values()}
+            region = ("the whole image (annotated_region = image: every nucleus annotated)" if regions == {"image"}
+                      else "the cuboid around the annotations plus half a patch")
+            lines.append(f"  {dataset_name}: {len(shapes)} crops of {region}, largest z, y, x = {z}, {y}, {x} "
+                         f"with {frames} frame(s) each, {sum(voxels) / 1e6:.1f} M voxels in all")
     return "\n".join(lines)
 
 

@@ -66,6 +66,11 @@ def save_tracking(tracking: Tracking, path: str | Path, *, image_shape_zyx: tupl
     raise UserError(f"{path}: unknown tracking format {path.suffix!r}; give {_FORMATS}")
 
 
+def is_ctc_tracking(path: Path) -> bool:
+    """Whether `load_tracking` reads `path` as Cell Tracking Challenge ground truth or results."""
+    return path.suffix.lower() != ".geff" and (path.is_dir() or path.name in (*TRACK_FILES, RESULT_FOR_ORGANOIDTRACKER))
+
+
 def is_ctc_path(path: Path) -> bool:
     """Whether `save_tracking` writes a CTC folder there: a folder (not a .geff one), or a path without suffix."""
     return path.suffix.lower() not in _SAVERS and (path.is_dir() or not path.suffix)
