@@ -31,7 +31,7 @@ Two bounds keep time and memory in proportion to the number of positions (docs/r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, milp
@@ -168,21 +168,30 @@ def _program_chunks(pairs: Pairs, pair_group: np.ndarray, divisions: np.ndarray,
 def _windows(graph: CandidateGraph, costs: Costs, pairs: Pairs, divisions: np.ndarray, slot_group: np.ndarray
              ) -> list[tuple[Pairs, np.ndarray]]:
     """The chosen pairs and divisions of one large group, solved in windows of consecutive time points (of their
-    sources) of about `_LARGEST_PROGRAM` variables, in time order: a window's program holds only the pairs and
-    divisions whose ways in no earlier window filled."""
+    sources) of about `_LARGEST_PROGRAM` variables, in time order. A window's program holds the pairs and
+    divisions whose ways in no earlier window filled, of its time points and the next one (a look ahead: the
+    positions there compete for the same targets), and keeps the choices of its own time points. Appearing costs
+    nothing in it for the positions that a later window can still link to (else its last time points would grab
+    them, at any cost below an appearance)."""
     pair_time, division_time = graph.time[pairs.source], graph.time[graph.division_mother[divisions]]
     times, sizes = np.unique(np.r_[pair_time, division_time], return_counts=True)
     window = _chunk_numbers(sizes, _LARGEST_PROGRAM)
-    pair_window, division_window = window[np.searchsorted(times, pair_time)], \
-        window[np.searchsorted(times, division_time)]
+    pair_window, division_window = (window[np.searchsorted(times, pair_time)],
+                                    window[np.searchsorted(times, division_time)])
+    ahead = np.r_[times[1:][np.diff(window) > 0], np.iinfo(np.int64).max - 2]  # per window the next time point
     daughters = graph.link_target[graph.division_links[divisions]]  # (k, 2)
     filled = np.zeros(len(graph.positions), dtype=bool)
     chosen = []
-    for number in range(window.max() + 1):
-        open_pairs = (pair_window == number) & ~filled[pairs.target]
-        open_divisions = (division_window == number) & ~filled[daughters].any(axis=1)
-        window_pairs, window_divisions = _integer_program(graph, costs, pairs[open_pairs], divisions[open_divisions],
-                                                          slot_group)
+    for number in range(window.max(initial=-1) + 1):
+        in_pairs = ((pair_window == number) | (pair_time == ahead[number])) & ~filled[pairs.target]
+        in_divisions = (((division_window == number) | (division_time == ahead[number]))
+                        & ~filled[daughters].any(axis=1))
+        window_costs = replace(costs, appear=np.where(graph.time >= ahead[number] + 2, 0.0, costs.appear))
+        window_pairs, window_divisions = _integer_program(graph, window_costs, pairs[in_pairs],
+                                                          divisions[in_divisions], slot_group)
+        window_pairs = window_pairs[window[np.searchsorted(times, graph.time[window_pairs.source])] == number]
+        window_divisions = window_divisions[
+            window[np.searchsorted(times, graph.time[graph.division_mother[window_divisions]])] == number]
         filled[window_pairs.target] = True
         filled[graph.link_target[graph.division_links[window_divisions]].ravel()] = True
         chosen.append((window_pairs, window_divisions))
