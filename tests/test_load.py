@@ -78,6 +78,19 @@ def test_crowded_clusters_get_the_optimum_without_divisions(seed: int, monkeypat
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+def test_a_crowded_group_too_large_for_one_problem_is_assigned_in_windows_near_the_optimum(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    graph, costs = random_problem(seed, spread=12.0)
+    best = total_cost(graph, costs, *one_program(graph, costs, np.zeros(0, dtype=np.int64)))
+    monkeypatch.setattr(solver, "CROWDED_CLUSTER", 10)
+    monkeypatch.setattr(solver, "_LARGEST_GROUP", 50)
+    monkeypatch.setattr(solver, "_LARGEST_PROGRAM", 40)
+    windowed = solve(graph, costs)
+    assert not windowed.divisions.any()
+    assert total_cost(graph, costs, windowed.links, windowed.divisions) == pytest.approx(best, rel=0.01)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
 def test_sparse_assignment_equals_the_dense_one(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     graph, costs = random_problem(seed, spread=40.0, settings=CostSettings(division=1e9))
     dense = solve(graph, costs)
