@@ -175,25 +175,26 @@ def _windows(graph: CandidateGraph, costs: Costs, pairs: Pairs, divisions: np.nd
     positions there compete for the same targets), and keeps the choices of its own time points. Appearing costs
     nothing in it for the positions that a later window can still link to (else its last time points would grab
     them, at any cost below an appearance)."""
+    pairs = pairs[np.argsort(graph.time[pairs.source], kind="stable")]
+    divisions = divisions[np.argsort(graph.time[graph.division_mother[divisions]], kind="stable")]
     pair_time, division_time = graph.time[pairs.source], graph.time[graph.division_mother[divisions]]
     times, sizes = np.unique(np.r_[pair_time, division_time], return_counts=True)
     window = _chunk_numbers(sizes, _LARGEST_PROGRAM)
-    pair_window, division_window = (window[np.searchsorted(times, pair_time)],
-                                    window[np.searchsorted(times, division_time)])
-    ahead = np.r_[times[1:][np.diff(window) > 0], np.iinfo(np.int64).max - 2]  # per window the next time point
-    daughters = graph.link_target[graph.division_links[divisions]]  # (k, 2)
+    firsts = times[np.r_[0, np.flatnonzero(np.diff(window)) + 1]] if len(times) else times
+    aheads = np.r_[firsts[1:], np.iinfo(np.int64).max - 2]  # per window the next time point
     filled = np.zeros(len(graph.positions), dtype=bool)
     chosen = []
-    for number in range(window.max(initial=-1) + 1):
-        in_pairs = ((pair_window == number) | (pair_time == ahead[number])) & ~filled[pairs.target]
-        in_divisions = (((division_window == number) | (division_time == ahead[number]))
-                        & ~filled[daughters].any(axis=1))
-        window_costs = replace(costs, appear=np.where(graph.time >= ahead[number] + 2, 0.0, costs.appear))
-        window_pairs, window_divisions = _solve_part(graph, window_costs, pairs[in_pairs], divisions[in_divisions],
-                                                     slot_group)
-        window_pairs = window_pairs[window[np.searchsorted(times, graph.time[window_pairs.source])] == number]
+    for first, ahead in zip(firsts, aheads):
+        window_pairs = pairs[np.searchsorted(pair_time, first):np.searchsorted(pair_time, ahead, side="right")]
+        window_pairs = window_pairs[~filled[window_pairs.target]]
+        window_divisions = divisions[np.searchsorted(division_time, first):
+                                     np.searchsorted(division_time, ahead, side="right")]
         window_divisions = window_divisions[
-            window[np.searchsorted(times, graph.time[graph.division_mother[window_divisions]])] == number]
+            ~filled[graph.link_target[graph.division_links[window_divisions]]].any(axis=1)]
+        window_costs = replace(costs, appear=np.where(graph.time >= ahead + 2, 0.0, costs.appear))
+        window_pairs, window_divisions = _solve_part(graph, window_costs, window_pairs, window_divisions, slot_group)
+        window_pairs = window_pairs[graph.time[window_pairs.source] < ahead]
+        window_divisions = window_divisions[graph.time[graph.division_mother[window_divisions]] < ahead]
         filled[window_pairs.target] = True
         filled[graph.link_target[graph.division_links[window_divisions]].ravel()] = True
         chosen.append((window_pairs, window_divisions))
