@@ -70,11 +70,22 @@ def test_crowded_clusters_get_the_optimum_without_divisions(seed: int, monkeypat
     graph, costs = random_problem(seed, spread=12.0)
     assert solve(graph, costs).divisions.any()  # not crowded at the real bound
     monkeypatch.setattr(solver, "CROWDED_CLUSTER", 10)
+    monkeypatch.setattr(solver, "CROWDED_DENSITY", 1.0)
     monkeypatch.setattr(solver, "_LARGEST_ASSIGNMENT", 5)  # the sparse assignment problem, too
     crowded = solve(graph, costs)
     assert crowded.crowded_clusters >= 1 and not crowded.divisions.any()
     assert total_cost(graph, costs, crowded.links, crowded.divisions) == pytest.approx(
         total_cost(graph, costs, *one_program(graph, costs, np.zeros(0, dtype=np.int64))), abs=1e-6)
+
+
+def test_a_large_cluster_of_cells_apart_is_not_crowded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Size alone does not make a cluster crowded (a large field of cells links into one cluster): its density
+    must pass `CROWDED_DENSITY` too. The load script's random walk (cells 8 µm apart) is not; its crowded spot is."""
+    monkeypatch.setattr(solver, "CROWDED_CLUSTER", 10)
+    for layout, crowded in (("walk", 0), ("crowded", 2)):
+        path = tmp_path / f"{layout}.csv"
+        subprocess.run([sys.executable, str(SCRIPT), layout, "600", "3", str(path)], check=True, capture_output=True)
+        assert link_tracks(load_tracking(path, VOXEL)).crowded_clusters == crowded, layout
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -83,6 +94,7 @@ def test_a_crowded_group_too_large_for_one_problem_is_assigned_in_windows_near_t
     graph, costs = random_problem(seed, spread=12.0)
     best = total_cost(graph, costs, *one_program(graph, costs, np.zeros(0, dtype=np.int64)))
     monkeypatch.setattr(solver, "CROWDED_CLUSTER", 10)
+    monkeypatch.setattr(solver, "CROWDED_DENSITY", 1.0)
     monkeypatch.setattr(solver, "_LARGEST_GROUP", 50)
     monkeypatch.setattr(solver, "_LARGEST_PROGRAM", 40)
     windowed = solve(graph, costs)
@@ -130,7 +142,7 @@ def test_load_script_and_a_crowded_track_said_in_the_summary(tmp_path: Path, mon
     subprocess.run([sys.executable, str(SCRIPT), "crowded", "600", "3", str(path)], check=True, capture_output=True)
     tracking = load_tracking(path, VOXEL)
     assert len(tracking) == 600 and [len(tracking.positions_at(t)) for t in range(3)] == [200, 200, 200]
-    monkeypatch.setattr(solver, "CROWDED_CLUSTER", 500)
+    monkeypatch.setattr(solver, "CROWDED_CLUSTER", 500)  # (the density is the real bound's)
     result = link_tracks(tracking)
     assert result.crowded_clusters == 2 and not result.tracking.divisions()
     assert "2 cluster(s) of positions too crowded for divisions" in result.describe()

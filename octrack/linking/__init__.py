@@ -20,7 +20,7 @@ from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostS
 from octrack.linking.graph import CandidateGraph, build_graph
 from octrack.linking.marginals import DEFAULT_TEMPERATURE, Marginals, marginals
 from octrack.linking.review import DIVISION, LINK, ReviewItem, review_items
-from octrack.linking.solver import CROWDED_CLUSTER, Solution, solve
+from octrack.linking.solver import CROWDED_CLUSTER, CROWDED_DENSITY, Solution, solve
 from octrack.tracking.model import Position, Tracking
 
 MARGINAL_PROBABILITY = "marginal_probability"  # OrganoidTracker's name, on links
@@ -80,7 +80,8 @@ class LinkingResult:
         if not self.crowded_clusters:
             return ""
         return (f"; {self.crowded_clusters} cluster(s) of positions too crowded for divisions (over "
-                f"{CROWDED_CLUSTER} candidate links and divisions between two time points) linked without divisions")
+                f"{CROWDED_CLUSTER} candidate links and divisions between two time points, over {CROWDED_DENSITY:g} per "
+                f"position) linked without divisions")
 
     def describe_review(self) -> str:
         """How many links and divisions need review, and what share of the lineage that is."""

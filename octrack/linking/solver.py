@@ -18,8 +18,10 @@ thousands of candidate links take seconds, and the groups are exact parts of the
 
 Two bounds keep time and memory in proportion to the number of positions (docs/reliability.md, "Load"):
 - Crowded clusters. Where the links between two consecutive time points and the divisions form a connected cluster
-  of over `CROWDED_CLUSTER` links and divisions (positions closer together than they move, where no division
-  could be told anyway), the mothers of that cluster get no divisions (`Solution.crowded_clusters` counts them).
+  of over `CROWDED_CLUSTER` links and divisions, over `CROWDED_DENSITY` per way in or out of its positions
+  (positions closer together than they move, where no division could be told anyway; a large field of cells
+  apart is a cluster as large but not as dense), the mothers of that cluster get no divisions
+  (`Solution.crowded_clusters` counts them).
   A group left without divisions is an assignment problem, of any size; as a program, one crowded pair of time
   points (5 000 positions each) took 49 s, its relaxation being fractional.
 - Groups too large for one problem. A group of over `_LARGEST_GROUP` variables (a whole embryo of hundreds of
@@ -47,6 +49,7 @@ _LARGEST_ASSIGNMENT = 2000  # pairs per group solved as a dense assignment probl
 _LARGEST_PROGRAM = 20_000  # variables per linear program, where the groups allow (see `_program_chunks`)
 _LARGEST_GROUP = 200_000  # variables of a group solved as one program; larger ones in windows (see `_windows`)
 CROWDED_CLUSTER = 20_000  # links and divisions of a connected cluster between two time points (see the docstring)
+CROWDED_DENSITY = 5.0  # and per way in or out of its positions (a random walk at 8 µm spacing: 3.1-3.5; crowded: 7)
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ def _without_crowded(graph: CandidateGraph, pairs: Pairs, divisions: np.ndarray)
     steps = pairs[consecutive]
     cluster_count, cluster = _slot_groups(graph, pairs, divisions, steps)
     mother_cluster = cluster[graph.division_mother[divisions]]
-    crowded = np.bincount(np.r_[cluster[steps.source], mother_cluster], minlength=cluster_count) > CROWDED_CLUSTER
+    size = np.bincount(np.r_[cluster[steps.source], mother_cluster], minlength=cluster_count)
+    crowded = (size > CROWDED_CLUSTER) & (size > CROWDED_DENSITY * np.bincount(cluster, minlength=cluster_count))
     return divisions[~crowded[mother_cluster]], int(crowded.sum())
 
 
