@@ -5,8 +5,8 @@ On a tiny synthetic 2D time lapse with divisions (`octrack synth`'s generator), 
 1. the reference: `prepare`, `train-detect`, `train-divide`, `train-link`, `predict` uninterrupted, each in the
    same folder, which is saved before each command (so that every trial starts a command from the same state, at
    the same absolute path, as the files' fingerprints hold their paths);
-2. `--trials` rounds of one trial per command (with `--minutes`, no round starts after that time): the folder as it was before the command, the command started and killed with
-   SIGKILL `--kills` times (at a random moment between 15 % and 100 % of its reference duration; for training,
+2. `--trials` rounds of one trial per command (with `--minutes`, no trial starts after that time): the folder
+   as it was before the command, the command started and killed with SIGKILL `--kills` times (at a random moment between 15 % and 100 % of its reference duration; for training,
    every other trial (the first, third, ...) while its n-th checkpoint, best model or model folder is being written,
    n at random from 1 to 7), after each kill every
    .h5, .keras, .aut, .csv and .json file under a final name must open; then the command run to its end (the

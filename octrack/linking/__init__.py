@@ -80,8 +80,8 @@ class LinkingResult:
         if not self.crowded_clusters:
             return ""
         return (f"; {self.crowded_clusters} cluster(s) of positions too crowded for divisions (over "
-                f"{CROWDED_CLUSTER} candidate links and divisions between two time points, over {CROWDED_DENSITY:g} per "
-                f"position) linked without divisions")
+                f"{CROWDED_CLUSTER} candidate links and divisions between two time points, over "
+                f"{CROWDED_DENSITY:g} per way in or out) linked without divisions")
 
     def describe_review(self) -> str:
         """How many links and divisions need review, and what share of the lineage that is."""
