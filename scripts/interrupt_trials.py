@@ -5,8 +5,8 @@ On a tiny synthetic 2D time lapse with divisions (`octrack synth`'s generator), 
 1. the reference: `prepare`, `train-detect`, `train-divide`, `train-link`, `predict` uninterrupted, each in the
    same folder, which is saved before each command (so that every trial starts a command from the same state, at
    the same absolute path, as the files' fingerprints hold their paths);
-2. per command, `--trials` trials: the folder as it was before the command, the command started and killed with
-   SIGKILL `--kills` times (at a random moment between 15 % and 100 % of its reference duration; for training,
+2. `--trials` rounds of one trial per command (with `--minutes`, no trial starts after that time): the folder
+   as it was before the command, the command started and killed with SIGKILL `--kills` times (at a random moment between 15 % and 100 % of its reference duration; for training,
    every other trial (the first, third, ...) while its n-th checkpoint, best model or model folder is being written,
    n at random from 1 to 7), after each kill every
    .h5, .keras, .aut, .csv and .json file under a final name must open; then the command run to its end (the
@@ -223,7 +223,10 @@ def _check_files(folder: Path, counts: Counts) -> None:
 
 
 def run_trials(work: Path, commands: tuple[str, ...], trials: int, kills: int, seed: int,
-               report: Any = print) -> Counts:
+               report: Any = print, minutes: float | None = None) -> Counts:
+    """The trials, round by round (one trial of each command per round), until `trials` rounds or, with
+    `minutes`, until that time has passed (no new trial starts then)."""
+    started = time.monotonic()
     random = np.random.default_rng(seed)
     folder, snapshots = work / "movie", work / "snapshots"
     for earlier in (folder, snapshots):
@@ -236,14 +239,18 @@ def run_trials(work: Path, commands: tuple[str, ...], trials: int, kills: int, s
         references[command] = result_of(folder, command)
         report(f"reference `octrack {command}`: {durations[command]:.1f} s")
     counts = Counts()
-    for command in commands:
-        for number in range(trials):
+    for number in range(trials):
+        for command in commands:
+            if minutes is not None and time.monotonic() - started > 60 * minutes:
+                report(f"stopped after {minutes:g} minutes")
+                return counts
             at_a_write = command.startswith("train-") and number % 2 == 0
             kill_after = None if at_a_write else float(random.uniform(0.15, 1.0) * durations[command])
             said = trial(snapshots / command, folder, command, kill_after, kills, references[command], counts,
                           random)
             when = "at a checkpoint write" if at_a_write else f"after {kill_after:.1f} s"
-            report(f"{command} trial {number + 1} (kill {when}): {said}")
+            report(f"{command} trial {number + 1} (kill {when}): {said}; so far {counts.kills} kills, "
+                   f"{counts.files_opened} files opened, {len(counts.broken_files)} broken")
     return counts
 
 
@@ -264,6 +271,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=1, help="kills per trial before the run to the end")
     parser.add_argument("--commands", default=",".join(COMMANDS), help="comma-separated (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, help="start no trial after this many minutes (default: no limit)")
     parser.add_argument("--work", type=Path, help="folder for the trials (default: a temporary one)")
     arguments = parser.parse_args()
     commands = tuple(command.strip() for command in arguments.commands.split(","))
@@ -272,7 +280,8 @@ def main() -> int:
         parser.error(f"--commands: {unknown[0]} is not one of {', '.join(COMMANDS)}")
     with tempfile.TemporaryDirectory(prefix="octrack-interrupt-") as scratch:
         work = arguments.work or Path(scratch)
-        counts = run_trials(work, commands, arguments.trials, arguments.kills, arguments.seed)
+        counts = run_trials(work, commands, arguments.trials, arguments.kills, arguments.seed,
+                            minutes=arguments.minutes)
     print(describe(counts))
     return 0 if not counts.results_different and not counts.broken_files else 1
 

@@ -20,7 +20,7 @@ from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostS
 from octrack.linking.graph import CandidateGraph, build_graph
 from octrack.linking.marginals import DEFAULT_TEMPERATURE, Marginals, marginals
 from octrack.linking.review import DIVISION, LINK, ReviewItem, review_items
-from octrack.linking.solver import Solution, solve
+from octrack.linking.solver import CROWDED_CLUSTER, CROWDED_DENSITY, Solution, solve
 from octrack.tracking.model import Position, Tracking
 
 MARGINAL_PROBABILITY = "marginal_probability"  # OrganoidTracker's name, on links
@@ -58,6 +58,7 @@ class LinkingResult:
     candidate_links: int
     costs_from: str  # what the costs came from
     motion: MotionModel | None  # the network-free scales, where used
+    crowded_clusters: int = 0  # clusters too crowded for divisions (see solver.CROWDED_CLUSTER)
 
     @property
     def uncertain_links(self) -> int:
@@ -73,7 +74,14 @@ class LinkingResult:
         return (f"{len(tracking)} positions, {tracking.link_count()} links ({gaps} over a missed time point), "
                 f"{len(tracking.divisions())} divisions "
                 f"from {self.candidate_links} candidate links ({self.costs_from}); {self.left_out} positions left "
-                f"out; {self.describe_review()}")
+                f"out; {self.describe_review()}{self.describe_crowded()}")
+
+    def describe_crowded(self) -> str:
+        if not self.crowded_clusters:
+            return ""
+        return (f"; {self.crowded_clusters} cluster(s) of positions too crowded for divisions (over "
+                f"{CROWDED_CLUSTER} candidate links and divisions between two time points, over "
+                f"{CROWDED_DENSITY:g} per way in or out) linked without divisions")
 
     def describe_review(self) -> str:
         """How many links and divisions need review, and what share of the lineage that is."""
@@ -125,7 +133,7 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
                            review_items(graph, probabilities, solution, review_below), review_below, temperature,
                            int((~linked).sum()), graph.link_count,
                            _costs_from(link_probabilities, division_probability is not None),
-                           None if rounds == 1 else motion)
+                           None if rounds == 1 else motion, solution.crowded_clusters)
     if report:
         report(result.describe())
     return result

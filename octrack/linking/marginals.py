@@ -33,6 +33,7 @@ disappearing) by more than ln(1e6)·T are left out: each has a marginal below 1e
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -151,16 +152,11 @@ def _exact(options: _Options, members: np.ndarray) -> np.ndarray:
     """The exact marginals of the options `members`: all the options of their sources, no others."""
     sources, source_index = np.unique(options.source[members], return_inverse=True)
     targets = options.targets[members]
-    used = np.unique(targets[targets >= 0])
-    bit = {int(target): 1 << i for i, target in enumerate(used)}
-    masks = np.array([sum(bit[int(t)] for t in row if t >= 0) for row in targets], dtype=object)
     order = _source_order(source_index, targets, len(sources))
-    rank = np.empty(len(sources), dtype=np.int64)
-    rank[order] = np.arange(len(sources))
     by_source = np.argsort(source_index, kind="stable")
     starts = np.searchsorted(source_index[by_source], np.arange(len(sources) + 1))
     steps = [by_source[starts[source]:starts[source + 1]] for source in order]  # the options of each step
-    active = _active_masks(steps, masks)
+    masks, active = _slot_masks(steps, targets)
     weights = [np.exp(options.log_weight[members[step]] - options.log_weight[members[step]].max()) for step in steps]
     forward = [{0: 1.0}]
     for step, weight, keep in zip(steps, weights, active[1:]):
@@ -205,19 +201,37 @@ def _source_order(source_index: np.ndarray, targets: np.ndarray, count: int) -> 
     return reverse_cuthill_mckee((incidence @ incidence.T).tocsr(), symmetric_mode=True).astype(np.int64)
 
 
-def _active_masks(steps: list[np.ndarray], masks: np.ndarray) -> list[int]:
-    """Per boundary between steps (len(steps) + 1): the targets both an earlier and a later step can fill."""
-    reach = [0] * len(steps)
+def _slot_masks(steps: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Per option (row of `targets`) the bit mask of the targets it fills, and per boundary between steps
+    (len(steps) + 1) the mask of the targets that both an earlier and a later step can fill (the state's).
+
+    A target holds a bit only from the first step that can fill it to the last, and a freed bit is given to the
+    next new target: the masks stay as wide as the most targets open at once (not as the part: a whole embryo)."""
+    first, last = {}, {}
     for number, step in enumerate(steps):
-        for mask in masks[step]:
-            reach[number] |= mask
-    before, after = [0], [0]
-    for mask in reach:
-        before.append(before[-1] | mask)
-    for mask in reversed(reach):
-        after.append(after[-1] | mask)
-    after.reverse()
-    return [early & late for early, late in zip(before, after)]
+        for target in targets[step].ravel().tolist():
+            if target >= 0:
+                first.setdefault(target, number)
+                last[target] = number
+    opening, closing = defaultdict(list), defaultdict(list)
+    for target, number in first.items():
+        opening[number].append(target)
+        closing[last[target]].append(target)
+    masks = np.zeros(len(targets), dtype=object)
+    active, free, bit, open_mask, width = [0], [], {}, 0, 0
+    for number, step in enumerate(steps):
+        for target in opening[number]:
+            if free:
+                bit[target] = heapq.heappop(free)
+            else:
+                bit[target], width = 1 << width, width + 1
+            open_mask |= bit[target]
+        masks[step] = [sum(bit[target] for target in row if target >= 0) for row in targets[step].tolist()]
+        for target in closing[number]:
+            open_mask &= ~bit[target]
+            heapq.heappush(free, bit.pop(target))
+        active.append(open_mask)
+    return masks, active
 
 
 def _belief_propagation(options: _Options, members: np.ndarray, n: int) -> np.ndarray:
@@ -230,35 +244,50 @@ def _belief_propagation(options: _Options, members: np.ndarray, n: int) -> np.nd
     has_target = targets >= 0
     edge_option = np.repeat(np.arange(len(members)), 2)[has_target.ravel()]
     edge_target = targets[has_target]
+    by_source, by_target = _LogSums(source, n), _LogSums(edge_target, n)
     from_targets = np.zeros(len(edge_option))  # log odds messages of the targets to the options
     for _ in range(BP_ITERATIONS):
-        incoming = np.zeros(len(members))
-        np.add.at(incoming, edge_option, from_targets)
+        incoming = np.bincount(edge_option, from_targets, minlength=len(members))
         # the source's message to each option: exactly one of its options is taken
-        belief = log_weight + incoming
-        to_option = np.clip(-_log_sum_of_others(source, belief, n), -_FAR, _FAR)
+        to_option = np.clip(-by_source.of_others(log_weight + incoming), -_FAR, _FAR)
         # each option's message to each of its targets, and the targets' answers: at most one is taken
         to_target = (log_weight + to_option + incoming)[edge_option] - from_targets
-        answer = np.clip(-np.logaddexp(0.0, _log_sum_of_others(edge_target, to_target, n)), -_FAR, _FAR)
+        answer = np.clip(-np.logaddexp(0.0, by_target.of_others(to_target)), -_FAR, _FAR)
         change = np.abs(answer - from_targets).max(initial=0.0)
         from_targets = BP_DAMPING * from_targets + (1 - BP_DAMPING) * answer
         if change < BP_TOLERANCE:
             break
-    incoming = np.zeros(len(members))
-    np.add.at(incoming, edge_option, from_targets)
-    belief = log_weight + incoming
-    return np.exp(belief - _log_totals(n, source, belief)[source])
+    belief = log_weight + np.bincount(edge_option, from_targets, minlength=len(members))
+    return np.exp(belief - by_source.totals(belief)[source])
 
 
-def _log_sum_of_others(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
-    """Per entry, log Σ exp(value) over the other entries of its group (−inf where there are none)."""
-    totals = _log_totals(size, groups, values)[groups]
-    with np.errstate(divide="ignore"):
-        return totals + np.log1p(-np.minimum(np.exp(values - totals), 1.0))
+class _LogSums:
+    """log Σ exp(value) over the entries of each group, for one grouping of the entries (sorted once: belief
+    propagation sums over the same groups in every iteration)."""
 
+    def __init__(self, groups: np.ndarray, size: int) -> None:
+        self.groups, self.size = groups, size
+        self.order = np.argsort(groups, kind="stable")
+        ordered = groups[self.order]
+        self.starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(groups) else \
+            np.zeros(0, dtype=np.int64)
+        self.keys = ordered[self.starts]
+        self.counts = np.diff(np.r_[self.starts, len(groups)])
 
-def _log_totals(size: int, groups: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """log Σ exp(value) per group (−inf for an empty group)."""
-    totals = np.full(size, -np.inf)
-    np.logaddexp.at(totals, groups, values)
-    return totals
+    def totals(self, values: np.ndarray) -> np.ndarray:
+        """(size,) per group; −inf for an empty group."""
+        totals = np.full(self.size, -np.inf)
+        if len(values):
+            ordered = values[self.order]
+            top = np.maximum.reduceat(ordered, self.starts)
+            top = np.where(np.isfinite(top), top, 0.0)
+            with np.errstate(divide="ignore"):
+                totals[self.keys] = top + np.log(np.add.reduceat(np.exp(ordered - np.repeat(top, self.counts)),
+                                                                 self.starts))
+        return totals
+
+    def of_others(self, values: np.ndarray) -> np.ndarray:
+        """Per entry, log Σ exp(value) over the other entries of its group (−inf where there are none)."""
+        totals = self.totals(values)[self.groups]
+        with np.errstate(divide="ignore"):
+            return totals + np.log1p(-np.minimum(np.exp(values - totals), 1.0))

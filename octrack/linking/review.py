@@ -27,52 +27,67 @@ class ReviewItem:
 
 def review_items(graph: CandidateGraph, marginals: Marginals, solution: Solution, below: float) -> list[ReviewItem]:
     """The chosen links and divisions with a marginal probability below `below`, least certain first."""
+    index = _Index(graph)
     items = [ReviewItem(LINK, graph.positions[graph.link_source[link]], (graph.positions[graph.link_target[link]],),
-                        float(marginals.link[link]), _link_alternatives(graph, marginals, int(link)))
+                        float(marginals.link[link]), _link_alternatives(graph, index, marginals, int(link)))
              for link in np.flatnonzero(solution.links & (marginals.link < below))]
-    items += [ReviewItem(DIVISION, graph.positions[graph.division_mother[division]],
+    mothers = graph.division_mother
+    items += [ReviewItem(DIVISION, graph.positions[mothers[division]],
                          tuple(graph.positions[graph.link_target[link]] for link in graph.division_links[division]),
-                         float(marginals.division[division]), _division_alternatives(graph, marginals, int(division)))
+                         float(marginals.division[division]),
+                         _likely(_ways_out(graph, index, marginals, mothers[division], except_division=division)))
               for division in np.flatnonzero(solution.divisions & (marginals.division < below))]
     return sorted(items, key=lambda item: (item.marginal_probability, item.source.t))
 
 
-def _link_alternatives(graph: CandidateGraph, marginals: Marginals, link: int) -> tuple[tuple[str, float], ...]:
+class _Index:
+    """The candidate links and divisions of each position, and the divisions of each link, looked up in time
+    proportional to their number (a crowded tracking may need every link reviewed)."""
+
+    def __init__(self, graph: CandidateGraph) -> None:
+        n, m, k = len(graph.positions), graph.link_count, len(graph.division_links)
+        self.links_from = _Grouped(graph.link_source, np.arange(m), n)
+        self.links_into = _Grouped(graph.link_target, np.arange(m), n)
+        self.divisions_of_mother = _Grouped(graph.division_mother, np.arange(k), n)
+        self.divisions_with_link = _Grouped(graph.division_links.ravel(), np.repeat(np.arange(k), 2), m)
+
+
+class _Grouped:
+    """Per key 0..count-1, the values of the entries with that key."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, count: int) -> None:
+        order = np.argsort(keys, kind="stable")
+        self.values = values[order]
+        self.bounds = np.searchsorted(keys[order], np.arange(count + 1))
+
+    def __getitem__(self, key: int) -> np.ndarray:
+        return self.values[self.bounds[key]:self.bounds[key + 1]]
+
+
+def _link_alternatives(graph: CandidateGraph, index: _Index, marginals: Marginals, link: int
+                       ) -> tuple[tuple[str, float], ...]:
     source, target = graph.link_source[link], graph.link_target[link]
-    found = _ways_out(graph, marginals, source, except_link=link)
-    found += [(f"{_where(graph, other)} → it instead", float(marginals.link[index]))  # alone or dividing
-              for index, other in _links_into(graph, target) if index != link]
+    found = _ways_out(graph, index, marginals, source, except_link=link)
+    found += [(f"{_where(graph, graph.link_source[other])} → it instead", float(marginals.link[other]))  # alone or
+              for other in index.links_into[target] if other != link]  # dividing
     found.append(("its later end starts a track", float(marginals.appear[target])))
     return _likely(found)
 
 
-def _division_alternatives(graph: CandidateGraph, marginals: Marginals, division: int
-                           ) -> tuple[tuple[str, float], ...]:
-    return _likely(_ways_out(graph, marginals, graph.division_mother[division], except_division=division))
-
-
-def _ways_out(graph: CandidateGraph, marginals: Marginals, source: int, *, except_link: int = -1,
+def _ways_out(graph: CandidateGraph, index: _Index, marginals: Marginals, source: int, *, except_link: int = -1,
               except_division: int = -1) -> list[tuple[str, float]]:
     """What else the source could do, each with its probability: link alone (not as part of a division), divide,
     or end its track."""
-    out = [(f"→ {_where(graph, graph.link_target[index])} instead, without dividing",
-            float(marginals.link[index] - marginals.division[_divisions_with(graph, index)].sum()))
-           for index in np.flatnonzero(graph.link_source == source) if index != except_link]
+    out = [(f"→ {_where(graph, graph.link_target[link])} instead, without dividing",
+            float(marginals.link[link] - marginals.division[index.divisions_with_link[link]].sum()))
+           for link in index.links_from[source] if link != except_link]
     out += [(f"divides into {_where(graph, graph.link_target[a])} and {_where(graph, graph.link_target[b])}",
-             float(marginals.division[index]))
-            for index in np.flatnonzero(graph.division_mother == source)
-            if index != except_division and except_link not in graph.division_links[index]
-            for a, b in [graph.division_links[index]]]
+             float(marginals.division[division]))
+            for division in index.divisions_of_mother[source]
+            if division != except_division and except_link not in graph.division_links[division]
+            for a, b in [graph.division_links[division]]]
     out.append(("the track ends there", float(marginals.disappear[source])))
     return out
-
-
-def _links_into(graph: CandidateGraph, target: int) -> list[tuple[int, int]]:
-    return [(int(index), int(graph.link_source[index])) for index in np.flatnonzero(graph.link_target == target)]
-
-
-def _divisions_with(graph: CandidateGraph, link: int) -> np.ndarray:
-    return np.flatnonzero((graph.division_links == link).any(axis=1))
 
 
 def _likely(found: list[tuple[str, float]]) -> tuple[tuple[str, float], ...]:

@@ -9,29 +9,47 @@ detection is then left out rather than made a daughter or a short track).
 The ways out and in are tied to each other only by the candidates (links, divisions, leaving out), so the
 problem splits exactly into connected groups of ways. First, what can never be cheapest goes: a link dearer
 than its ends disappearing and appearing, a division dearer than one of its links with the other daughter
-appearing. Small groups without a division are assignment problems (`scipy.optimize.linear_sum_assignment`);
-the others as integer linear programs by HiGHS (`scipy.optimize.milp`: its linear relaxation first, which is
-nearly always whole already), whole groups together in chunks of about `_LARGEST_PROGRAM` variables (HiGHS takes
-more than linear time in the size of a program; leaving out ties every position's ways in and out, so with it a
-whole embryo is one group). So hundreds of thousands of candidate links take
-seconds, and no split into time windows is needed: the groups are exact parts of the whole.
+appearing. Groups without a division are assignment problems (`scipy.optimize.linear_sum_assignment`, or the
+sparse `min_weight_full_bipartite_matching` for large ones); the others integer linear programs by HiGHS
+(`scipy.optimize.milp`: its linear relaxation first, which is nearly always whole already), whole groups together
+in chunks of about `_LARGEST_PROGRAM` variables (HiGHS takes more than linear time in the size of a program;
+leaving out ties every position's ways in and out, so with it a whole embryo is one group). So hundreds of
+thousands of candidate links take seconds, and the groups are exact parts of the whole.
+
+Two bounds keep time and memory in proportion to the number of positions (docs/reliability.md, "Load"):
+- Crowded clusters. Where the links between two consecutive time points and the divisions form a connected cluster
+  of over `CROWDED_CLUSTER` links and divisions, over `CROWDED_DENSITY` per way in or out of its positions
+  (positions closer together than they move, where no division could be told anyway; a large field of cells
+  apart is a cluster as large but not as dense), the mothers of that cluster get no divisions
+  (`Solution.crowded_clusters` counts them).
+  A group left without divisions is an assignment problem, of any size; as a program, one crowded pair of time
+  points (5 000 positions each) took 49 s, its relaxation being fractional.
+- Groups too large for one problem. A group of over `_LARGEST_GROUP` variables (a whole embryo of hundreds of
+  thousands of positions, which leaving out and gap links tie into one) is solved in windows of consecutive
+  time points of about `_LARGEST_PROGRAM` variables each, in time order (as a program, or as an assignment
+  problem where the window has no divisions): each window chooses the ways out of its positions, given the ways
+  in that earlier windows filled, looking one time point ahead (`_windows`). Not exact across the windows' ends:
+  within 0.4 % of the optimal cost on the random problems of tests/test_load.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, milp
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 
 from octrack.linking.costs import Costs
 from octrack.linking.graph import CandidateGraph
 
 _WHOLE = 1e-6  # how far from 0 or 1 a relaxed solution may be and still count as whole
-_LARGEST_ASSIGNMENT = 2000  # ways per group solved as a dense assignment problem; larger ones by the program
+_LARGEST_ASSIGNMENT = 2000  # pairs per group solved as a dense assignment problem; larger ones as a sparse one
 _LARGEST_PROGRAM = 20_000  # variables per linear program, where the groups allow (see `_program_chunks`)
+_LARGEST_GROUP = 200_000  # variables of a group solved as one program; larger ones in windows (see `_windows`)
+CROWDED_CLUSTER = 20_000  # links and divisions of a connected cluster between two time points (see the docstring)
+CROWDED_DENSITY = 5.0  # and per way in or out of its positions (a random walk at 8 µm spacing: 3.1-3.5; crowded: 7)
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,7 @@ class Solution:
     links: np.ndarray  # (m,) bool: chosen candidate links, those of divisions included
     divisions: np.ndarray  # (k,) bool: chosen candidate divisions
     groups: int  # independent problems solved
+    crowded_clusters: int = 0  # clusters over CROWDED_CLUSTER links and divisions, whose mothers got no divisions
 
 
 @dataclass(frozen=True)
@@ -72,39 +91,71 @@ def candidate_pairs(graph: CandidateGraph, costs: Costs, links: np.ndarray) -> P
 
 def solve(graph: CandidateGraph, costs: Costs) -> Solution:
     """The cheapest way in and out for every position (see the module docstring)."""
-    n = len(graph.positions)
     pairs = candidate_pairs(graph, costs, np.flatnonzero(
         costs.link < costs.disappear[graph.link_source] + costs.appear[graph.link_target]))
-    divisions = np.flatnonzero(costs.division < _cheapest_alternative(graph, costs))
+    divisions, crowded_clusters = _without_crowded(graph, pairs,
+                                                   np.flatnonzero(costs.division < _cheapest_alternative(graph, costs)))
+    group_count, group = _slot_groups(graph, pairs, divisions, pairs)
+    pair_group, division_group = group[pairs.source], group[graph.division_mother[divisions]]
+    windowed = np.bincount(np.r_[pair_group, division_group], minlength=group_count) > _LARGEST_GROUP
+    by_program = np.zeros(group_count, dtype=bool)
+    by_program[division_group] = True
+    assigned = ~by_program[pair_group] & ~windowed[pair_group]
+    chosen = [(pairs[assigned][_assign(pairs[assigned], pair_group[assigned], costs)], np.zeros(0, dtype=np.int64))]
+    chunked_pairs = by_program[pair_group] & ~windowed[pair_group]
+    chunked_divisions = ~windowed[division_group]
+    for chunk_pairs, chunk_divisions in _program_chunks(pairs[chunked_pairs], pair_group[chunked_pairs],
+                                                        divisions[chunked_divisions],
+                                                        division_group[chunked_divisions]):
+        chosen.append(_integer_program(graph, costs, chunk_pairs, chunk_divisions, group))
+    for number in np.flatnonzero(windowed):
+        chosen += _windows(graph, costs, pairs[pair_group == number], divisions[division_group == number], group)
+    chosen_links = np.zeros(graph.link_count, dtype=bool)
+    division_mask = np.zeros(len(graph.division_links), dtype=bool)
+    for part, part_divisions in chosen:
+        chosen_links[part.link[part.link >= 0]] = True
+        chosen_links[graph.division_links[part_divisions].ravel()] = True
+        division_mask[part_divisions] = True
+    return Solution(chosen_links, division_mask, int(np.unique(pair_group).size), crowded_clusters)
+
+
+def _slot_groups(graph: CandidateGraph, pairs: Pairs, divisions: np.ndarray, tying: Pairs) -> tuple[int, np.ndarray]:
+    """The connected groups of the 2n slots (0..n-1 the ways out of each position, n..2n-1 the ways in) that the
+    pairs `tying` and the divisions join."""
+    n = len(graph.positions)
     daughters = graph.link_target[graph.division_links[divisions]].T.ravel()  # first daughters, then second
     mothers = graph.division_mother[divisions]
-    # slots: 0..n-1 the ways out of each position, n..2n-1 the ways in
-    group_count, group = connected_components(coo_matrix(
-        (np.ones(len(pairs) + 2 * len(divisions)),
-         (np.r_[pairs.source, mothers, mothers], n + np.r_[pairs.target, daughters])),
+    return connected_components(coo_matrix(
+        (np.ones(len(tying) + 2 * len(divisions)),
+         (np.r_[tying.source, mothers, mothers], n + np.r_[tying.target, daughters])),
         shape=(2 * n, 2 * n)), directed=False)
-    pair_group = group[pairs.source]
-    by_program = np.zeros(group_count, dtype=bool)
-    by_program[group[mothers]] = True
-    by_program[np.bincount(pair_group, minlength=group_count) > _LARGEST_ASSIGNMENT] = True
-    assigned = pairs[~by_program[pair_group]]
-    chosen = [assigned[_assign(assigned, pair_group[~by_program[pair_group]], costs)]]
-    chosen_divisions = []
-    programmed_pairs = by_program[pair_group]
-    for chunk_pairs, chunk_divisions in _program_chunks(pairs[programmed_pairs], pair_group[programmed_pairs],
-                                                        divisions, group[mothers]):
-        programmed, programmed_divisions = _integer_program(graph, costs, chunk_pairs, chunk_divisions, group)
-        chosen.append(programmed)
-        chosen_divisions.append(programmed_divisions)
-    chosen_divisions = np.concatenate(chosen_divisions).astype(np.int64) if chosen_divisions else \
-        np.zeros(0, dtype=np.int64)
-    chosen_links = np.zeros(graph.link_count, dtype=bool)
-    for part in chosen:
-        chosen_links[part.link[part.link >= 0]] = True
-    chosen_links[graph.division_links[chosen_divisions].ravel()] = True
-    division_mask = np.zeros(len(graph.division_links), dtype=bool)
-    division_mask[chosen_divisions] = True
-    return Solution(chosen_links, division_mask, int(np.unique(pair_group).size))
+
+
+def _without_crowded(graph: CandidateGraph, pairs: Pairs, divisions: np.ndarray) -> tuple[np.ndarray, int]:
+    """`divisions` less those whose mother lies in a crowded cluster (see the module docstring), and how many such
+    clusters there are: clusters of the links between consecutive time points (no gap links, no leaving out) and
+    the divisions."""
+    consecutive = pairs.link >= 0
+    consecutive[consecutive] = ~graph.gap_links[pairs.link[consecutive]]
+    steps = pairs[consecutive]
+    cluster_count, cluster = _slot_groups(graph, pairs, divisions, steps)
+    mother_cluster = cluster[graph.division_mother[divisions]]
+    size = np.bincount(np.r_[cluster[steps.source], mother_cluster], minlength=cluster_count)
+    crowded = (size > CROWDED_CLUSTER) & (size > CROWDED_DENSITY * np.bincount(cluster, minlength=cluster_count))
+    return divisions[~crowded[mother_cluster]], int(crowded.sum())
+
+
+def _chunk_numbers(sizes: np.ndarray, largest: int) -> np.ndarray:
+    """Per item of `sizes`, in order, the number of its chunk: consecutive items of about `largest` in all (a
+    larger item alone)."""
+    chunk = np.zeros(len(sizes), dtype=np.int64)
+    count, filled = 0, 0
+    for index, size in enumerate(sizes):
+        if filled and filled + size > largest:
+            count, filled = count + 1, 0
+        chunk[index] = count
+        filled += size
+    return chunk
 
 
 def _program_chunks(pairs: Pairs, pair_group: np.ndarray, divisions: np.ndarray, division_group: np.ndarray
@@ -113,17 +164,53 @@ def _program_chunks(pairs: Pairs, pair_group: np.ndarray, divisions: np.ndarray,
     `_LARGEST_PROGRAM` variables (a larger group alone): HiGHS takes more than linear time in the size of a
     program, and the groups are independent."""
     groups, sizes = np.unique(np.r_[pair_group, division_group], return_counts=True)
-    chunk = np.zeros(len(groups), dtype=np.int64)
-    count, filled = 0, 0
-    for index, size in enumerate(sizes):
-        if filled and filled + size > _LARGEST_PROGRAM:
-            count, filled = count + 1, 0
-        chunk[index] = count
-        filled += size
+    chunk = _chunk_numbers(sizes, _LARGEST_PROGRAM)
     pair_chunk = chunk[np.searchsorted(groups, pair_group)]
     division_chunk = chunk[np.searchsorted(groups, division_group)]
-    return [(pairs[pair_chunk == number], divisions[division_chunk == number]) for number in range(count + 1)
-            if len(groups)]
+    return [(pairs[pair_chunk == number], divisions[division_chunk == number])
+            for number in range(chunk.max(initial=-1) + 1)]
+
+
+def _windows(graph: CandidateGraph, costs: Costs, pairs: Pairs, divisions: np.ndarray, slot_group: np.ndarray
+             ) -> list[tuple[Pairs, np.ndarray]]:
+    """The chosen pairs and divisions of one large group, solved in windows of consecutive time points (of their
+    sources) of about `_LARGEST_PROGRAM` variables, in time order. A window's program holds the pairs and
+    divisions whose ways in no earlier window filled, of its time points and the next one (a look ahead: the
+    positions there compete for the same targets), and keeps the choices of its own time points. Appearing costs
+    nothing in it for the positions that a later window can still link to (else its last time points would grab
+    them, at any cost below an appearance)."""
+    pairs = pairs[np.argsort(graph.time[pairs.source], kind="stable")]
+    divisions = divisions[np.argsort(graph.time[graph.division_mother[divisions]], kind="stable")]
+    pair_time, division_time = graph.time[pairs.source], graph.time[graph.division_mother[divisions]]
+    times, sizes = np.unique(np.r_[pair_time, division_time], return_counts=True)
+    window = _chunk_numbers(sizes, _LARGEST_PROGRAM)
+    firsts = times[np.r_[0, np.flatnonzero(np.diff(window)) + 1]] if len(times) else times
+    aheads = np.r_[firsts[1:], np.iinfo(np.int64).max - 2]  # per window the next time point
+    filled = np.zeros(len(graph.positions), dtype=bool)
+    chosen = []
+    for first, ahead in zip(firsts, aheads):
+        window_pairs = pairs[np.searchsorted(pair_time, first):np.searchsorted(pair_time, ahead, side="right")]
+        window_pairs = window_pairs[~filled[window_pairs.target]]
+        window_divisions = divisions[np.searchsorted(division_time, first):
+                                     np.searchsorted(division_time, ahead, side="right")]
+        window_divisions = window_divisions[
+            ~filled[graph.link_target[graph.division_links[window_divisions]]].any(axis=1)]
+        window_costs = replace(costs, appear=np.where(graph.time >= ahead + 2, 0.0, costs.appear))
+        window_pairs, window_divisions = _solve_part(graph, window_costs, window_pairs, window_divisions, slot_group)
+        window_pairs = window_pairs[graph.time[window_pairs.source] < ahead]
+        window_divisions = window_divisions[graph.time[graph.division_mother[window_divisions]] < ahead]
+        filled[window_pairs.target] = True
+        filled[graph.link_target[graph.division_links[window_divisions]].ravel()] = True
+        chosen.append((window_pairs, window_divisions))
+    return chosen
+
+
+def _solve_part(graph: CandidateGraph, costs: Costs, pairs: Pairs, divisions: np.ndarray, slot_group: np.ndarray
+                ) -> tuple[Pairs, np.ndarray]:
+    """The chosen pairs and divisions of a part of a group: an assignment problem where it has no divisions."""
+    if len(divisions) == 0:
+        return pairs[_assign_group(pairs, np.arange(len(pairs)), costs)], divisions
+    return _integer_program(graph, costs, pairs, divisions, slot_group)
 
 
 def _cheapest_alternative(graph: CandidateGraph, costs: Costs) -> np.ndarray:
@@ -149,16 +236,29 @@ def _assign(pairs: Pairs, groups: np.ndarray, costs: Costs) -> np.ndarray:
 
 
 def _assign_group(pairs: Pairs, indices: np.ndarray, costs: Costs) -> np.ndarray:
+    """One group's assignment problem: rows the sources and an "appears" row per target, columns the targets and a
+    "disappears" column per source; the spare rows and columns of linked sources and targets meet at cost 0. Dense
+    up to `_LARGEST_ASSIGNMENT` pairs, else sparse: the spare rows and columns meet through each pair's reverse,
+    and as every full matching has s + t entries, the costs shift to positive (as the sparse solver needs) without
+    changing which matching is cheapest."""
     group = pairs[indices]
     sources, source_index = np.unique(group.source, return_inverse=True)
     targets, target_index = np.unique(group.target, return_inverse=True)
     s, t = len(sources), len(targets)
-    matrix = np.full((s + t, t + s), np.inf)
-    matrix[source_index, target_index] = group.cost
-    matrix[np.arange(s), t + np.arange(s)] = costs.disappear[sources]
-    matrix[s + np.arange(t), np.arange(t)] = costs.appear[targets]
-    matrix[s:, t:] = 0.0  # pairs the spare rows and columns of linked sources and targets
-    rows, columns = linear_sum_assignment(matrix)
+    if len(indices) <= _LARGEST_ASSIGNMENT:
+        matrix = np.full((s + t, t + s), np.inf)
+        matrix[source_index, target_index] = group.cost
+        matrix[np.arange(s), t + np.arange(s)] = costs.disappear[sources]
+        matrix[s + np.arange(t), np.arange(t)] = costs.appear[targets]
+        matrix[s:, t:] = 0.0
+        rows, columns = linear_sum_assignment(matrix)
+    else:
+        values = np.r_[group.cost, costs.disappear[sources], costs.appear[targets], np.zeros(len(group))]
+        sparse = coo_matrix((values - values.min() + 1.0,
+                             (np.r_[source_index, np.arange(s), s + np.arange(t), s + target_index],
+                              np.r_[target_index, t + np.arange(s), np.arange(t), t + source_index])),
+                            shape=(s + t, t + s)).tocsr()
+        rows, columns = np.arange(s + t), min_weight_full_bipartite_matching(sparse)[1]
     taken = (rows < s) & (columns < t)
     lookup = {(a, b): index for a, b, index in zip(source_index, target_index, indices)}
     return np.array([lookup[a, b] for a, b in zip(rows[taken], columns[taken])], dtype=np.int64)
