@@ -21,16 +21,17 @@ share of links at or above 0.99 that are wrong (issue 13's targets: >= 80% caugh
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from octrack.errors import UserError  # noqa: E402
 from octrack.linking import DEFAULT_TEMPERATURE, MARGINAL_PROBABILITY, CostSettings, LinkingResult  # noqa: E402
+from octrack.linking.costs import ADD  # noqa: E402
 from octrack.linking import link_tracks  # noqa: E402
 from octrack.scoring import (error_calibration, format_error_calibration, score_detections,  # noqa: E402
                              score_tracking, tracking_errors)
@@ -38,9 +39,37 @@ from octrack.stages.calibrate import fitted_temperature, labelled_links  # noqa:
 from octrack.tracking import Tracking, VoxelSize, load_tracking  # noqa: E402
 
 THRESHOLD = 0.99
-VARIANTS: dict[str, CostSettings] = {
-    "default": CostSettings(),
+
+
+@dataclass(frozen=True)
+class Variant:
+    settings: CostSettings = CostSettings()
+    links: bool = True  # use the link probabilities (False: displacement only, the rule's candidates)
+    divisions: bool = True  # use the division probabilities
+
+
+VARIANTS: dict[str, Variant] = {
+    "network-free": Variant(links=False, divisions=False),
+    "replace": Variant(),
+    "replace, division x2": Variant(CostSettings(division_weight=2.0)),
+    "add": Variant(CostSettings(network_evidence=ADD)),
+    "add, division x2": Variant(CostSettings(network_evidence=ADD, division_weight=2.0)),
+    "add, links only": Variant(CostSettings(network_evidence=ADD), divisions=False),
+    "add, divisions only": Variant(CostSettings(network_evidence=ADD), links=False),
 }
+
+
+def without(tracking: Tracking, links: bool, divisions: bool) -> Tracking:
+    """The tracking without its link probabilities (and candidate links) or division probabilities, as asked."""
+    kept = tracking.empty_copy()
+    for position in tracking.positions():
+        data = {key: value for key, value in tracking.position_data(position).items()
+                if divisions or not key.startswith("division_")}
+        kept.add_position(position, **data)
+    if links:
+        for a, b in tracking.links():
+            kept.add_link(a, b, **tracking.link_data(a, b))
+    return kept
 
 
 def link(positions: Tracking, settings: CostSettings, image_shape_zyx: tuple[int, int, int] | None,
@@ -88,10 +117,10 @@ def within(tracking: Tracking, time_points: list[int]) -> Tracking:
     return kept
 
 
-def run_variant(name: str, settings: CostSettings, positions: Tracking, truth: Tracking, time_points: list[int],
+def run_variant(name: str, variant: Variant, positions: Tracking, truth: Tracking, time_points: list[int],
                 distance: dict[str, float], image_shape_zyx: tuple[int, int, int] | None, reliability: bool) -> dict:
     started = time.perf_counter()
-    result = link(positions, settings, image_shape_zyx)
+    result = link(without(positions, variant.links, variant.divisions), variant.settings, image_shape_zyx)
     detection = score_detections(truth, result.tracking, time_points=time_points, **distance)
     scores = score_tracking(truth, result.tracking, detection)
     calibrated, temperatures = cross_fitted(result, truth, time_points, distance)
@@ -115,7 +144,7 @@ def run_variant(name: str, settings: CostSettings, positions: Tracking, truth: T
     return row
 
 
-def main(variants: dict[str, CostSettings] = VARIANTS,
+def main(variants: dict[str, Variant] = VARIANTS,
          prepare: Callable[[Tracking], Tracking] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--positions", type=Path, required=True)
