@@ -51,11 +51,12 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     "network-free": Variant(links=False, divisions=False),
     "replace": Variant(),
-    "replace, division x2": Variant(CostSettings(division_weight=2.0)),
+    "replace-div2": Variant(CostSettings(division_weight=2.0)),
     "add": Variant(CostSettings(network_evidence=ADD)),
-    "add, division x2": Variant(CostSettings(network_evidence=ADD, division_weight=2.0)),
-    "add, links only": Variant(CostSettings(network_evidence=ADD), divisions=False),
-    "add, divisions only": Variant(CostSettings(network_evidence=ADD), links=False),
+    "add-div2": Variant(CostSettings(network_evidence=ADD, division_weight=2.0)),
+    "add-div3": Variant(CostSettings(network_evidence=ADD, division_weight=3.0)),
+    "add-links-only": Variant(CostSettings(network_evidence=ADD), divisions=False),
+    "add-divisions-only": Variant(CostSettings(network_evidence=ADD), links=False),
 }
 
 
