@@ -78,3 +78,28 @@ def test_the_division_network_confirms_or_overrules_the_geometry() -> None:
     overruled = link_tracks(_with_probabilities(tracking, mother, 0.0001),
                             settings=CostSettings(network_evidence=ADD, division_weight=2.0))
     assert overruled.tracking.divisions() == []
+
+
+def _network_tracking_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_network_tracking.py"
+    spec = importlib.util.spec_from_file_location("octrack_network_tracking_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_cross_fits_on_halves_and_strips_what_a_variant_does_not_use() -> None:
+    script = _network_tracking_script()
+    assert script.halves([9, 10, 11]) == ([9, 10], [10, 11])
+    assert script.halves(list(range(6))) == ([0, 1, 2, 3], [3, 4, 5])
+    tracking, mother, _ = _division_and_bystander()
+    tracking = _with_probabilities(tracking, mother, 0.9)
+    kept = script.within(tracking, [3, 4])
+    assert set(kept.time_points()) == {3, 4} and kept.link_count() > 0
+    bare = script.without(kept, links=False, divisions=False)
+    assert bare.link_count() == 0 and "division_probability" not in bare.position_data_keys()
