@@ -135,7 +135,8 @@ def run_variant(name: str, variant: Variant, positions: Tracking, truth: Trackin
            "left_out": result.left_out, "temperatures": temperatures, "flagged": at.flagged, "caught": at.caught,
            "wrong_above": at.wrong_unflagged, "wrong_links": calibration.wrong, "scored_links": calibration.links,
            "seconds": time.perf_counter() - started}
-    print(f"{name:<28} divisions {row['divisions_made']:>3}  div F1 ±1 {divisions.f1:.3f} (TP {divisions.true_positives} "
+    print(f"{name:<28} divisions {row['divisions_made']:>3}  div F1 ±1 {divisions.f1:.3f} "
+          f"(TP {divisions.true_positives} "
           f"FP {divisions.false_positives} FN {divisions.false_negatives}) ±0 {exact.f1:.3f}  link F1 {links.f1:.4f} "
           f"(FP {links.false_positives} FN {links.false_negatives})  left out {result.left_out}  T "
           f"{temperatures[0]:.2f}/{temperatures[1]:.2f}  flagged {at.flagged:.3f} caught {at.caught:.3f} "

@@ -54,4 +54,5 @@ def test_partners_are_sought_where_the_whole_picture_moved():
 
 def test_few_positions_are_not_shifted():
     sources = np.array([[0.0, 0, 0], [10, 0, 0]])
-    assert candidate_pairs(sources, sources + [14.0, 0, 0], factor=2, max_partners=5) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    shifted = sources + [14.0, 0, 0]
+    assert candidate_pairs(sources, shifted, factor=2, max_partners=5) == [(0, 0), (0, 1), (1, 0), (1, 1)]
