@@ -40,3 +40,19 @@ def test_candidate_links_measure_in_micrometres():
     p = tracking.add_position(Position(0, 0, 2, 1))  # 20 µm (2 px) from a, 10 µm from c
     assert candidate_links(tracking, 0, factor=1, max_partners=1) == [(a, q), (c, p)]
     assert candidate_links(tracking, 1) == []
+
+
+def test_partners_are_sought_where_the_whole_picture_moved():
+    """Cells scattered at random about 16 apart, all shifted by 14 along x: without the shift most would find
+    their own partner (14 away) beyond twice the distance to the nearest position at t+1."""
+    random = np.random.default_rng(1)
+    sources = np.column_stack([random.uniform(0, 200, (150, 2)), np.zeros(150)])
+    targets = sources + [14.0, 0, 0] + np.column_stack([random.normal(0, 0.3, (150, 2)), np.zeros(150)])
+    pairs = candidate_pairs(sources, targets, factor=2, max_partners=5)
+    assert all((i, i) in pairs for i in range(len(sources)))
+
+
+def test_few_positions_are_not_shifted():
+    sources = np.array([[0.0, 0, 0], [10, 0, 0]])
+    shifted = sources + [14.0, 0, 0]
+    assert candidate_pairs(sources, shifted, factor=2, max_partners=5) == [(0, 0), (0, 1), (1, 0), (1, 1)]

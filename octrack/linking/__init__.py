@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS
-from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, CostSettings, Costs, MotionModel,
-                                   compute_costs, initial_motion, refined_motion)
+from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, REPLACE, CostSettings, Costs,
+                                   MotionModel, compute_costs, initial_motion, refined_motion)
 from octrack.linking.graph import CandidateGraph, build_graph
 from octrack.linking.marginals import DEFAULT_TEMPERATURE, Marginals, marginals
 from octrack.linking.review import DIVISION, LINK, ReviewItem, review_items
@@ -119,7 +119,8 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
     division_probability = _division_probabilities(tracking, graph)
     box = _image_box_um(tracking, image_shape_zyx)
     motion = initial_motion(graph)
-    rounds = 1 if link_probabilities and division_probability is not None else MOTION_ROUNDS
+    rounds = 1 if link_probabilities and division_probability is not None and settings.network_evidence == REPLACE \
+        else MOTION_ROUNDS  # the displacement's scale matters only where its costs do
     for _ in range(rounds):
         costs = compute_costs(graph, settings, motion, link_probability=link_probability,
                               division_probability=division_probability, image_box_um=box)

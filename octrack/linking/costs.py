@@ -29,6 +29,7 @@ import numpy as np
 from octrack.linking.graph import CandidateGraph
 
 LINK_PROBABILITY, DIVISION_PROBABILITY = "link_probability", "division_probability"
+REPLACE, ADD = "replace", "add"
 _MEDIAN_DISTANCE_PER_SIGMA = 1.5382  # median of the length of a 3D standard normal vector
 _SMALLEST_PROBABILITY = 1e-6
 
@@ -48,6 +49,9 @@ class CostSettings:
     # None: no gap links
     leave_out: float | None = 7.0  # leaving a detection out of every track (a false detection), where cheaper
     # than its appearing and disappearing; None: those only
+    network_evidence: str = REPLACE  # how network probabilities enter: REPLACE the displacement and geometry
+    # costs by their negative log odds, or ADD their evidence (log odds less those of the base rate) to them
+    division_weight: float = 1.0  # the division network's evidence counts this many times
 
 
 @dataclass(frozen=True)
@@ -113,17 +117,40 @@ def compute_costs(graph: CandidateGraph, settings: CostSettings, motion: MotionM
     distances = np.linalg.norm(graph.link_vectors(), axis=1)
     gaps = graph.gap_links
     link = _displacement_cost(distances, motion.sigma, settings.tail)
+    link[gaps] = _displacement_cost(distances[gaps], np.sqrt(2) * motion.sigma, settings.tail) + (settings.gap or 0)
+    geometry = settings.division + _displacement_cost(_midpoint_offsets(graph), settings.division_scale * motion.sigma,
+                                                      settings.tail)
+    if settings.network_evidence == ADD:
+        link_evidence = np.zeros(len(link))
+        if link_probability is not None:
+            link_evidence[~gaps] = _evidence(link_probability[~gaps], link_probability[~gaps])
+        division = geometry + link_evidence[graph.division_links].sum(axis=1)
+        if division_probability is not None:
+            division += settings.division_weight * _evidence(division_probability[graph.division_mother],
+                                                             division_probability)
+        return _with_starts_and_ends(graph, settings, image_box_um, link + link_evidence, division)
     if link_probability is not None:
         link[~gaps] = -log_odds(link_probability[~gaps])
-    link[gaps] = _displacement_cost(distances[gaps], np.sqrt(2) * motion.sigma, settings.tail) + (settings.gap or 0)
-    mothers = graph.division_mother
     if division_probability is not None:
-        division = -log_odds(division_probability[mothers]) + link[graph.division_links].sum(axis=1)
+        division = -settings.division_weight * log_odds(division_probability[graph.division_mother]) \
+            + link[graph.division_links].sum(axis=1)
     elif link_probability is not None:
         division = settings.division + link[graph.division_links].sum(axis=1)
     else:
-        division = settings.division + _displacement_cost(_midpoint_offsets(graph),
-                                                          settings.division_scale * motion.sigma, settings.tail)
+        division = geometry
+    return _with_starts_and_ends(graph, settings, image_box_um, link, division)
+
+
+def _evidence(probabilities: np.ndarray, all_probabilities: np.ndarray) -> np.ndarray:
+    """A network's evidence as a cost: minus its log odds, less those of its mean over `all_probabilities` (what
+    it says of a candidate it knows nothing about), so that only what it adds to the base rate counts."""
+    return -(log_odds(probabilities) - log_odds(np.mean(all_probabilities))) if len(all_probabilities) else \
+        np.zeros(len(probabilities))
+
+
+def _with_starts_and_ends(graph: CandidateGraph, settings: CostSettings,
+                          image_box_um: tuple[np.ndarray, np.ndarray] | None, link: np.ndarray,
+                          division: np.ndarray) -> Costs:
     appear, disappear = _start_and_end_costs(graph, settings, image_box_um)
     leave_out = None if settings.leave_out is None else np.full(len(graph.positions), settings.leave_out)
     return Costs(link, division, appear, disappear, leave_out)

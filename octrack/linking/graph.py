@@ -15,14 +15,9 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
-from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS, candidate_pairs
+from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS, candidate_pairs, frame_shift
 from octrack.tracking.model import Position, Tracking, coordinates_um
-
-
-_SIGNIFICANT_DRIFT = 0.8
-_DRIFT_MIN_POSITIONS = 10  # at a time point, to tell a drift of the whole from cells moving together
 
 
 @dataclass(frozen=True)
@@ -82,41 +77,19 @@ def build_graph(tracking: Tracking, *, use_tracking_links: bool, factor: float =
 
 def drift(xyz: np.ndarray, time: np.ndarray, rounds: int = 10) -> np.ndarray:
     """(n, 3) per position the drift of the whole picture since the first time point: the sum of the shifts
-    between consecutive time points (none where either has fewer than `_DRIFT_MIN_POSITIONS` positions). A shift
-    is the median displacement from each position to its nearest
-    neighbour at the next time point, found again after shifting (as iterative closest points do), from no shift
-    and from the shifts of the neighbouring time points; the start whose shift leaves the smallest median
-    distance wins."""
+    between consecutive time points (`octrack.candidates.frame_shift`), each found from no shift and again from
+    the shifts of the neighbouring time points (drift is smooth over time)."""
     time_points = np.unique(time)
     frames = {t: xyz[time == t] for t in time_points}
-    shifts = {t: _shift(frames[t], frames[t + 1], [np.zeros(3)], rounds) for t in time_points
-              if t + 1 in frames and min(len(frames[t]), len(frames[t + 1])) >= _DRIFT_MIN_POSITIONS}
+    shifts = {t: frame_shift(frames[t], frames[t + 1], rounds=rounds) for t in time_points if t + 1 in frames}
     for t in shifts:  # a second chance from the neighbours' shifts: drift is smooth over time
         starts = [shifts[u][0] for u in (t - 1, t + 1) if u in shifts] + [shifts[t][0]]
-        shifts[t] = _shift(frames[t], frames[t + 1], starts, rounds)
+        shifts[t] = frame_shift(frames[t], frames[t + 1], starts, rounds)
     total, cumulative = np.zeros(3), {}
     for t in time_points:
         cumulative[t] = total.copy()
         total = total + (shifts[t][0] if t in shifts else 0)
     return np.array([cumulative[t] for t in time]).reshape(-1, 3)
-
-
-def _shift(sources: np.ndarray, targets: np.ndarray, starts: list[np.ndarray], rounds: int
-           ) -> tuple[np.ndarray, float]:
-    """The shift from `sources` to `targets` (see `drift`) and the median distance that it leaves; no shift
-    unless one leaves the median distance `_SIGNIFICANT_DRIFT` times as large or less (cells moving on their own
-    are no drift)."""
-    tree = cKDTree(targets)
-    unshifted = float(np.median(tree.query(sources)[0]))
-    best: tuple[np.ndarray, float] = (np.zeros(3), unshifted * _SIGNIFICANT_DRIFT)
-    for shift in starts:
-        for _ in range(rounds):
-            _, nearest = tree.query(sources + shift)
-            shift = np.median(targets[nearest] - sources, axis=0)
-        remaining = float(np.median(tree.query(sources + shift)[0]))
-        if remaining < best[1]:
-            best = (shift, remaining)
-    return best
 
 
 def _rule_pairs(tracking: Tracking, index: dict[Position, int], xyz: np.ndarray, factor: float,

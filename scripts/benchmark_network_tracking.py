@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""The tracker on positions that carry the networks' probabilities, against ground truth: what each way of using
+those probabilities gives.
+
+Input: a tracking file as `octrack predict` writes it after its divisions and links steps (positions.aut:
+`division_probability` per position, the candidate links with their `link_probability`), and the ground truth.
+For each variant of the tracker's costs (`VARIANTS`), `octrack.linking.link_tracks` links the positions and the
+result is scored as `octrack evaluate` scores it: link F1, division F1 within ±1 time point and at ±0, a division
+counted only where its mother and both daughters match (the CTC's BC(i)).
+
+The error calibration is cross-fitted: the scored time points are cut into two halves of their transitions (t → t+1),
+the temperature is fitted (`octrack calibrate`'s fit) on each half and applied to the links of the other, and
+the pooled links give the share flagged below 0.99, the share of link errors that flagging catches, and the
+share of links at or above 0.99 that are wrong (issue 13's targets: >= 80% caught, <= 10% flagged, <= 1% wrong).
+
+    python scripts/benchmark_network_tracking.py --positions PREDICTIONS/positions.aut \
+        --ground-truth ../shared/data/breast-cancer-2d/01_GT/TRA --max-distance-px 8 --time-points 9:11 \
+        --image-shape 1 724 1024 [--variants default,division-weight-2] [--reliability]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from octrack.errors import UserError  # noqa: E402
+from octrack.linking import DEFAULT_TEMPERATURE, MARGINAL_PROBABILITY, CostSettings, LinkingResult  # noqa: E402
+from octrack.linking.costs import ADD  # noqa: E402
+from octrack.linking import link_tracks  # noqa: E402
+from octrack.scoring import (error_calibration, format_error_calibration, score_detections,  # noqa: E402
+                             score_tracking, tracking_errors)
+from octrack.stages.calibrate import fitted_temperature, labelled_links  # noqa: E402
+from octrack.tracking import Tracking, VoxelSize, load_tracking  # noqa: E402
+
+THRESHOLD = 0.99
+
+
+@dataclass(frozen=True)
+class Variant:
+    settings: CostSettings = CostSettings()
+    links: bool = True  # use the link probabilities (False: displacement only, the rule's candidates)
+    divisions: bool = True  # use the division probabilities
+
+
+VARIANTS: dict[str, Variant] = {
+    "network-free": Variant(links=False, divisions=False),
+    "replace": Variant(),
+    "replace-div2": Variant(CostSettings(division_weight=2.0)),
+    "add": Variant(CostSettings(network_evidence=ADD)),
+    "add-div2": Variant(CostSettings(network_evidence=ADD, division_weight=2.0)),
+    "add-div3": Variant(CostSettings(network_evidence=ADD, division_weight=3.0)),
+    "add-links-only": Variant(CostSettings(network_evidence=ADD), divisions=False),
+    "add-divisions-only": Variant(CostSettings(network_evidence=ADD), links=False),
+}
+
+
+def without(tracking: Tracking, links: bool, divisions: bool) -> Tracking:
+    """The tracking without its link probabilities (and candidate links) or division probabilities, as asked."""
+    kept = tracking.empty_copy()
+    for position in tracking.positions():
+        data = {key: value for key, value in tracking.position_data(position).items()
+                if divisions or not key.startswith("division_")}
+        kept.add_position(position, **data)
+    if links:
+        for a, b in tracking.links():
+            kept.add_link(a, b, **tracking.link_data(a, b))
+    return kept
+
+
+def link(positions: Tracking, settings: CostSettings, image_shape_zyx: tuple[int, int, int] | None,
+         temperature: float = DEFAULT_TEMPERATURE) -> LinkingResult:
+    return link_tracks(positions, settings=settings, image_shape_zyx=image_shape_zyx, temperature=temperature)
+
+
+def halves(time_points: list[int]) -> tuple[list[int], list[int]]:
+    """The scored time points cut into two halves of their transitions, sharing the time point between."""
+    middle = len(time_points) // 2
+    return time_points[:middle + 1], time_points[middle:]
+
+
+def cross_fitted(result: LinkingResult, truth: Tracking, time_points: list[int], distance: dict[str, float]
+                 ) -> tuple[Tracking, tuple[float, float]]:
+    """The result's tracking with each link's marginal probability at the temperature fitted on the other half
+    of the time points (the link's half: that of its source), and the two temperatures."""
+    first, second = halves(time_points)
+    temperatures = []
+    for fit_on in (second, first):
+        try:
+            temperatures.append(fitted_temperature(result, labelled_links(result, truth, fit_on, **distance)))
+        except UserError:
+            temperatures.append(DEFAULT_TEMPERATURE)
+    tracking = result.tracking  # (changed in place: scored already)
+    links = result.problem.chosen_links()
+    at_first, at_second = (result.problem.chosen_link_probabilities(t) for t in temperatures)
+    for (a, b), p_first, p_second in zip(links, at_first, at_second):
+        probability = p_first if a.t < second[0] else p_second
+        tracking.link_data(a, b)[MARGINAL_PROBABILITY] = float(probability)
+    return tracking, (temperatures[0], temperatures[1])
+
+
+def within(tracking: Tracking, time_points: list[int]) -> Tracking:
+    """The positions at `time_points` with their data, and the links between them that carry a link probability
+    (the candidates of a link network; a ground truth's links are left out)."""
+    kept = tracking.empty_copy()
+    for time_point in time_points:
+        for position in tracking.positions_at(time_point):
+            kept.add_position(position, **tracking.position_data(position))
+    for a, b in tracking.links():
+        data = tracking.link_data(a, b)
+        if a.t in time_points and b.t in time_points and "link_probability" in data:
+            kept.add_link(a, b, **data)
+    return kept
+
+
+def run_variant(name: str, variant: Variant, positions: Tracking, truth: Tracking, time_points: list[int],
+                distance: dict[str, float], image_shape_zyx: tuple[int, int, int] | None, reliability: bool) -> dict:
+    started = time.perf_counter()
+    result = link(without(positions, variant.links, variant.divisions), variant.settings, image_shape_zyx)
+    detection = score_detections(truth, result.tracking, time_points=time_points, **distance)
+    scores = score_tracking(truth, result.tracking, detection)
+    calibrated, temperatures = cross_fitted(result, truth, time_points, distance)
+    calibration = error_calibration(calibrated, tracking_errors(truth, calibrated, detection))
+    at = next(point for point in calibration.review_curve if point.threshold == THRESHOLD)
+    divisions, exact, links = scores.divisions, scores.divisions_exact, scores.links
+    row = {"variant": name, "divisions_made": divisions.predicted_count, "division_f1": divisions.f1,
+           "division_f1_exact": exact.f1, "division_tp_fp_fn": (divisions.true_positives, divisions.false_positives,
+                                                                divisions.false_negatives),
+           "link_f1": links.f1, "link_fp_fn": (links.false_positives, links.false_negatives),
+           "left_out": result.left_out, "temperatures": temperatures, "flagged": at.flagged, "caught": at.caught,
+           "wrong_above": at.wrong_unflagged, "wrong_links": calibration.wrong, "scored_links": calibration.links,
+           "seconds": time.perf_counter() - started}
+    print(f"{name:<28} divisions {row['divisions_made']:>3}  div F1 ±1 {divisions.f1:.3f} "
+          f"(TP {divisions.true_positives} "
+          f"FP {divisions.false_positives} FN {divisions.false_negatives}) ±0 {exact.f1:.3f}  link F1 {links.f1:.4f} "
+          f"(FP {links.false_positives} FN {links.false_negatives})  left out {result.left_out}  T "
+          f"{temperatures[0]:.2f}/{temperatures[1]:.2f}  flagged {at.flagged:.3f} caught {at.caught:.3f} "
+          f"(of {calibration.wrong} wrong) wrong>=0.99 {at.wrong_unflagged:.4f}  {row['seconds']:.0f} s", flush=True)
+    if reliability:
+        print(format_error_calibration(calibration))
+    return row
+
+
+def main(variants: dict[str, Variant] = VARIANTS,
+         prepare: Callable[[Tracking], Tracking] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--positions", type=Path, required=True)
+    parser.add_argument("--ground-truth", type=Path, required=True)
+    parser.add_argument("--time-points", required=True, help="A:B, the scored time points")
+    parser.add_argument("--max-distance-px", type=float)
+    parser.add_argument("--max-distance-um", type=float)
+    parser.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"))
+    parser.add_argument("--image-shape", type=int, nargs=3, metavar=("Z", "Y", "X"))
+    parser.add_argument("--variants", help="comma-separated names (default: all): " + ", ".join(variants))
+    parser.add_argument("--reliability", action="store_true", help="print each variant's reliability table")
+    arguments = parser.parse_args()
+    voxel = VoxelSize(arguments.voxel_size[2], arguments.voxel_size[1], arguments.voxel_size[0]) \
+        if arguments.voxel_size else None
+    truth = load_tracking(arguments.ground_truth, voxel)
+    positions = load_tracking(arguments.positions, voxel or truth.voxel_size)
+    first, last = (int(value) for value in arguments.time_points.split(":"))
+    time_points = [t for t in truth.time_points() if first <= t <= last]
+    positions = within(positions, time_points)
+    if prepare:
+        positions = prepare(positions)
+    distance = {"max_distance_px": arguments.max_distance_px} if arguments.max_distance_px else \
+        {"max_distance_um": arguments.max_distance_um}
+    names = arguments.variants.split(",") if arguments.variants else list(variants)
+    shape = tuple(arguments.image_shape) if arguments.image_shape else None
+    return [run_variant(name, variants[name], positions, truth, time_points, distance, shape, arguments.reliability)
+            for name in names]
+
+
+if __name__ == "__main__":
+    main()

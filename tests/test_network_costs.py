@@ -1,0 +1,105 @@
+"""How the networks' probabilities enter the tracker's costs: replacing the displacement costs, or added to them
+as evidence beyond the network's base rate (`CostSettings.network_evidence`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from octrack.linking import link_tracks
+from octrack.linking.costs import ADD, CostSettings, MotionModel, compute_costs
+from octrack.linking.graph import build_graph
+from octrack.tracking import Position, Tracking, VoxelSize
+from octrack.tracking.model import from_positions
+
+VOXEL = VoxelSize(1.0, 1.0, 1.0)
+ADDING = CostSettings(network_evidence=ADD)
+
+
+def _division_and_bystander() -> tuple[Tracking, Position, Position]:
+    """A mother at t = 3 whose daughters sit 3 px away on either side, and cells moving about 1 px a time point."""
+    random = np.random.default_rng(0)
+    mother = [Position(30 + t, 30, 0, t) for t in range(4)]
+    first = [Position(34 + t, 33, 0, 4 + t) for t in range(3)]
+    second = [Position(34 + t, 27, 0, 4 + t) for t in range(3)]
+    others = [[Position(x + t + random.normal(0, 0.5), y + random.normal(0, 0.5), 0, t) for t in range(7)]
+              for x, y in ((10, 10), (50, 10), (10, 50), (50, 50))]
+    positions = from_positions([*mother, *first, *second, *[p for track in others for p in track]], VOXEL)
+    return positions, mother[-1], first[0]
+
+
+def _with_probabilities(tracking: Tracking, dividing: Position | None, division: float) -> Tracking:
+    """Every candidate link at probability 0.5, and a division probability of `division` at `dividing` (0.01
+    elsewhere)."""
+    graph = build_graph(tracking, use_tracking_links=False)
+    for position in tracking.positions():
+        tracking.position_data(position)["division_probability"] = division if position == dividing else 0.01
+    for a, b in zip(graph.link_source, graph.link_target):
+        tracking.add_link(graph.positions[a], graph.positions[b], link_probability=0.5)
+    return tracking
+
+
+def test_probabilities_at_their_base_rate_add_nothing() -> None:
+    tracking, _, _ = _division_and_bystander()
+    graph = build_graph(tracking, use_tracking_links=False)
+    plain = compute_costs(graph, CostSettings(), MotionModel(1.0), link_probability=None,
+                          division_probability=None, image_box_um=None)
+    same = compute_costs(graph, ADDING, MotionModel(1.0), link_probability=np.full(graph.link_count, 0.3),
+                         division_probability=np.full(len(graph.positions), 0.02), image_box_um=None)
+    assert np.allclose(plain.link, same.link) and np.allclose(plain.division, same.division)
+
+
+def test_a_sure_link_is_cheaper_and_an_unlikely_division_dearer_than_by_geometry() -> None:
+    tracking, mother, _ = _division_and_bystander()
+    graph = build_graph(tracking, use_tracking_links=False)
+    link_probability = np.full(graph.link_count, 0.3)
+    link_probability[0] = 0.99
+    division_probability = np.full(len(graph.positions), 0.02)
+    division_probability[graph.positions.index(mother)] = 0.001
+    plain = compute_costs(graph, CostSettings(), MotionModel(1.0), link_probability=None,
+                          division_probability=None, image_box_um=None)
+    added = compute_costs(graph, ADDING, MotionModel(1.0), link_probability=link_probability,
+                          division_probability=division_probability, image_box_um=None)
+    assert added.link[0] < plain.link[0]
+    of_mother = graph.division_mother == graph.positions.index(mother)
+    twice = compute_costs(graph, CostSettings(network_evidence=ADD, division_weight=2.0), MotionModel(1.0),
+                          link_probability=None, division_probability=division_probability, image_box_um=None)
+    assert np.all(added.division[of_mother] > plain.division[of_mother])
+    assert np.all(twice.division[of_mother] > added.division[of_mother])
+
+
+def test_the_division_network_confirms_or_overrules_the_geometry() -> None:
+    """Geometry alone divides (daughters on either side of the mother's way); a division network sure of it keeps
+    the division, one sure of the contrary, counted twice, overrules the geometry."""
+    tracking, mother, _ = _division_and_bystander()
+    assert link_tracks(tracking).tracking.divisions() == [mother]
+    tracking, mother, _ = _division_and_bystander()
+    assert link_tracks(_with_probabilities(tracking, mother, 0.9), settings=ADDING).tracking.divisions() == [mother]
+    tracking, mother, _ = _division_and_bystander()
+    overruled = link_tracks(_with_probabilities(tracking, mother, 0.0001),
+                            settings=CostSettings(network_evidence=ADD, division_weight=2.0))
+    assert overruled.tracking.divisions() == []
+
+
+def _network_tracking_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_network_tracking.py"
+    spec = importlib.util.spec_from_file_location("octrack_network_tracking_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_cross_fits_on_halves_and_strips_what_a_variant_does_not_use() -> None:
+    script = _network_tracking_script()
+    assert script.halves([9, 10, 11]) == ([9, 10], [10, 11])
+    assert script.halves(list(range(6))) == ([0, 1, 2, 3], [3, 4, 5])
+    tracking, mother, _ = _division_and_bystander()
+    tracking = _with_probabilities(tracking, mother, 0.9)
+    kept = script.within(tracking, [3, 4])
+    assert set(kept.time_points()) == {3, 4} and kept.link_count() > 0
+    bare = script.without(kept, links=False, divisions=False)
+    assert bare.link_count() == 0 and "division_probability" not in bare.position_data_keys()
