@@ -19,8 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from octrack import __version__  # noqa: E402
 from octrack.errors import UserError, is_disk_full  # noqa: E402
-from octrack.devices import quiet_tensorflow_import  # noqa: E402
-from octrack.stages.doctor import choose_backend, report  # noqa: E402
+from octrack.stages.doctor import choose_backend, quiet_tensorflow_import, report  # noqa: E402
 
 choose_backend()  # before anything imports Keras
 quiet_tensorflow_import()

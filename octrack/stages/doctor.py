@@ -6,6 +6,7 @@ from __future__ import annotations
 from octrack import devices
 
 choose_backend = devices.choose_backend
+quiet_tensorflow_import = devices.quiet_tensorflow_import
 
 
 def report(full: bool) -> str:
