@@ -50,7 +50,7 @@ def test_the_torch_backend_is_chosen_where_cuda_torch_is_installed_and_none_is_s
 
 @pytest.mark.parametrize("user_value, expected", [(None, "1"), ("0", "0")])
 def test_importing_octrack_turns_tensorflows_onednn_kernels_on_unless_the_user_chose(user_value, expected):
-    """TensorFlow leaves oneDNN off on CPUs without AVX-512 VNNI, where its own convolutions are 3.4× slower."""
+    """TensorFlow leaves oneDNN off on CPUs without AVX-512 VNNI, where its own convolutions are 2–3.4× slower."""
     import os
     import subprocess
     import sys
