@@ -11,9 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# 1 M voxels: the default detection U-Net then predicts a 512 × 512 × 32 time point in 1.47 GB (2 M voxels: 2.09 GB,
-# 14 % less CPU time; docs/benchmarks.md, scripts/benchmark.py)
-DEFAULT_MAX_TILE_VOXELS = 1 << 20
+# A tile's memory grows with its voxels times the channels of the network's first level (the widest arrays are
+# there): 1 M voxels at 16 filters predicted a 512 × 512 × 32 time point in 1.47 GB (docs/benchmarks.md,
+# scripts/benchmark.py), so a network of 8 filters gets tiles of 2 M voxels in about the same memory.
+MAX_TILE_ACTIVATIONS = 16 << 20
+DEFAULT_MAX_TILE_VOXELS = MAX_TILE_ACTIVATIONS // 16
+
+
+def tile_budget(first_level_filters: int) -> int:
+    """The most voxels per tile for a U-Net with this many filters at its first level."""
+    return MAX_TILE_ACTIVATIONS // max(1, first_level_filters)
 
 
 @dataclass(frozen=True)

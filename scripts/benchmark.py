@@ -326,7 +326,7 @@ def stage_predict_detect(work: Path, quick: bool) -> dict[str, Any]:
     from octrack.networks.detect_model import DetectSettings, unet_tile_multiple
     from octrack.peaks import find_peaks
     from octrack.synth import DEFAULT_VOXEL_SIZE
-    from octrack.tiling import DEFAULT_MAX_TILE_VOXELS
+    from octrack.tiling import tile_budget
     from octrack.time_window import TimeWindow
 
     model = default_network(detect.NAME)
@@ -335,8 +335,9 @@ def stage_predict_detect(work: Path, quick: bool) -> dict[str, Any]:
     levels = KEYS["unet_levels"].default_for(detect.SECTION)
     x, y, z = KEYS["patch_shape"].default_for(detect.SECTION)
     min_distance = KEYS["min_distance_um"].default_for(detect.SECTION)
+    filters = KEYS["unet_filters"].default_for(detect.SECTION)
     settings = DetectSettings(network=detect.NAME, time_window=TimeWindow(1, 1), patch_shape=(z, y, x),
-                              voxel_size=voxel, unet_levels=levels, unet_filters=1,
+                              voxel_size=voxel, unet_levels=levels, unet_filters=filters,
                               tile_multiple_zyx=unet_tile_multiple(z, levels), min_distance_um=min_distance)
     detector = detect.Detector(model, settings, 0.5, min_distance, work / "untrained.keras")
     frames = time_point_frames(model.input_shape[-1])
@@ -351,7 +352,7 @@ def stage_predict_detect(work: Path, quick: bool) -> dict[str, Any]:
     peak_seconds = time.perf_counter() - started
     return {"shape_zyx": list(PREDICT_SHAPE_ZYX), "first_seconds": seconds[0], "network_seconds": seconds[1],
             "peak_seconds": peak_seconds, "peaks": len(peaks), "nuclei": nuclei,
-            "seconds": seconds[1] + peak_seconds, "max_tile_voxels": DEFAULT_MAX_TILE_VOXELS,
+            "seconds": seconds[1] + peak_seconds, "max_tile_voxels": tile_budget(filters),
             "frames_mb": 4 * math.prod(PREDICT_SHAPE_ZYX) * len(frames) / 1e6}
 
 
@@ -427,6 +428,7 @@ def stage_tile_plans(work: Path, quick: bool) -> dict[str, Any]:
     model = default_network(detect.NAME)
     x, y, z = KEYS["patch_shape"].default_for(detect.SECTION)
     multiple = unet_tile_multiple(z, KEYS["unet_levels"].default_for(detect.SECTION))
+    filters = KEYS["unet_filters"].default_for(detect.SECTION)
     shape = (32, 256, 256)
     frames = [frame[:, :shape[1], :shape[2]] for frame in time_point_frames(model.input_shape[-1])]
     covered = tuple(size + 2 * margin for size, margin in zip(shape, edge_margin((z, y, x), shape)))
@@ -437,9 +439,9 @@ def stage_tile_plans(work: Path, quick: bool) -> dict[str, Any]:
     original = tiling.plan_tiles
     for name, plan in plans.items():
         tiling.plan_tiles = lambda *arguments, plan=plan, **options: plan
-        predict_centres(model, frames, multiple, (z, y, x))  # compiles this tile shape
+        predict_centres(model, frames, multiple, (z, y, x), filters)  # compiles this tile shape
         started = time.process_time()
-        outputs[name] = predict_centres(model, frames, multiple, (z, y, x))
+        outputs[name] = predict_centres(model, frames, multiple, (z, y, x), filters)
         result[name] = {"tile_zyx": list(plan.tile_zyx), "tiles": len(list(plan.starts(covered))),
                         "cpu_seconds": time.process_time() - started}
         result[name]["voxels_computed_per_voxel"] = result[name]["tiles"] * math.prod(plan.tile_zyx) / math.prod(shape)

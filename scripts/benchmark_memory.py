@@ -60,7 +60,7 @@ else:
     predict = read_section(Config(sys.argv[1]))
     detector = detect.load(predict.model_folder(detect.NAME), predict)
     predict_centres(detector.model, [np.zeros((16, 64, 64), np.float32)] * detector.settings.time_window.size,
-                    detector.settings.tile_multiple_zyx, (1, 1, 1))
+                    detector.settings.tile_multiple_zyx, (1, 1, 1), detector.settings.unet_filters)
 print(json.dumps({"max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "traced_peak_mib": tracemalloc.get_traced_memory()[1] / 2 ** 20}))
 """

@@ -232,6 +232,20 @@ def test_the_tile_plan_computes_few_voxels_within_the_budget_and_keeps_the_whole
     assert tiny.tile_zyx == (40, 128, 128) and tiny.overlap_zyx == (0, 32, 32)
 
 
+def test_a_network_of_fewer_filters_gets_larger_tiles_in_the_same_memory():
+    """8 first-level filters instead of 16: half the memory per voxel, so tiles of twice the voxels, and the
+    512 × 512 × 32 frame is computed in fewer, larger tiles (about 1.5 times the voxels covered, not 2.2)."""
+    import math
+
+    from octrack.tiling import DEFAULT_MAX_TILE_VOXELS, tile_budget
+
+    assert tile_budget(16) == DEFAULT_MAX_TILE_VOXELS and tile_budget(8) == 2 * DEFAULT_MAX_TILE_VOXELS
+    covered = (40, 544, 544)
+    plan = plan_tiles(covered, (8, 8, 8), (32, 32, 32), max_voxels=tile_budget(8))
+    assert DEFAULT_MAX_TILE_VOXELS < math.prod(plan.tile_zyx) <= tile_budget(8)
+    assert len(list(plan.starts(covered))) * math.prod(plan.tile_zyx) < 1.6 * math.prod(covered)
+
+
 def test_the_network_sees_zeros_for_the_margin_beyond_the_image_edges():
     frame = np.ones((1, 40, 40), dtype=np.float32)
     seen = []

@@ -3,7 +3,6 @@ to the model's voxel size once, as they are read."""
 
 from __future__ import annotations
 
-import functools
 import tracemalloc
 from pathlib import Path
 
@@ -29,7 +28,7 @@ def test_predicting_positions_holds_a_time_window_not_the_movie(tmp_path: Path, 
     allocations peak below the window's frames, the network's output and 0.7 frame more (reading a frame; the
     decoding's two slab buffers), so never near the movie's 5 frames. The fixed-size buffers (tiles, the maximum filter's slabs, the sample
     for the percentiles) are made small here, so that the frames dominate as they do for large images."""
-    monkeypatch.setattr(tiling, "plan_tiles", functools.partial(tiling.plan_tiles, max_voxels=1 << 17))
+    monkeypatch.setattr(tiling, "MAX_TILE_ACTIVATIONS", 1 << 17)  # tiles of 128 k voxels for the 1-filter model
     monkeypatch.setattr(peaks, "MAXIMA_SLAB_VOXELS", 1 << 16)
     monkeypatch.setattr(intensity, "_MAX_VOXELS_FOR_PERCENTILES", 1 << 16)
     write_noise_movie(tmp_path / "images", SIZE_XYZ, TIME_POINTS)
@@ -41,7 +40,7 @@ def test_predicting_positions_holds_a_time_window_not_the_movie(tmp_path: Path, 
     dataset, = open_datasets(config, "predict")
     predict = read_section(config)
     detector = detect.load(predict.model_folder("detect"), predict)
-    predict_centres(detector.model, [np.zeros((4, 16, 16), np.float32)] * 3, (1, 1, 1), (1, 1, 1))  # warm-up
+    predict_centres(detector.model, [np.zeros((4, 16, 16), np.float32)] * 3, (1, 1, 1), (1, 1, 1), 1)  # warm-up
     tracemalloc.start()
     try:
         run_step("positions", detector, dataset, Tracking(dataset.voxel_size), tmp_path / "predictions")

@@ -217,7 +217,8 @@ def detect_in_frames(detector: Detector, frames: list[np.ndarray], factor_zyx: n
     """Peaks (z, y, x, value) in frames at the model's voxel size, in the pixels of the images (`factor_zyx` per
     axis maps those to the frames' pixels; see `octrack.frames.model_frames`)."""
     settings = detector.settings
-    centres = predict_centres(detector.model, frames, settings.tile_multiple_zyx, settings.patch_shape)
+    centres = predict_centres(detector.model, frames, settings.tile_multiple_zyx, settings.patch_shape,
+                              settings.unet_filters)
     peaks = find_peaks(centres, detector.threshold,
                        tuple(detector.min_distance_um / np.array(settings.voxel_size.zyx_um())))
     peaks[:, :3] /= factor_zyx

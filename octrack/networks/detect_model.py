@@ -136,8 +136,9 @@ def detection_loss(y_true, y_pred):
 
 
 def predict_centres(model, frames: list[np.ndarray], multiple_zyx: tuple[int, int, int],
-                    patch_zyx: tuple[int, int, int]) -> np.ndarray:
-    """The network's output (z, y, x) for a whole volume, in overlapping tiles that fit memory.
+                    patch_zyx: tuple[int, int, int], first_level_filters: int) -> np.ndarray:
+    """The network's output (z, y, x) for a whole volume, in overlapping tiles that fit memory (fewer filters,
+    larger tiles: `tiling.tile_budget`).
 
     Tiles overlap by four times the network's pooling factor per axis (32 px for three levels), about the
     reach of its receptive field, and only each tile's inner part is kept. Zeros are added beyond the
@@ -147,7 +148,8 @@ def predict_centres(model, frames: list[np.ndarray], multiple_zyx: tuple[int, in
     margin_zyx = edge_margin(patch_zyx, shape)
     overlap = tuple(4 * multiple if multiple > 1 else 2 * (size > 1) for multiple, size in zip(multiple_zyx, shape))
     covered = tuple(size + 2 * margin for size, margin in zip(shape, margin_zyx))
-    plan = tiling.plan_tiles(covered, multiple_zyx, overlap_zyx=overlap)
+    plan = tiling.plan_tiles(covered, multiple_zyx, overlap_zyx=overlap,
+                             max_voxels=tiling.tile_budget(first_level_filters))
     return tiling.predict_tiled(model.predict_on_batch, frames, plan, margin_zyx)[..., 0]
 
 

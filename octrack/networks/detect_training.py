@@ -221,10 +221,12 @@ class UNetDecoding:
 
     patch_zyx: tuple[int, int, int]
     levels: int
+    filters: int
     min_distance_um: float
 
     def output(self, model: Any, frames: list[np.ndarray]) -> np.ndarray:
-        return predict_centres(model, frames, unet_tile_multiple(self.patch_zyx[0], self.levels), self.patch_zyx)
+        return predict_centres(model, frames, unet_tile_multiple(self.patch_zyx[0], self.levels), self.patch_zyx,
+                               self.filters)
 
     def peaks(self, output: np.ndarray, thresholds: tuple[float, ...], voxel_size_zyx_um: np.ndarray
               ) -> list[np.ndarray]:
@@ -332,7 +334,7 @@ class DetectTraining:
 
     def final_report(self, model: Any) -> FinalReport:
         section = self.section
-        decoding = UNetDecoding(self.patch_zyx, section.unet_levels, section.min_distance_um)
+        decoding = UNetDecoding(self.patch_zyx, section.unet_levels, section.unet_filters, section.min_distance_um)
         scores = validation_report(model, self.validation_crops, decoding, section.match_distance_um,
                                    section.peak_threshold)
         return FinalReport({f"validation {key}": value for key, value in scores.items()},
