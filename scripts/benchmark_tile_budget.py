@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Does the tile plan change what a trained detection model finds? Predicts the same time points with tiles of
+several voxel budgets and prints, per budget, the tiles per time point, CPU seconds, the largest difference of
+the network's output from the first budget's, and detection precision / recall / F1 against ground truth.
+
+    python scripts/benchmark_tile_budget.py --config held_out.ini --model training_output/model_detect \\
+        --ground-truth held_out/ground_truth.aut --time-points 0:4 --max-distance-um 5 --budgets 1M,2M
+
+The ini's first [predict] dataset is read; budgets are voxels per tile (k and M suffixes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def voxels(text: str) -> int:
+    factor = {"k": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+    return int(float(text.rstrip("kM")) * factor)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--ground-truth", type=Path, required=True)
+    parser.add_argument("--time-points", required=True, help="A:B, inclusive")
+    parser.add_argument("--max-distance-um", type=float, required=True)
+    parser.add_argument("--budgets", default="1M,2M")
+    arguments = parser.parse_args()
+
+    from octrack import tiling
+    from octrack.config import Config
+    from octrack.dataset import open_datasets
+    from octrack.matching import match_time_point
+    from octrack.networks import detect
+    from octrack.networks.detect_model import add_detections
+    from octrack.stages.predict import read_section
+    from octrack.tracking import Tracking, load_tracking
+
+    config = Config(arguments.config)
+    dataset = open_datasets(config, "predict")[0]
+    detector = detect.load(arguments.model, read_section(config))
+    frames = detector.frames(dataset)
+    truth = load_tracking(arguments.ground_truth)
+    first, last = (int(value) for value in arguments.time_points.split(":"))
+    time_points = range(first, last + 1)
+    plans = []
+    planner = tiling.plan_tiles
+    tiling.plan_tiles = lambda *given, **options: plans.append(planner(*given, **options)) or plans[-1]
+    reference = None
+    print(f"{'budget':>7} {'tile z, y, x':>14} {'CPU s/tp':>9} {'peaks differ':>12} {'TP':>6} {'FP':>5} {'FN':>5} "
+          f"{'F1':>7}")
+    for budget in arguments.budgets.split(","):
+        tiling.MAX_TILE_ACTIVATIONS = voxels(budget) * detector.settings.unet_filters
+        tracking, peaks, seconds = Tracking(), [], 0.0
+        for time_point in time_points:
+            started = time.process_time()
+            peaks.append(detector.predict(frames, tracking, time_point))
+            seconds += time.process_time() - started
+            add_detections(tracking, time_point, peaks[-1].tolist())
+        moved = 0 if reference is None else sum(
+            len(a) + len(b) - 2 * len({tuple(row) for row in a[:, :3].round(3)} & {tuple(row) for row in
+                                                                                b[:, :3].round(3)})
+            for a, b in zip(peaks, reference))
+        reference = reference or peaks
+        counts = np.zeros(3, dtype=int)
+        for time_point in time_points:
+            true, found = truth.positions_at(time_point), tracking.positions_at(time_point)
+            pairs = match_time_point(true, found, arguments.max_distance_um, dataset.voxel_size)
+            counts += (len(pairs), len(found) - len(pairs), len(true) - len(pairs))
+        tp, fp, fn = (int(count) for count in counts)
+        tile = "×".join(map(str, plans[-1].tile_zyx))
+        print(f"{budget:>7} {tile:>14} {seconds / len(time_points):>9.1f} {moved:>12} {tp:>6} {fp:>5} {fn:>5} "
+              f"{2 * tp / max(1, 2 * tp + fp + fn):>7.4f}")
+
+
+if __name__ == "__main__":
+    main()
