@@ -106,7 +106,7 @@ def write_synthetic(folder: Path, minutes: float) -> Path:
     return ini
 
 
-def run(name: str, minutes: float, output: Path, link_rotations: bool) -> dict:
+def run(name: str, minutes: float, output: Path, link_rotations: bool, networks: list[str]) -> dict:
     from octrack.calibration import ReliabilityBin, format_reliability
     from octrack.config import Config
     from octrack.model_folder import load_settings
@@ -117,7 +117,7 @@ def run(name: str, minutes: float, output: Path, link_rotations: bool) -> dict:
     ini = (write_breast_cancer(folder, minutes, link_rotations) if name == "breast-cancer"
            else write_synthetic(folder, minutes))
     started = time.perf_counter()
-    results = run_training(Config(ini), ["divide", "link"], restart=True)
+    results = run_training(Config(ini), networks, restart=True)
     summary: dict = {"data": name, "minutes": round((time.perf_counter() - started) / 60, 1),
                      "link_rotations": link_rotations or name == "synthetic"}
     for result in results:
@@ -153,10 +153,12 @@ def main() -> None:
     parser.add_argument("--link-rotations", action="store_true",
                         help="breast-cancer: train the link network with flips and rotations (off by default "
                              "there: the movie drifts in one direction)")
+    parser.add_argument("--networks", default="divide,link", choices=["divide,link", "divide", "link"],
+                        help="the networks to train and score (default %(default)s)")
     arguments = parser.parse_args()
     names = ["breast-cancer", "synthetic"] if arguments.data == "both" else [arguments.data]
     for name in names:
-        run(name, arguments.minutes, arguments.output, arguments.link_rotations)
+        run(name, arguments.minutes, arguments.output, arguments.link_rotations, arguments.networks.split(","))
 
 
 if __name__ == "__main__":
