@@ -39,6 +39,7 @@ from octrack.stages.calibrate import fitted_temperature, labelled_links  # noqa:
 from octrack.tracking import Tracking, VoxelSize, load_tracking  # noqa: E402
 
 THRESHOLD = 0.99
+DETECTION_PEAK = "detection_peak"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,20 @@ def without(tracking: Tracking, links: bool, divisions: bool) -> Tracking:
         kept.add_position(position, **data)
     if links:
         for a, b in tracking.links():
+            kept.add_link(a, b, **tracking.link_data(a, b))
+    return kept
+
+
+def with_peak_at_least(tracking: Tracking, min_peak: float) -> Tracking:
+    """The positions whose `detection_peak` reaches `min_peak` (positions without one are kept) and the links
+    between them: the detection threshold raised after the fact, leaving out weak detections outright."""
+    kept = tracking.empty_copy()
+    for position in tracking.positions():
+        data = tracking.position_data(position)
+        if data.get(DETECTION_PEAK, min_peak) >= min_peak:
+            kept.add_position(position, **data)
+    for a, b in tracking.links():
+        if a in kept and b in kept:
             kept.add_link(a, b, **tracking.link_data(a, b))
     return kept
 
@@ -158,6 +173,8 @@ def main(variants: dict[str, Variant] = VARIANTS,
     parser.add_argument("--image-shape", type=int, nargs=3, metavar=("Z", "Y", "X"))
     parser.add_argument("--variants", help="comma-separated names (default: all): " + ", ".join(variants))
     parser.add_argument("--reliability", action="store_true", help="print each variant's reliability table")
+    parser.add_argument("--min-detection-peak", type=float,
+                        help="leave out the positions whose detection_peak is below this before tracking")
     arguments = parser.parse_args()
     voxel = VoxelSize(arguments.voxel_size[2], arguments.voxel_size[1], arguments.voxel_size[0]) \
         if arguments.voxel_size else None
@@ -168,6 +185,8 @@ def main(variants: dict[str, Variant] = VARIANTS,
     positions = within(positions, time_points)
     if prepare:
         positions = prepare(positions)
+    if arguments.min_detection_peak is not None:
+        positions = with_peak_at_least(positions, arguments.min_detection_peak)
     distance = {"max_distance_px": arguments.max_distance_px} if arguments.max_distance_px else \
         {"max_distance_um": arguments.max_distance_um}
     names = arguments.variants.split(",") if arguments.variants else list(variants)

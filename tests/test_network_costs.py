@@ -103,3 +103,17 @@ def test_the_benchmark_cross_fits_on_halves_and_strips_what_a_variant_does_not_u
     assert set(kept.time_points()) == {3, 4} and kept.link_count() > 0
     bare = script.without(kept, links=False, divisions=False)
     assert bare.link_count() == 0 and "division_probability" not in bare.position_data_keys()
+
+
+def test_the_benchmark_leaves_out_weak_detections_with_their_links() -> None:
+    script = _network_tracking_script()
+    tracking = Tracking(VoxelSize(1, 1, 1))
+    strong, weak = (tracking.add_position(Position(x, 0, 0, 0), detection_peak=peak)
+                    for x, peak in ((0, 0.8), (20, 0.5)))
+    annotated = tracking.add_position(Position(40, 0, 0, 0))  # no peak: kept
+    later = tracking.add_position(Position(1, 0, 0, 1), detection_peak=0.9)
+    tracking.add_link(strong, later)
+    tracking.add_link(weak, later)
+    kept = script.with_peak_at_least(tracking, 0.6)
+    assert set(kept.positions()) == {strong, annotated, later}
+    assert kept.has_link(strong, later) and kept.link_count() == 1
