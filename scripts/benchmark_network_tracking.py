@@ -51,13 +51,15 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "network-free": Variant(links=False, divisions=False),
-    "replace": Variant(),
-    "replace-div2": Variant(CostSettings(division_weight=2.0)),
-    "add": Variant(CostSettings(network_evidence=ADD)),
+    "replace": Variant(CostSettings(division_weight=1.0)),
+    "replace-div2": Variant(CostSettings(division_weight=2.0)),  # the default since issue 13 (branch issue13e)
+    "add": Variant(CostSettings(network_evidence=ADD, division_weight=1.0)),
     "add-div2": Variant(CostSettings(network_evidence=ADD, division_weight=2.0)),
     "add-div3": Variant(CostSettings(network_evidence=ADD, division_weight=3.0)),
-    "add-links-only": Variant(CostSettings(network_evidence=ADD), divisions=False),
-    "add-divisions-only": Variant(CostSettings(network_evidence=ADD), links=False),
+    "replace-appear4": Variant(CostSettings(appear=4.0, disappear=4.0)),
+    "replace-div2-appear4": Variant(CostSettings(appear=4.0, disappear=4.0, division_weight=2.0)),
+    "add-links-only": Variant(CostSettings(network_evidence=ADD, division_weight=1.0), divisions=False),
+    "add-divisions-only": Variant(CostSettings(network_evidence=ADD, division_weight=1.0), links=False),
 }
 
 
