@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from octrack.errors import UserError  # noqa: E402
@@ -39,6 +41,7 @@ from octrack.stages.calibrate import fitted_temperature, labelled_links  # noqa:
 from octrack.tracking import Tracking, VoxelSize, load_tracking  # noqa: E402
 
 THRESHOLD = 0.99
+DIVISION_PROBABILITY = "division_probability"
 DETECTION_PEAK = "detection_peak"
 
 
@@ -135,6 +138,33 @@ def within(tracking: Tracking, time_points: list[int]) -> Tracking:
     return kept
 
 
+def division_report(positions: Tracking, truth: Tracking, time_points: list[int], distance: dict[str, float]
+                    ) -> str:
+    """Per true division whose daughters lie in `time_points`: whether its mother and daughters are among the
+    positions (matched as scoring matches), and the division probability of the matched mother; then the
+    division probabilities of the positions that match no true mother."""
+    to_true = score_detections(truth, positions, time_points=time_points, **distance).matching.predicted_to_true()
+    to_predicted = {true: predicted for predicted, true in to_true.items()}
+    mothers = sorted((m for m in truth.divisions() if m.t + 1 in time_points and m.t in time_points),
+                     key=lambda m: (m.t, m.y, m.x))
+    lines, complete = [], 0
+    for mother in mothers:
+        found = mother in to_predicted
+        daughters = [daughter in to_predicted for daughter in truth.future(mother)]
+        complete += found and all(daughters)
+        probability = positions.position_data(to_predicted[mother]).get(DIVISION_PROBABILITY) if found else None
+        lines.append(f"  t {mother.t}: mother {'found' if found else 'missed'}, daughters found {sum(daughters)} of "
+                     f"{len(daughters)}, division probability "
+                     f"{'–' if probability is None else f'{probability:.3f}'}")
+    true_mothers = {to_predicted[m] for m in mothers if m in to_predicted}
+    others = np.array([positions.position_data(p).get(DIVISION_PROBABILITY, np.nan) for p in positions.positions()
+                       if p not in true_mothers and p.t + 1 in time_points])
+    lines.append(f"{complete} of {len(mothers)} true divisions with mother and both daughters among the positions; "
+                 f"other positions (before the last time point) at division probability >= 0.5: "
+                 f"{int(np.sum(others >= 0.5))} of {len(others)}")
+    return "\n".join(lines)
+
+
 def run_variant(name: str, variant: Variant, positions: Tracking, truth: Tracking, time_points: list[int],
                 distance: dict[str, float], image_shape_zyx: tuple[int, int, int] | None, reliability: bool) -> dict:
     started = time.perf_counter()
@@ -175,6 +205,9 @@ def main(variants: dict[str, Variant] = VARIANTS,
     parser.add_argument("--image-shape", type=int, nargs=3, metavar=("Z", "Y", "X"))
     parser.add_argument("--variants", help="comma-separated names (default: all): " + ", ".join(variants))
     parser.add_argument("--reliability", action="store_true", help="print each variant's reliability table")
+    parser.add_argument("--division-report", action="store_true",
+                        help="print, per true division, whether its mother and daughters are among the positions "
+                             "and the mother's division probability")
     parser.add_argument("--min-detection-peak", type=float,
                         help="leave out the positions whose detection_peak is below this before tracking")
     arguments = parser.parse_args()
@@ -191,6 +224,8 @@ def main(variants: dict[str, Variant] = VARIANTS,
         positions = with_peak_at_least(positions, arguments.min_detection_peak)
     distance = {"max_distance_px": arguments.max_distance_px} if arguments.max_distance_px else \
         {"max_distance_um": arguments.max_distance_um}
+    if arguments.division_report:
+        print(division_report(positions, truth, time_points, distance))
     names = arguments.variants.split(",") if arguments.variants else list(variants)
     shape = tuple(arguments.image_shape) if arguments.image_shape else None
     return [run_variant(name, variants[name], positions, truth, time_points, distance, shape, arguments.reliability)
