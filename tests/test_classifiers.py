@@ -205,6 +205,7 @@ def test_train_both_and_predict_divisions_and_links(capsys, request, movie_name,
         assert {"before_calibration", "after_calibration", "reliability_after"} <= set(settings.validation_scores)
         assert settings.patch_shape[0] == (8 if movie_name == "dividing_3d" else 1)
     assert load_settings(movie / "training_output" / "model_link", link.LinkSettings).link_candidate_factor == 2
+    assert load_settings(movie / "training_output" / "model_divide", divide.DivideSettings).crops_follow_drift
     assert "0 entries built" in octrack(capsys, "prepare", "--config", ini)  # reused: nothing changed
 
     octrack(capsys, "predict", "--config", ini, "--steps", "positions,divisions,links")
