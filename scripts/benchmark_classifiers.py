@@ -70,7 +70,12 @@ pixel_size_z_um_{n} = 1
 SYNTHETIC_MOVIES = {"train": [(11, 100), (12, 100)], "validation": [(13, 80)]}  # (seed, time points)
 
 
-def write_breast_cancer(folder: Path, minutes: float, rotations: bool = False) -> Path:
+def with_epochs(common: str, epochs: int) -> str:
+    """The common settings with at most `epochs` epochs instead of the budget alone."""
+    return common.replace("epochs = 1000", f"epochs = {epochs}")
+
+
+def write_breast_cancer(folder: Path, minutes: float, rotations: bool = False, epochs: int = 1000) -> Path:
     if not (DATA / "breast-cancer-2d").exists():
         sys.exit(f"real data not found at {DATA / 'breast-cancer-2d'}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,12 +83,12 @@ def write_breast_cancer(folder: Path, minutes: float, rotations: bool = False) -
     ini.write_text("[DEFAULTS]\noutput_folder = training_output\n\n[prepare]\n"
                    + BREAST_CANCER_DATASET.format(n=1, data=DATA) + "max_time_point_1 = 8\nuse_for_1 = train\n"
                    + BREAST_CANCER_DATASET.format(n=2, data=DATA) + "min_time_point_2 = 9\nuse_for_2 = validation\n"
-                   + TRAINING.format(common=BREAST_CANCER_COMMON.format(minutes=minutes),
+                   + TRAINING.format(common=with_epochs(BREAST_CANCER_COMMON.format(minutes=minutes), epochs),
                                      link="" if rotations else BREAST_CANCER_LINK))
     return ini
 
 
-def write_synthetic(folder: Path, minutes: float) -> Path:
+def write_synthetic(folder: Path, minutes: float, epochs: int = 1000) -> Path:
     """Synthetic 3D+time movies at the default division rate: two to train on, a third to validate on."""
     from octrack.synth import generate
 
@@ -102,11 +107,13 @@ def write_synthetic(folder: Path, minutes: float) -> Path:
                       f"pixel_size_x_um_{number} = {voxel.x_um}", f"pixel_size_y_um_{number} = {voxel.y_um}",
                       f"pixel_size_z_um_{number} = {voxel.z_um}"]
     ini = folder / "organoid_tracker.ini"
-    ini.write_text("\n".join(lines) + "\n" + TRAINING.format(common=SYNTHETIC_COMMON.format(minutes=minutes), link=""))
+    common = with_epochs(SYNTHETIC_COMMON.format(minutes=minutes), epochs)
+    ini.write_text("\n".join(lines) + "\n" + TRAINING.format(common=common, link=""))
     return ini
 
 
-def run(name: str, minutes: float, output: Path, link_rotations: bool) -> dict:
+def run(name: str, minutes: float, output: Path, link_rotations: bool, networks: list[str], epochs: int = 1000
+        ) -> dict:
     from octrack.calibration import ReliabilityBin, format_reliability
     from octrack.config import Config
     from octrack.model_folder import load_settings
@@ -114,10 +121,10 @@ def run(name: str, minutes: float, output: Path, link_rotations: bool) -> dict:
     from octrack.stages.train import run_training
 
     folder = output / name
-    ini = (write_breast_cancer(folder, minutes, link_rotations) if name == "breast-cancer"
-           else write_synthetic(folder, minutes))
+    ini = (write_breast_cancer(folder, minutes, link_rotations, epochs) if name == "breast-cancer"
+           else write_synthetic(folder, minutes, epochs))
     started = time.perf_counter()
-    results = run_training(Config(ini), ["divide", "link"], restart=True)
+    results = run_training(Config(ini), networks, restart=True)
     summary: dict = {"data": name, "minutes": round((time.perf_counter() - started) / 60, 1),
                      "link_rotations": link_rotations or name == "synthetic"}
     for result in results:
@@ -153,10 +160,16 @@ def main() -> None:
     parser.add_argument("--link-rotations", action="store_true",
                         help="breast-cancer: train the link network with flips and rotations (off by default "
                              "there: the movie drifts in one direction)")
+    parser.add_argument("--networks", default="divide,link", choices=["divide,link", "divide", "link"],
+                        help="the networks to train and score (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=1000,
+                        help="at most this many epochs of 100 steps (with --minutes, whichever ends first: on a "
+                             "busy machine, a number of epochs compares runs where minutes do not)")
     arguments = parser.parse_args()
     names = ["breast-cancer", "synthetic"] if arguments.data == "both" else [arguments.data]
     for name in names:
-        run(name, arguments.minutes, arguments.output, arguments.link_rotations)
+        run(name, arguments.minutes, arguments.output, arguments.link_rotations, arguments.networks.split(","),
+            arguments.epochs)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from octrack.errors import UserError  # noqa: E402
@@ -39,6 +41,8 @@ from octrack.stages.calibrate import fitted_temperature, labelled_links  # noqa:
 from octrack.tracking import Tracking, VoxelSize, load_tracking  # noqa: E402
 
 THRESHOLD = 0.99
+DIVISION_PROBABILITY = "division_probability"
+DETECTION_PEAK = "detection_peak"
 
 
 @dataclass(frozen=True)
@@ -50,13 +54,15 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "network-free": Variant(links=False, divisions=False),
-    "replace": Variant(),
-    "replace-div2": Variant(CostSettings(division_weight=2.0)),
-    "add": Variant(CostSettings(network_evidence=ADD)),
+    "replace": Variant(CostSettings(division_weight=1.0)),
+    "replace-div2": Variant(CostSettings(division_weight=2.0)),  # the default since issue 13 (branch issue13e)
+    "add": Variant(CostSettings(network_evidence=ADD, division_weight=1.0)),
     "add-div2": Variant(CostSettings(network_evidence=ADD, division_weight=2.0)),
     "add-div3": Variant(CostSettings(network_evidence=ADD, division_weight=3.0)),
-    "add-links-only": Variant(CostSettings(network_evidence=ADD), divisions=False),
-    "add-divisions-only": Variant(CostSettings(network_evidence=ADD), links=False),
+    "replace-appear4": Variant(CostSettings(appear=4.0, disappear=4.0)),
+    "replace-div2-appear4": Variant(CostSettings(appear=4.0, disappear=4.0, division_weight=2.0)),
+    "add-links-only": Variant(CostSettings(network_evidence=ADD, division_weight=1.0), divisions=False),
+    "add-divisions-only": Variant(CostSettings(network_evidence=ADD, division_weight=1.0), links=False),
 }
 
 
@@ -69,6 +75,20 @@ def without(tracking: Tracking, links: bool, divisions: bool) -> Tracking:
         kept.add_position(position, **data)
     if links:
         for a, b in tracking.links():
+            kept.add_link(a, b, **tracking.link_data(a, b))
+    return kept
+
+
+def with_peak_at_least(tracking: Tracking, min_peak: float) -> Tracking:
+    """The positions whose `detection_peak` reaches `min_peak` (positions without one are kept) and the links
+    between them: the detection threshold raised after the fact, leaving out weak detections outright."""
+    kept = tracking.empty_copy()
+    for position in tracking.positions():
+        data = tracking.position_data(position)
+        if data.get(DETECTION_PEAK, min_peak) >= min_peak:
+            kept.add_position(position, **data)
+    for a, b in tracking.links():
+        if a in kept and b in kept:
             kept.add_link(a, b, **tracking.link_data(a, b))
     return kept
 
@@ -118,6 +138,33 @@ def within(tracking: Tracking, time_points: list[int]) -> Tracking:
     return kept
 
 
+def division_report(positions: Tracking, truth: Tracking, time_points: list[int], distance: dict[str, float]
+                    ) -> str:
+    """Per true division whose daughters lie in `time_points`: whether its mother and daughters are among the
+    positions (matched as scoring matches), and the division probability of the matched mother; then the
+    division probabilities of the positions that match no true mother."""
+    to_true = score_detections(truth, positions, time_points=time_points, **distance).matching.predicted_to_true()
+    to_predicted = {true: predicted for predicted, true in to_true.items()}
+    mothers = sorted((m for m in truth.divisions() if m.t + 1 in time_points and m.t in time_points),
+                     key=lambda m: (m.t, m.y, m.x))
+    lines, complete = [], 0
+    for mother in mothers:
+        found = mother in to_predicted
+        daughters = [daughter in to_predicted for daughter in truth.future(mother)]
+        complete += found and all(daughters)
+        probability = positions.position_data(to_predicted[mother]).get(DIVISION_PROBABILITY) if found else None
+        lines.append(f"  t {mother.t}: mother {'found' if found else 'missed'}, daughters found {sum(daughters)} of "
+                     f"{len(daughters)}, division probability "
+                     f"{'–' if probability is None else f'{probability:.3f}'}")
+    true_mothers = {to_predicted[m] for m in mothers if m in to_predicted}
+    others = np.array([positions.position_data(p).get(DIVISION_PROBABILITY, np.nan) for p in positions.positions()
+                       if p not in true_mothers and p.t + 1 in time_points])
+    lines.append(f"{complete} of {len(mothers)} true divisions with mother and both daughters among the positions; "
+                 f"other positions (before the last time point) at division probability >= 0.5: "
+                 f"{int(np.sum(others >= 0.5))} of {len(others)}")
+    return "\n".join(lines)
+
+
 def run_variant(name: str, variant: Variant, positions: Tracking, truth: Tracking, time_points: list[int],
                 distance: dict[str, float], image_shape_zyx: tuple[int, int, int] | None, reliability: bool) -> dict:
     started = time.perf_counter()
@@ -158,6 +205,11 @@ def main(variants: dict[str, Variant] = VARIANTS,
     parser.add_argument("--image-shape", type=int, nargs=3, metavar=("Z", "Y", "X"))
     parser.add_argument("--variants", help="comma-separated names (default: all): " + ", ".join(variants))
     parser.add_argument("--reliability", action="store_true", help="print each variant's reliability table")
+    parser.add_argument("--division-report", action="store_true",
+                        help="print, per true division, whether its mother and daughters are among the positions "
+                             "and the mother's division probability")
+    parser.add_argument("--min-detection-peak", type=float,
+                        help="leave out the positions whose detection_peak is below this before tracking")
     arguments = parser.parse_args()
     voxel = VoxelSize(arguments.voxel_size[2], arguments.voxel_size[1], arguments.voxel_size[0]) \
         if arguments.voxel_size else None
@@ -168,8 +220,12 @@ def main(variants: dict[str, Variant] = VARIANTS,
     positions = within(positions, time_points)
     if prepare:
         positions = prepare(positions)
+    if arguments.min_detection_peak is not None:
+        positions = with_peak_at_least(positions, arguments.min_detection_peak)
     distance = {"max_distance_px": arguments.max_distance_px} if arguments.max_distance_px else \
         {"max_distance_um": arguments.max_distance_um}
+    if arguments.division_report:
+        print(division_report(positions, truth, time_points, distance))
     names = arguments.variants.split(",") if arguments.variants else list(variants)
     shape = tuple(arguments.image_shape) if arguments.image_shape else None
     return [run_variant(name, variants[name], positions, truth, time_points, distance, shape, arguments.reliability)

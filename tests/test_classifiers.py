@@ -46,6 +46,38 @@ def test_mother_is_positive_and_hard_negatives_surround_it():
     assert all(kinds.get(p, divide.OTHER) == divide.OTHER for p in bystander)
 
 
+def drifting_positions(shift_yx: tuple[float, float], steps: int, seed: int = 0) -> dict[int, np.ndarray]:
+    """(n, 3) z, y, x of 30 scattered cells at each time point, the whole picture moved by `shift_yx` per step,
+    each cell jittered by a pixel."""
+    rng = np.random.default_rng(seed)
+    cells = np.c_[np.zeros(30), rng.uniform(0, 300, (30, 2))]
+    return {t: cells + [0, *(np.array(shift_yx) * t)] + np.c_[np.zeros(30), rng.normal(0, 1, (30, 2))]
+            for t in range(steps)}
+
+
+def test_window_offsets_follow_the_drift_and_extrapolate_past_the_positions():
+    positions = drifting_positions((-16, -3), 3)
+    offsets = divide.window_offsets(lambda t: positions.get(t, np.zeros((0, 3))), [0, 1, 2], 1)
+    np.testing.assert_allclose(offsets, [[0, 16, 3], [0, 0, 0], [0, -16, -3]], atol=1.5)
+    before_the_first = divide.window_offsets(lambda t: positions.get(t, np.zeros((0, 3))), [-1, 0, 1], 0)
+    first_step = -offsets[0]
+    np.testing.assert_allclose(before_the_first, [-first_step, [0, 0, 0], first_step], atol=1e-9)  # mirrored
+    at_the_movie_end = divide.window_offsets(lambda t: positions.get(t, np.zeros((0, 3))), [1, 2, 2], 2)
+    np.testing.assert_allclose(at_the_movie_end[1:], 0)  # the repeated frame is the frame itself
+    alone = divide.window_offsets(lambda t: np.zeros((0, 3)), [4, 5, 6], 5)
+    np.testing.assert_array_equal(alone, 0)  # no positions: crops in place
+
+
+def test_crops_follow_the_frame_offsets():
+    frames = [np.zeros((1, 40, 40), np.float32) for _ in range(2)]
+    frames[0][0, 10, 10] = 1  # a cell at (10, 10) that the next frame shows at (20, 15)
+    frames[1][0, 20, 15] = 2
+    crops = divide.cut_crops(frames, np.array([[0, 10, 10]]), (1, 5, 5), frame_offsets_zyx=[[0, 0, 0], [0, 10, 5]])
+    assert crops[0, 0, 2, 2, 0] == 1 and crops[0, 0, 2, 2, 1] == 2
+    in_place = divide.cut_crops(frames, np.array([[0, 10, 10]]), (1, 5, 5))
+    assert in_place[0, ..., 1].sum() == 0
+
+
 def test_link_candidates_labels_and_kinds():
     tracking = Tracking(VoxelSize(1, 1, 1))
     mother = tracking.add_position(Position(10, 10, 0, 0))
@@ -173,6 +205,7 @@ def test_train_both_and_predict_divisions_and_links(capsys, request, movie_name,
         assert {"before_calibration", "after_calibration", "reliability_after"} <= set(settings.validation_scores)
         assert settings.patch_shape[0] == (8 if movie_name == "dividing_3d" else 1)
     assert load_settings(movie / "training_output" / "model_link", link.LinkSettings).link_candidate_factor == 2
+    assert load_settings(movie / "training_output" / "model_divide", divide.DivideSettings).crops_follow_drift
     assert "0 entries built" in octrack(capsys, "prepare", "--config", ini)  # reused: nothing changed
 
     octrack(capsys, "predict", "--config", ini, "--steps", "positions,divisions,links")

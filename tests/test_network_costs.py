@@ -12,7 +12,7 @@ from octrack.tracking import Position, Tracking, VoxelSize
 from octrack.tracking.model import from_positions
 
 VOXEL = VoxelSize(1.0, 1.0, 1.0)
-ADDING = CostSettings(network_evidence=ADD)
+ADDING = CostSettings(network_evidence=ADD, division_weight=1.0)
 
 
 def _division_and_bystander() -> tuple[Tracking, Position, Position]:
@@ -103,3 +103,29 @@ def test_the_benchmark_cross_fits_on_halves_and_strips_what_a_variant_does_not_u
     assert set(kept.time_points()) == {3, 4} and kept.link_count() > 0
     bare = script.without(kept, links=False, divisions=False)
     assert bare.link_count() == 0 and "division_probability" not in bare.position_data_keys()
+
+
+def test_the_benchmark_leaves_out_weak_detections_with_their_links() -> None:
+    script = _network_tracking_script()
+    tracking = Tracking(VoxelSize(1, 1, 1))
+    strong, weak = (tracking.add_position(Position(x, 0, 0, 0), detection_peak=peak)
+                    for x, peak in ((0, 0.8), (20, 0.5)))
+    annotated = tracking.add_position(Position(40, 0, 0, 0))  # no peak: kept
+    later = tracking.add_position(Position(1, 0, 0, 1), detection_peak=0.9)
+    tracking.add_link(strong, later)
+    tracking.add_link(weak, later)
+    kept = script.with_peak_at_least(tracking, 0.6)
+    assert set(kept.positions()) == {strong, annotated, later}
+    assert kept.has_link(strong, later) and kept.link_count() == 1
+
+
+def test_by_default_the_division_network_counts_twice() -> None:
+    """Links at 0.5 cost nothing; the second daughter appearing instead costs 7 nats. A division at p = 0.005
+    costs 5.3 nats counted once (made) and 10.6 counted twice (the default: not made); at p = 0.5 it is free."""
+    assert CostSettings().division_weight == 2.0
+    for probability, settings, divides in ((0.005, CostSettings(division_weight=1.0), True),
+                                           (0.005, CostSettings(), False), (0.5, CostSettings(), True)):
+        tracking, mother, _ = _division_and_bystander()
+        result = link_tracks(_with_probabilities(tracking, mother, probability), settings=settings)
+        assert (result.tracking.divisions() == [mother]) == divides, (probability, settings)
+

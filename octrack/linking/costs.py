@@ -51,7 +51,10 @@ class CostSettings:
     # than its appearing and disappearing; None: those only
     network_evidence: str = REPLACE  # how network probabilities enter: REPLACE the displacement and geometry
     # costs by their negative log odds, or ADD their evidence (log odds less those of the base rate) to them
-    division_weight: float = 1.0  # the division network's evidence counts this many times
+    division_weight: float = 2.0  # the division network's evidence counts this many times: twice was ahead of
+    # once in six of seven comparisons of docs/benchmarks.md (issue 13: breast cancer, detected and true positions,
+    # four division models; synthetic true positions), by 1 to 4 divisions; a cell left over beside a track
+    # then starts a track of its own instead of becoming a false daughter, unless the network sees the division
 
 
 @dataclass(frozen=True)

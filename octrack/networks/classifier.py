@@ -50,11 +50,13 @@ class ClassifierCrops:
         """The cache file's attributes that training reads back."""
         return {"patch_zyx": self.patch_shape, "extent_zyx": self.extent, "frames": self.time_window.size}
 
-    def regions(self, frames: list[np.ndarray], centres_zyx: np.ndarray) -> np.ndarray:
+    def regions(self, frames: list[np.ndarray], centres_zyx: np.ndarray,
+                frame_offsets_zyx: np.ndarray | None = None) -> np.ndarray:
         """The cached region around each position: its middle is the patch that prediction cuts there (octrack's
-        centred patch, or the patch that OrganoidTracker starts at round(coordinate − size / 2))."""
+        centred patch, in each frame moved by its `frame_offsets_zyx`, or the patch that OrganoidTracker starts
+        at round(coordinate − size / 2))."""
         if self.conventions != CONVENTIONS:
-            return cut_crops(frames, centres_zyx, self.extent)
+            return cut_crops(frames, centres_zyx, self.extent, frame_offsets_zyx=frame_offsets_zyx)
         margin = (np.array(self.extent) - self.patch_shape) // 2
         offsets = [np.array(patch_start(centre, self.patch_shape)) - margin for centre in centres_zyx]
         return cut_crops(frames, centres_zyx, self.extent, np.array(offsets).reshape(-1, 3))
@@ -82,13 +84,16 @@ def cached_extent(patch_zyx: tuple[int, int, int], augment: AugmentSettings) -> 
 
 
 def cut_crops(frames: list[np.ndarray], centres_zyx: np.ndarray, extent_zyx: tuple[int, int, int],
-              offsets_zyx: np.ndarray | None = None) -> np.ndarray:
+              offsets_zyx: np.ndarray | None = None, frame_offsets_zyx: np.ndarray | None = None) -> np.ndarray:
     """(n, z, y, x, frames) float32: the region of `extent` centred on each position (or starting at its
-    `offsets_zyx`), in every frame."""
+    `offsets_zyx`), in every frame; centred in frame i on the position moved by `frame_offsets_zyx[i]` where
+    given (frames, 3): where that frame shows what lies at the position."""
     crops = np.zeros((len(centres_zyx), *extent_zyx, len(frames)), dtype=np.float32)
+    moves = np.zeros((len(frames), 3)) if frame_offsets_zyx is None else np.asarray(frame_offsets_zyx, np.float64)
     for index, centre in enumerate(np.asarray(centres_zyx, dtype=np.float64).reshape(-1, 3)):
-        offset = offset_centred_on(centre, extent_zyx) if offsets_zyx is None else offsets_zyx[index]
         for channel, frame in enumerate(frames):
+            offset = (offset_centred_on(centre + moves[channel], extent_zyx) if offsets_zyx is None
+                      else offsets_zyx[index])
             crops[index, ..., channel] = cut_region(frame, offset, extent_zyx)
     return crops
 

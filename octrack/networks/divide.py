@@ -8,30 +8,36 @@ Samples: every annotated position of a time point whose next time point is annot
 divides is unknown). A mother is positive. Hard negatives, the cases that look most like a division: the
 mother's positions at the `HARD_NEGATIVE_SPAN` time points before (it rounds up) and the daughters' first
 time points (they are born). Every other position is a random negative, drawn at its natural rate.
+
+The crops of the window's other frames follow the shift of the whole picture (`window_offsets`): where the
+sample drifts, as the breast-cancer movie does by about 16 px per time point at nuclei 15–25 px across, a crop
+cut at the mother's place in the next frame would show the daughters at its edge or not at all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
 
 from octrack.augment import augment_intensity, sample_geometry
 from octrack.cache import CacheEntry, file_fingerprint, fingerprint, write_array
+from octrack.candidates import SHIFT_MIN_POSITIONS, frame_shift
 from octrack.config import ClassifierSection, Config, PredictSection
 from octrack.dataset import Dataset
 from octrack.frames import FrameReader, ModelFrames
-from octrack.model_folder import MODEL_FILE, is_organoid_tracker_folder, load_model_folder
+from octrack.model_folder import MODEL_FILE, is_organoid_tracker_folder, load_model_folder, stored
 from octrack.networks.base import NetworkCache, Predictor
 from octrack.networks.classifier import (Classifier, ClassifierCrops, ClassifierSettings, crops_of, cut_crops,
                                          describe_oversampling, oversampling_weights, predict_probabilities,
                                          probability_data, read_cache, warp_crop)
 from octrack.networks.organoidtracker.classifiers import load_divisions
 from octrack.networks.organoidtracker.frames import OTFrameReader
-from octrack.networks.organoidtracker.settings import OTDivisionSettings, pretrained_folder, pretrained_organoid_tracker
+from octrack.networks.organoidtracker.settings import (CONVENTIONS, OTDivisionSettings, pretrained_folder,
+                                                       pretrained_organoid_tracker)
 from octrack.tracking import Position, Tracking
 
 NAME = "divide"
@@ -49,6 +55,7 @@ class DivideSettings(ClassifierSettings):
     """settings.json of a division model folder."""
 
     NETWORK = NAME
+    crops_follow_drift: bool = stored(default=False)  # `window_offsets`; models from before it have none
 
 
 SETTINGS = DivideSettings
@@ -76,7 +83,7 @@ def training(section: ClassifierSection, cache_path: Path) -> Any:
     organoid_tracker = pretrained_folder(section)
     if organoid_tracker is not None:
         return OTClassifierTraining(NAME, section, samples, OTDivisionSettings, organoid_tracker)
-    return ClassifierTraining(NAME, section, samples, build_model, DivideSettings)
+    return ClassifierTraining(NAME, section, samples, build_model, DivideSettings, {"crops_follow_drift": True})
 
 
 def division_kinds(tracking: Tracking, span: int = HARD_NEGATIVE_SPAN) -> dict[Position, int]:
@@ -103,6 +110,28 @@ def sample_time_points(dataset: Dataset) -> list[int]:
     return [t for t in dataset.time_points if dataset.annotations_in_image(t) and tracking.positions_at(t + 1)]
 
 
+def window_offsets(positions_at: Callable[[int], np.ndarray], window_time_points: list[int], time_point: int
+                   ) -> np.ndarray:
+    """(frames, 3): where each frame of the window shows what lies at a position of `time_point`, relative to
+    it: the shifts of the whole picture (`candidates.frame_shift`, from the positions, (n, 3) pixels, that
+    `positions_at` gives for a time point) summed over the steps between. A step with too few positions on
+    either side (beyond the annotated or predicted time points) takes the mean of the window's other steps, so
+    that a window reaching past them is cut as one inside them is."""
+    steps: dict[int, np.ndarray] = {}
+    for step in range(min(window_time_points), max(window_time_points)):
+        sources, targets = positions_at(step), positions_at(step + 1)
+        if min(len(sources), len(targets)) >= SHIFT_MIN_POSITIONS:
+            steps[step] = frame_shift(sources, targets)[0]
+    fallback = np.mean(list(steps.values()), axis=0) if steps else np.zeros(3)
+
+    def offset(frame: int) -> np.ndarray:
+        between = range(min(frame, time_point), max(frame, time_point))
+        total = np.sum([steps.get(step, fallback) for step in between], axis=0) if len(between) else np.zeros(3)
+        return total if frame >= time_point else -total
+
+    return np.array([offset(frame) for frame in window_time_points], dtype=np.float64).reshape(-1, 3)
+
+
 def cache_entries(dataset: Dataset, split: dict[int, str], crops: ClassifierCrops,
                   reader: FrameReader) -> list[CacheEntry]:
     """One entry per time point with samples: the crops of its positions, their labels and kinds."""
@@ -114,21 +143,29 @@ def cache_entries(dataset: Dataset, split: dict[int, str], crops: ClassifierCrop
         centres = np.array([(image.z, image.y, image.x) for _, image in annotations], dtype=np.float32)
         sample_kinds = np.array([kinds.get(annotated, OTHER) for annotated, _ in annotations], dtype=np.uint8)
         frames = dataset.window_time_points(time_point, crops.time_window)
+        offsets = (None if crops.conventions == CONVENTIONS
+                   else window_offsets(lambda t: _image_zyx(dataset, t), frames, time_point))
         sources = file_fingerprint(dataset.images.source_files(frames))
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
             fingerprint=fingerprint(NAME, sources, frames, dataset.how_read(), voxel, centres.tolist(),
-                                    sample_kinds.tolist(), crops),
-            build=_builder(dataset, time_point, centres, sample_kinds, crops, reader),
+                                    sample_kinds.tolist(), crops, None if offsets is None else offsets.tolist()),
+            build=_builder(dataset, time_point, centres, sample_kinds, crops, reader, offsets),
             attributes={"split": split[time_point]}))
     return entries
 
 
+def _image_zyx(dataset: Dataset, time_point: int) -> np.ndarray:
+    """(n, 3) the image pixels of the annotated positions of a time point inside the image."""
+    return np.array([(image.z, image.y, image.x) for _, image in dataset.annotations_in_image(time_point)],
+                    dtype=np.float64).reshape(-1, 3)
+
+
 def _builder(dataset: Dataset, time_point: int, centres: np.ndarray, kinds: np.ndarray, crops: ClassifierCrops,
-             reader: FrameReader):
+             reader: FrameReader, frame_offsets: np.ndarray | None):
     def build(group: h5py.Group) -> None:
         frames = reader.frames(time_point, crops.time_window)
-        regions = crops.regions([frame.data for frame in frames], centres)
+        regions = crops.regions([frame.data for frame in frames], centres, frame_offsets)
         write_array(group, "crops", regions.astype(np.float16), chunks=(1, *regions.shape[1:]))
         write_array(group, "positions_zyx", centres, chunks=None)
         write_array(group, "kinds", kinds, chunks=None)
@@ -227,8 +264,15 @@ class Divider(Classifier):
         return tracking.time_points()
 
     def predict(self, frames: ModelFrames, tracking: Tracking, time_point: int) -> np.ndarray:
-        centres = frames.image_zyx(tracking, tracking.positions_at(time_point)) * frames.factor_zyx
-        raw = division_probabilities(self.model, frames.around(time_point), centres, self.settings.patch_shape)
+        def image_zyx(t: int) -> np.ndarray:
+            return frames.image_zyx(tracking, tracking.positions_at(t)) * frames.factor_zyx
+
+        offsets = None
+        if self.settings.crops_follow_drift:
+            offsets = window_offsets(image_zyx, frames.reader.dataset.window_time_points(time_point, frames.window),
+                                     time_point)
+        raw = division_probabilities(self.model, frames.around(time_point), image_zyx(time_point),
+                                     self.settings.patch_shape, offsets)
         return self.calibration(raw)
 
     def apply(self, tracking: Tracking, time_point: int, rows: list[float]) -> None:
@@ -246,7 +290,10 @@ def load(folder: Path, predict: PredictSection) -> Predictor:
 
 
 def division_probabilities(model: Any, frames: list[np.ndarray], centres_zyx: np.ndarray,
-                           patch_zyx: tuple[int, int, int]) -> np.ndarray:
+                           patch_zyx: tuple[int, int, int], frame_offsets_zyx: np.ndarray | None = None
+                           ) -> np.ndarray:
     """The model's uncalibrated P(divides) of each position (image pixels) of a time point, given the frames
-    of its time window (normalised, at the model's voxel size)."""
-    return predict_probabilities(model, cut_crops(frames, centres_zyx, patch_zyx))
+    of its time window (normalised, at the model's voxel size) and where each shows what lies at a position
+    (`window_offsets`; None: in place)."""
+    return predict_probabilities(model, cut_crops(frames, centres_zyx, patch_zyx,
+                                                  frame_offsets_zyx=frame_offsets_zyx))
