@@ -1,6 +1,6 @@
 """The tracker's bounds under load (docs/reliability.md, "Load"): crowded clusters linked without divisions (the
-optimum without them, said in the summary), large groups without divisions as sparse assignment problems (the
-dense optimum), groups too large for one program in windows of time points (a valid tracking near the optimum),
+optimum without them, said in the summary), large groups without divisions as programs (the dense assignment's
+optimum), groups too large for one program in windows of time points (a valid tracking near the optimum),
 the exact marginals' bit masks as narrow as the open targets; and the script that makes the load checks'
 positions."""
 
@@ -71,7 +71,7 @@ def test_crowded_clusters_get_the_optimum_without_divisions(seed: int, monkeypat
     assert solve(graph, costs).divisions.any()  # not crowded at the real bound
     monkeypatch.setattr(solver, "CROWDED_CLUSTER", 10)
     monkeypatch.setattr(solver, "CROWDED_DENSITY", 1.0)
-    monkeypatch.setattr(solver, "_LARGEST_ASSIGNMENT", 5)  # the sparse assignment problem, too
+    monkeypatch.setattr(solver, "_LARGEST_ASSIGNMENT", 5)  # large assignment problems as programs, too
     crowded = solve(graph, costs)
     assert crowded.crowded_clusters >= 1 and not crowded.divisions.any()
     assert total_cost(graph, costs, crowded.links, crowded.divisions) == pytest.approx(
@@ -103,7 +103,8 @@ def test_a_crowded_group_too_large_for_one_problem_is_assigned_in_windows_near_t
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_sparse_assignment_equals_the_dense_one(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_assignment_problem_as_a_program_equals_the_dense_one(seed: int, monkeypatch: pytest.MonkeyPatch
+                                                                      ) -> None:
     graph, costs = random_problem(seed, spread=40.0, settings=CostSettings(division=1e9))
     dense = solve(graph, costs)
     monkeypatch.setattr(solver, "_LARGEST_ASSIGNMENT", 1)
