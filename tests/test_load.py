@@ -148,3 +148,33 @@ def test_load_script_and_a_crowded_track_said_in_the_summary(tmp_path: Path, mon
     assert result.crowded_clusters == 2 and not result.tracking.divisions()
     assert "2 cluster(s) of positions too crowded for divisions" in result.describe()
     assert result.tracking.link_count() > 300
+
+
+def test_a_crowded_movie_is_solved_in_windows_that_stay_the_same_size_however_many_time_points(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work linear in the time points: each further time point of a crowded movie adds as many windows, each no
+    larger (as programs, whose relaxation is whole: no augmenting paths through the whole movie)."""
+    monkeypatch.setattr(solver, "CROWDED_CLUSTER", 30)
+    monkeypatch.setattr(solver, "_LARGEST_GROUP", 150)
+    monkeypatch.setattr(solver, "_LARGEST_PROGRAM", 100)  # windows of one time point
+    monkeypatch.setattr(solver, "_LARGEST_ASSIGNMENT", 50)  # as programs
+    programs: list[int] = []
+    original = solver._solve_part
+
+    def counted(graph, costs, pairs, divisions, slot_group):
+        programs.append(len(pairs) + len(divisions))
+        return original(graph, costs, pairs, divisions, slot_group)
+
+    monkeypatch.setattr(solver, "_solve_part", counted)
+    calls, largest = [], []
+    for time_points in (4, 6, 8):
+        path = tmp_path / f"crowded{time_points}.csv"
+        subprocess.run([sys.executable, str(SCRIPT), "crowded", str(50 * time_points), str(time_points), str(path)],
+                       check=True, capture_output=True)
+        programs.clear()
+        result = link_tracks(load_tracking(path, VOXEL))
+        assert result.crowded_clusters == time_points - 1 and result.tracking.link_count() > 30 * time_points
+        calls.append(len(programs))
+        largest.append(max(programs))
+    assert calls[2] - calls[1] == calls[1] - calls[0] > 0, calls
+    assert max(largest) <= 1.2 * min(largest), largest
