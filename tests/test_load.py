@@ -153,7 +153,7 @@ def test_load_script_and_a_crowded_track_said_in_the_summary(tmp_path: Path, mon
 def test_a_crowded_movie_is_solved_in_windows_that_stay_the_same_size_however_many_time_points(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Work linear in the time points: each further time point of a crowded movie adds as many windows, each no
-    larger (as programs, whose relaxation is whole: no augmenting paths through the whole movie)."""
+    larger (as programs: without divisions their relaxation is whole)."""
     monkeypatch.setattr(solver, "CROWDED_CLUSTER", 30)
     monkeypatch.setattr(solver, "_LARGEST_GROUP", 150)
     monkeypatch.setattr(solver, "_LARGEST_PROGRAM", 100)  # windows of one time point
