@@ -30,8 +30,8 @@ Two bounds keep time and memory in proportion to the number of positions (docs/r
   thousands of positions, which leaving out and gap links tie into one) is solved in windows of consecutive
   time points of about `_LARGEST_PROGRAM` variables each, in time order (as a program, or as a dense assignment
   problem where the window has no divisions and few pairs): each window chooses the ways out of its positions,
-  given the ways in that earlier windows filled, looking one time point ahead (`_windows`). Not exact across the windows' ends:
-  within 0.4 % of the optimal cost on the random problems of tests/test_load.py.
+  given the ways in that earlier windows filled, looking one time point ahead (`_windows`). Not exact across the
+  windows' ends: within 0.4 % of the optimal cost on the random problems of tests/test_load.py.
 """
 
 from __future__ import annotations
