@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from octrack.linking import link_tracks, solver
-from octrack.linking.marginals import _slot_masks
+from octrack.linking.marginals import _step_masks
 from octrack.linking.costs import CostSettings, MotionModel, compute_costs
 from octrack.linking.graph import build_graph
 from octrack.linking.solver import _integer_program, candidate_pairs, solve
@@ -132,9 +132,9 @@ def test_bit_masks_of_the_exact_sum_stay_as_wide_as_the_open_targets() -> None:
     count = 2000
     targets = np.c_[np.r_[np.arange(count), np.arange(1, count + 1)], np.full(2 * count, -1)]
     steps = [np.array([source, count + source]) for source in range(count)]
-    masks, active = _slot_masks(steps, targets)
-    assert max(int(mask).bit_length() for mask in masks) <= 2 and len(active) == count + 1
-    assert active[0] == active[-1] == 0 and all(bin(state).count("1") == 1 for state in active[1:-1])
+    masks, after = zip(*_step_masks(steps, targets))
+    assert max(mask.bit_length() for step in masks for mask in step) <= 2 and len(after) == count
+    assert after[-1] == 0 and all(bin(state).count("1") == 1 for state in after[:-1])
 
 
 def test_load_script_and_a_crowded_track_said_in_the_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
