@@ -1,6 +1,6 @@
 """The tracker's bounds under load (docs/reliability.md, "Load"): crowded clusters linked without divisions (the
-optimum without them, said in the summary), large groups without divisions as sparse assignment problems (the
-dense optimum), groups too large for one program in windows of time points (a valid tracking near the optimum),
+optimum without them, said in the summary), large groups without divisions as programs (the dense assignment's
+optimum), groups too large for one program in windows of time points (a valid tracking near the optimum),
 the exact marginals' bit masks as narrow as the open targets; and the script that makes the load checks'
 positions."""
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from octrack.linking import link_tracks, solver
-from octrack.linking.marginals import _slot_masks
+from octrack.linking.marginals import _step_masks
 from octrack.linking.costs import CostSettings, MotionModel, compute_costs
 from octrack.linking.graph import build_graph
 from octrack.linking.solver import _integer_program, candidate_pairs, solve
@@ -71,7 +71,7 @@ def test_crowded_clusters_get_the_optimum_without_divisions(seed: int, monkeypat
     assert solve(graph, costs).divisions.any()  # not crowded at the real bound
     monkeypatch.setattr(solver, "CROWDED_CLUSTER", 10)
     monkeypatch.setattr(solver, "CROWDED_DENSITY", 1.0)
-    monkeypatch.setattr(solver, "_LARGEST_ASSIGNMENT", 5)  # the sparse assignment problem, too
+    monkeypatch.setattr(solver, "_LARGEST_ASSIGNMENT", 5)  # large assignment problems as programs, too
     crowded = solve(graph, costs)
     assert crowded.crowded_clusters >= 1 and not crowded.divisions.any()
     assert total_cost(graph, costs, crowded.links, crowded.divisions) == pytest.approx(
@@ -103,7 +103,8 @@ def test_a_crowded_group_too_large_for_one_problem_is_assigned_in_windows_near_t
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_sparse_assignment_equals_the_dense_one(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_assignment_problem_as_a_program_equals_the_dense_one(seed: int, monkeypatch: pytest.MonkeyPatch
+                                                                      ) -> None:
     graph, costs = random_problem(seed, spread=40.0, settings=CostSettings(division=1e9))
     dense = solve(graph, costs)
     monkeypatch.setattr(solver, "_LARGEST_ASSIGNMENT", 1)
@@ -131,9 +132,9 @@ def test_bit_masks_of_the_exact_sum_stay_as_wide_as_the_open_targets() -> None:
     count = 2000
     targets = np.c_[np.r_[np.arange(count), np.arange(1, count + 1)], np.full(2 * count, -1)]
     steps = [np.array([source, count + source]) for source in range(count)]
-    masks, active = _slot_masks(steps, targets)
-    assert max(int(mask).bit_length() for mask in masks) <= 2 and len(active) == count + 1
-    assert active[0] == active[-1] == 0 and all(bin(state).count("1") == 1 for state in active[1:-1])
+    masks, after = zip(*_step_masks(steps, targets))
+    assert max(mask.bit_length() for step in masks for mask in step) <= 2 and len(after) == count
+    assert after[-1] == 0 and all(bin(state).count("1") == 1 for state in after[:-1])
 
 
 def test_load_script_and_a_crowded_track_said_in_the_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -147,3 +148,33 @@ def test_load_script_and_a_crowded_track_said_in_the_summary(tmp_path: Path, mon
     assert result.crowded_clusters == 2 and not result.tracking.divisions()
     assert "2 cluster(s) of positions too crowded for divisions" in result.describe()
     assert result.tracking.link_count() > 300
+
+
+def test_a_crowded_movie_is_solved_in_windows_that_stay_the_same_size_however_many_time_points(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work linear in the time points: each further time point of a crowded movie adds as many windows, each no
+    larger (as programs: without divisions their relaxation is whole)."""
+    monkeypatch.setattr(solver, "CROWDED_CLUSTER", 30)
+    monkeypatch.setattr(solver, "_LARGEST_GROUP", 150)
+    monkeypatch.setattr(solver, "_LARGEST_PROGRAM", 100)  # windows of one time point
+    monkeypatch.setattr(solver, "_LARGEST_ASSIGNMENT", 50)  # as programs
+    programs: list[int] = []
+    original = solver._solve_part
+
+    def counted(graph, costs, pairs, divisions, slot_group):
+        programs.append(len(pairs) + len(divisions))
+        return original(graph, costs, pairs, divisions, slot_group)
+
+    monkeypatch.setattr(solver, "_solve_part", counted)
+    calls, largest = [], []
+    for time_points in (4, 6, 8):
+        path = tmp_path / f"crowded{time_points}.csv"
+        subprocess.run([sys.executable, str(SCRIPT), "crowded", str(50 * time_points), str(time_points), str(path)],
+                       check=True, capture_output=True)
+        programs.clear()
+        result = link_tracks(load_tracking(path, VOXEL))
+        assert result.crowded_clusters == time_points - 1 and result.tracking.link_count() > 30 * time_points
+        calls.append(len(programs))
+        largest.append(max(programs))
+    assert calls[2] - calls[1] == calls[1] - calls[0] > 0, calls
+    assert max(largest) <= 1.2 * min(largest), largest

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,27 +157,29 @@ def _exact(options: _Options, members: np.ndarray) -> np.ndarray:
     by_source = np.argsort(source_index, kind="stable")
     starts = np.searchsorted(source_index[by_source], np.arange(len(sources) + 1))
     steps = [by_source[starts[source]:starts[source + 1]] for source in order]  # the options of each step
-    masks, active = _slot_masks(steps, targets)
-    weights = [np.exp(options.log_weight[members[step]] - options.log_weight[members[step]].max()) for step in steps]
-    forward = [{0: 1.0}]
-    for step, weight, keep in zip(steps, weights, active[1:]):
+    forward, masks, keeps, weights = [{0: 1.0}], [], [], []
+    for step, (step_masks, keep) in zip(steps, _step_masks(steps, targets)):
+        weight = np.exp(options.log_weight[members[step]] - options.log_weight[members[step]].max())
         states: dict[int, float] = defaultdict(float)
         for state, value in forward[-1].items():
-            for mask, w in zip(masks[step], weight):
+            for mask, w in zip(step_masks, weight):
                 if not state & mask:
                     states[(state | mask) & keep] += value * w
         if len(states) > MAX_STATES:
             raise _TooManyStates
         forward.append(_normalised(states))
+        masks.append(step_masks)
+        keeps.append(keep)
+        weights.append(weight)
     backward = {0: 1.0}
     probability = np.zeros(len(members))
     for index in range(len(steps) - 1, -1, -1):
-        step, weight, keep = steps[index], weights[index], active[index + 1]
+        step, weight, keep = steps[index], weights[index], keeps[index]
         totals = np.zeros(len(step))
         states = {}
         for state, value in forward[index].items():
             through = [0.0 if state & mask else w * backward.get((state | mask) & keep, 0.0)
-                       for mask, w in zip(masks[step], weight)]
+                       for mask, w in zip(masks[index], weight)]
             states[state] = sum(through)
             totals += value * np.array(through)
         probability[step] = totals / totals.sum()
@@ -201,12 +204,14 @@ def _source_order(source_index: np.ndarray, targets: np.ndarray, count: int) -> 
     return reverse_cuthill_mckee((incidence @ incidence.T).tocsr(), symmetric_mode=True).astype(np.int64)
 
 
-def _slot_masks(steps: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """Per option (row of `targets`) the bit mask of the targets it fills, and per boundary between steps
-    (len(steps) + 1) the mask of the targets that both an earlier and a later step can fill (the state's).
+def _step_masks(steps: list[np.ndarray], targets: np.ndarray) -> Iterator[tuple[list[int], int]]:
+    """Per step, in order: the bit mask of the targets that each of its options (rows of `targets`) fills, and the
+    mask of the targets that both this or an earlier step and a later step can fill (the state's after it).
 
     A target holds a bit only from the first step that can fill it to the last, and a freed bit is given to the
-    next new target: the masks stay as wide as the most targets open at once (not as the part: a whole embryo)."""
+    next new target: the masks stay as wide as the most targets open at once (not as the part: a whole embryo).
+    Step by step, so that a sum given up for too many states has made only the masks of the steps it took (on a
+    crowded movie, as one part, all its masks took gigabytes: thousands of targets open at once)."""
     first, last = {}, {}
     for number, step in enumerate(steps):
         for target in targets[step].ravel().tolist():
@@ -217,8 +222,7 @@ def _slot_masks(steps: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarra
     for target, number in first.items():
         opening[number].append(target)
         closing[last[target]].append(target)
-    masks = np.zeros(len(targets), dtype=object)
-    active, free, bit, open_mask, width = [0], [], {}, 0, 0
+    free, bit, open_mask, width = [], {}, 0, 0
     for number, step in enumerate(steps):
         for target in opening[number]:
             if free:
@@ -226,12 +230,11 @@ def _slot_masks(steps: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarra
             else:
                 bit[target], width = 1 << width, width + 1
             open_mask |= bit[target]
-        masks[step] = [sum(bit[target] for target in row if target >= 0) for row in targets[step].tolist()]
+        masks = [sum(bit[target] for target in row if target >= 0) for row in targets[step].tolist()]
         for target in closing[number]:
             open_mask &= ~bit[target]
             heapq.heappush(free, bit.pop(target))
-        active.append(open_mask)
-    return masks, active
+        yield masks, open_mask
 
 
 def _belief_propagation(options: _Options, members: np.ndarray, n: int) -> np.ndarray:

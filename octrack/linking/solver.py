@@ -9,9 +9,9 @@ detection is then left out rather than made a daughter or a short track).
 The ways out and in are tied to each other only by the candidates (links, divisions, leaving out), so the
 problem splits exactly into connected groups of ways. First, what can never be cheapest goes: a link dearer
 than its ends disappearing and appearing, a division dearer than one of its links with the other daughter
-appearing. Groups without a division are assignment problems (`scipy.optimize.linear_sum_assignment`, or the
-sparse `min_weight_full_bipartite_matching` for large ones); the others integer linear programs by HiGHS
-(`scipy.optimize.milp`: its linear relaxation first, which is nearly always whole already), whole groups together
+appearing. Small groups without a division are assignment problems (`scipy.optimize.linear_sum_assignment`); the
+others integer linear programs by HiGHS (`scipy.optimize.milp`: its linear relaxation first, which is nearly always
+whole already, and always for a group without divisions, an assignment problem), whole groups together
 in chunks of about `_LARGEST_PROGRAM` variables (HiGHS takes more than linear time in the size of a program;
 leaving out ties every position's ways in and out, so with it a whole embryo is one group). So hundreds of
 thousands of candidate links take seconds, and the groups are exact parts of the whole.
@@ -22,14 +22,16 @@ Two bounds keep time and memory in proportion to the number of positions (docs/r
   (positions closer together than they move, where no division could be told anyway; a large field of cells
   apart is a cluster as large but not as dense), the mothers of that cluster get no divisions
   (`Solution.crowded_clusters` counts them).
-  A group left without divisions is an assignment problem, of any size; as a program, one crowded pair of time
-  points (5 000 positions each) took 49 s, its relaxation being fractional.
+  A group left without divisions is an assignment problem, of any size, whose relaxation is whole; as a program
+  with divisions, one crowded pair of time points (5 000 positions each) took 49 s, its relaxation being
+  fractional. (The sparse assignment solver `min_weight_full_bipartite_matching` is no choice for large ones:
+  on crowded windows it ran for minutes where HiGHS's simplex took 0.5 s.)
 - Groups too large for one problem. A group of over `_LARGEST_GROUP` variables (a whole embryo of hundreds of
   thousands of positions, which leaving out and gap links tie into one) is solved in windows of consecutive
-  time points of about `_LARGEST_PROGRAM` variables each, in time order (as a program, or as an assignment
-  problem where the window has no divisions): each window chooses the ways out of its positions, given the ways
-  in that earlier windows filled, looking one time point ahead (`_windows`). Not exact across the windows' ends:
-  within 0.4 % of the optimal cost on the random problems of tests/test_load.py.
+  time points of about `_LARGEST_PROGRAM` variables each, in time order (as a program, or as a dense assignment
+  problem where the window has no divisions and few pairs): each window chooses the ways out of its positions,
+  given the ways in that earlier windows filled, looking one time point ahead (`_windows`). Not exact across the
+  windows' ends: within 0.4 % of the optimal cost on the random problems of tests/test_load.py.
 """
 
 from __future__ import annotations
@@ -39,13 +41,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, milp
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
+from scipy.sparse.csgraph import connected_components
 
 from octrack.linking.costs import Costs
 from octrack.linking.graph import CandidateGraph
 
 _WHOLE = 1e-6  # how far from 0 or 1 a relaxed solution may be and still count as whole
-_LARGEST_ASSIGNMENT = 2000  # pairs per group solved as a dense assignment problem; larger ones as a sparse one
+_LARGEST_ASSIGNMENT = 2000  # pairs per group solved as a dense assignment problem; larger ones as a program
 _LARGEST_PROGRAM = 20_000  # variables per linear program, where the groups allow (see `_program_chunks`)
 _LARGEST_GROUP = 200_000  # variables of a group solved as one program; larger ones in windows (see `_windows`)
 CROWDED_CLUSTER = 20_000  # links and divisions of a connected cluster between two time points (see the docstring)
@@ -98,7 +100,7 @@ def solve(graph: CandidateGraph, costs: Costs) -> Solution:
     group_count, group = _slot_groups(graph, pairs, divisions, pairs)
     pair_group, division_group = group[pairs.source], group[graph.division_mother[divisions]]
     windowed = np.bincount(np.r_[pair_group, division_group], minlength=group_count) > _LARGEST_GROUP
-    by_program = np.zeros(group_count, dtype=bool)
+    by_program = np.bincount(pair_group, minlength=group_count) > _LARGEST_ASSIGNMENT
     by_program[division_group] = True
     assigned = ~by_program[pair_group] & ~windowed[pair_group]
     chosen = [(pairs[assigned][_assign(pairs[assigned], pair_group[assigned], costs)], np.zeros(0, dtype=np.int64))]
@@ -207,8 +209,9 @@ def _windows(graph: CandidateGraph, costs: Costs, pairs: Pairs, divisions: np.nd
 
 def _solve_part(graph: CandidateGraph, costs: Costs, pairs: Pairs, divisions: np.ndarray, slot_group: np.ndarray
                 ) -> tuple[Pairs, np.ndarray]:
-    """The chosen pairs and divisions of a part of a group: an assignment problem where it has no divisions."""
-    if len(divisions) == 0:
+    """The chosen pairs and divisions of a part of a group: a dense assignment problem where it has no divisions
+    and few pairs, else a program."""
+    if len(divisions) == 0 and len(pairs) <= _LARGEST_ASSIGNMENT:
         return pairs[_assign_group(pairs, np.arange(len(pairs)), costs)], divisions
     return _integer_program(graph, costs, pairs, divisions, slot_group)
 
@@ -222,9 +225,9 @@ def _cheapest_alternative(graph: CandidateGraph, costs: Costs) -> np.ndarray:
 
 
 def _assign(pairs: Pairs, groups: np.ndarray, costs: Costs) -> np.ndarray:
-    """The indices of the pairs chosen in groups without divisions: one assignment problem per group, where a
-    source may also disappear and a target appear. Groups of one pair take it (it is cheaper than the
-    alternative)."""
+    """The indices of the pairs chosen in groups without divisions (of at most `_LARGEST_ASSIGNMENT` pairs): one
+    assignment problem per group, where a source may also disappear and a target appear. Groups of one pair take
+    it (it is cheaper than the alternative)."""
     order = np.argsort(groups, kind="stable")
     groups = groups[order]
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(order) else np.zeros(0, dtype=int)
@@ -236,29 +239,19 @@ def _assign(pairs: Pairs, groups: np.ndarray, costs: Costs) -> np.ndarray:
 
 
 def _assign_group(pairs: Pairs, indices: np.ndarray, costs: Costs) -> np.ndarray:
-    """One group's assignment problem: rows the sources and an "appears" row per target, columns the targets and a
-    "disappears" column per source; the spare rows and columns of linked sources and targets meet at cost 0. Dense
-    up to `_LARGEST_ASSIGNMENT` pairs, else sparse: the spare rows and columns meet through each pair's reverse,
-    and as every full matching has s + t entries, the costs shift to positive (as the sparse solver needs) without
-    changing which matching is cheapest."""
+    """One group's assignment problem, dense: rows the sources and an "appears" row per target, columns the targets
+    and a "disappears" column per source; the spare rows and columns of linked sources and targets meet at cost
+    0."""
     group = pairs[indices]
     sources, source_index = np.unique(group.source, return_inverse=True)
     targets, target_index = np.unique(group.target, return_inverse=True)
     s, t = len(sources), len(targets)
-    if len(indices) <= _LARGEST_ASSIGNMENT:
-        matrix = np.full((s + t, t + s), np.inf)
-        matrix[source_index, target_index] = group.cost
-        matrix[np.arange(s), t + np.arange(s)] = costs.disappear[sources]
-        matrix[s + np.arange(t), np.arange(t)] = costs.appear[targets]
-        matrix[s:, t:] = 0.0
-        rows, columns = linear_sum_assignment(matrix)
-    else:
-        values = np.r_[group.cost, costs.disappear[sources], costs.appear[targets], np.zeros(len(group))]
-        sparse = coo_matrix((values - values.min() + 1.0,
-                             (np.r_[source_index, np.arange(s), s + np.arange(t), s + target_index],
-                              np.r_[target_index, t + np.arange(s), np.arange(t), t + source_index])),
-                            shape=(s + t, t + s)).tocsr()
-        rows, columns = np.arange(s + t), min_weight_full_bipartite_matching(sparse)[1]
+    matrix = np.full((s + t, t + s), np.inf)
+    matrix[source_index, target_index] = group.cost
+    matrix[np.arange(s), t + np.arange(s)] = costs.disappear[sources]
+    matrix[s + np.arange(t), np.arange(t)] = costs.appear[targets]
+    matrix[s:, t:] = 0.0
+    rows, columns = linear_sum_assignment(matrix)
     taken = (rows < s) & (columns < t)
     lookup = {(a, b): index for a, b, index in zip(source_index, target_index, indices)}
     return np.array([lookup[a, b] for a, b in zip(rows[taken], columns[taken])], dtype=np.int64)
