@@ -30,7 +30,7 @@ import benchmark_classifiers as classifiers  # noqa: E402
 import benchmark_detection as detection  # noqa: E402
 
 SYNTHETIC_TRAINING_MOVIES = ((11, 60), (12, 60))  # (seed, time points): enough mothers for the division network
-SYNTHETIC_HELD_OUT = (2, 20)
+SYNTHETIC_HELD_OUT = (2, 100)  # about 30 divisions to score (20 time points had 6: too few for a division F1)
 
 
 def write_breast_cancer(folder: Path, detect_minutes: float, classifier_minutes: float) -> tuple[Path, Path, dict]:
@@ -101,9 +101,13 @@ def run(name: str, detect_minutes: float, classifier_minutes: float, output: Pat
                 "link_recall": round(scores.links.recall, 4), "division_f1": round(scores.divisions.f1, 4),
                 "division_precision": round(scores.divisions.precision, 4),
                 "division_recall": round(scores.divisions.recall, 4),
+                "divisions": _counts(scores.divisions), "divisions_exact_f1": _f1(scores.divisions_exact),
+                "links": _counts(scores.links),
                 "tracks_without_error": round(scores.tracks_without_error_fraction, 4),
                 "uncertain_annotations": scores.detection.uncertain,
                 "predictions_at_uncertain_annotations": scores.detection.at_uncertain})
+        if key == "tracks" and scores.error_calibration is not None:
+            summary[key]["review_at_0.99"] = _review_at(scores.error_calibration, 0.99)
     tracks = summary["tracks"]
     print(f"\n== {name} (time points {time_range}): detection F1 {summary['detection']['detection_f1']:.4f} "
           f"(positions), {tracks['detection_f1']:.4f} (tracks); link F1 {tracks['link_f1']:.4f} (P "
@@ -111,12 +115,36 @@ def run(name: str, detect_minutes: float, classifier_minutes: float, output: Pat
           f"(P {tracks['division_precision']:.4f}, R {tracks['division_recall']:.4f}); tracks without error "
           f"{tracks['tracks_without_error']:.3f}; training {summary['training_minutes']} min, predict "
           f"{summary['predict_minutes']} min")
+    divisions = tracks["divisions"]
+    print(f"   divisions scored: {divisions['true']} true, {divisions['predicted']} predicted (TP {divisions['tp']}, "
+          f"FP {divisions['fp']}, FN {divisions['fn']}; ±1 time point, daughters required); division F1 at ±0 "
+          f"{tracks['divisions_exact_f1']}")
+    if "review_at_0.99" in tracks:
+        review = tracks["review_at_0.99"]
+        print(f"   links below marginal_probability 0.99 (predict's temperature): {review['flagged']:.3f} of links "
+              f"flagged, {review['caught']:.3f} of link errors caught; {review['wrong_unflagged']:.4f} of the "
+              f"links at or above 0.99 wrong")
     if tracks["uncertain_annotations"]:
         print(f"   {tracks['uncertain_annotations']} uncertain annotations (nuclei mostly outside the image) and the "
               f"{tracks['predictions_at_uncertain_annotations']} predictions at them, with their links, count "
               f"neither way")
     print(json.dumps(summary))
     return summary
+
+
+def _counts(counts) -> dict:
+    return {"true": counts.true_count, "predicted": counts.predicted_count, "tp": counts.true_positives,
+            "fp": counts.false_positives, "fn": counts.false_negatives}
+
+
+def _f1(counts) -> float | None:
+    return None if counts is None else round(counts.f1, 4)
+
+
+def _review_at(calibration, threshold: float) -> dict:
+    point = next(point for point in calibration.review_curve if point.threshold == threshold)
+    return {"flagged": round(point.flagged, 4), "caught": round(point.caught, 4),
+            "wrong_unflagged": round(point.wrong_unflagged, 4)}
 
 
 def main() -> None:
