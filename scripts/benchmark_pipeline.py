@@ -6,6 +6,11 @@ and division precision / recall / F1 of the tracks, scored as `octrack evaluate`
     python scripts/benchmark_pipeline.py --data breast-cancer   # real 2D: train 0-8, predict and score 9-11 (8 px)
     python scripts/benchmark_pipeline.py --data synthetic       # 3D: train on two movies, score a third (5 µm)
 
+The synthetic held-out movie has 100 time points (about 27 divisions, 25 scored); its division F1 is printed
+twice: as `octrack evaluate` counts, and with the divisions whose daughter is an uncertain annotation (a nucleus
+mostly outside the image) counting neither way, as uncertain annotations do. On 2 loaded cores give detection
+time: a 15-minute budget there trained 80 steps (see docs/benchmarks.md, issue 13, session 22).
+
 The training settings are those of scripts/benchmark_detection.py and scripts/benchmark_classifiers.py (imported
 from them, not copied). Each run writes to --output (default ./benchmark_output/pipeline/NAME) and ends with a
 JSON line.
