@@ -52,9 +52,9 @@ def main() -> None:
     from octrack import tiling
     from octrack.config import Config
     from octrack.dataset import open_datasets
-    from octrack.matching import match_time_point
     from octrack.networks import detect
     from octrack.networks.detect_model import add_detections
+    from octrack.scoring import score_detections
     from octrack.stages.predict import read_section
     from octrack.tracking import Tracking, load_tracking
 
@@ -64,10 +64,15 @@ def main() -> None:
     frames = detector.frames(dataset)
     truth = load_tracking(arguments.ground_truth)
     first, last = (int(value) for value in arguments.time_points.split(":"))
-    time_points = range(first, last + 1)
+    time_points = list(range(first, last + 1))
     plans = []
     planner = tiling.plan_tiles
-    tiling.plan_tiles = lambda *given, **options: plans.append(planner(*given, **options)) or plans[-1]
+
+    def recorded_plan(*given, **options):
+        plans.append(planner(*given, **options))
+        return plans[-1]
+
+    tiling.plan_tiles = recorded_plan
     reference = None
     print(f"{'budget':>7} {'tile z, y, x':>14} {'CPU s/tp':>9} {'peaks moved':>12} {'TP':>6} {'FP':>5} {'FN':>5} "
           f"{'F1':>7}")
@@ -81,15 +86,11 @@ def main() -> None:
             add_detections(tracking, time_point, peaks[-1].tolist())
         moved = 0 if reference is None else sum(unmatched(a, b) + unmatched(b, a) for a, b in zip(peaks, reference))
         reference = reference or peaks
-        counts = np.zeros(3, dtype=int)
-        for time_point in time_points:
-            true, found = truth.positions_at(time_point), tracking.positions_at(time_point)
-            pairs = match_time_point(true, found, arguments.max_distance_um, dataset.voxel_size)
-            counts += (len(pairs), len(found) - len(pairs), len(true) - len(pairs))
-        tp, fp, fn = (int(count) for count in counts)
+        scores = score_detections(truth, tracking, max_distance_um=arguments.max_distance_um,
+                                  voxel_size=dataset.voxel_size, time_points=time_points)
         tile = "×".join(map(str, plans[-1].tile_zyx))
-        print(f"{budget:>7} {tile:>14} {seconds / len(time_points):>9.1f} {moved:>12} {tp:>6} {fp:>5} {fn:>5} "
-              f"{2 * tp / max(1, 2 * tp + fp + fn):>7.4f}")
+        print(f"{budget:>7} {tile:>14} {seconds / len(time_points):>9.1f} {moved:>12} {scores.true_positives:>6} "
+              f"{scores.false_positives:>5} {scores.false_negatives:>5} {scores.f1:>7.4f}")
 
 
 if __name__ == "__main__":
