@@ -13,9 +13,8 @@ import numpy as np
 
 # A tile's memory grows with its voxels times the channels of the network's first level (the widest arrays are
 # there): 1 M voxels at 16 filters predicted a 512 × 512 × 32 time point in 1.47 GB (docs/benchmarks.md,
-# scripts/benchmark.py), so a network of 8 filters gets tiles of 2 M voxels in about the same memory.
+# scripts/benchmark.py), so a network of 8 filters gets tiles of 2 M voxels in about the same memory (1.54 GB).
 MAX_TILE_ACTIVATIONS = 16 << 20
-DEFAULT_MAX_TILE_VOXELS = MAX_TILE_ACTIVATIONS // 16
 
 
 def tile_budget(first_level_filters: int) -> int:
@@ -49,7 +48,7 @@ MAX_AXIS_CHOICES = 64  # tile sizes tried per axis (all of them where there are 
 
 
 def plan_tiles(shape_zyx: tuple[int, int, int], multiple_zyx: tuple[int, int, int],
-               overlap_zyx: tuple[int, int, int], max_voxels: int = DEFAULT_MAX_TILE_VOXELS) -> TilePlan:
+               overlap_zyx: tuple[int, int, int], max_voxels: int) -> TilePlan:
     """The tile shape within the memory budget that makes the network compute the fewest voxels in all (tiles
     × tile size, overlaps counted), in multiples the network needs; whole axes where they fit. Of equal costs,
     the one with the fewest tiles (fewer calls).

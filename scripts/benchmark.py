@@ -433,7 +433,8 @@ def stage_tile_plans(work: Path, quick: bool) -> dict[str, Any]:
     frames = [frame[:, :shape[1], :shape[2]] for frame in time_point_frames(model.input_shape[-1])]
     covered = tuple(size + 2 * margin for size, margin in zip(shape, edge_margin((z, y, x), shape)))
     overlap = tuple(4 * size for size in multiple)
-    plans = {"before": halving_plan(covered, multiple, overlap), "now": tiling.plan_tiles(covered, multiple, overlap)}
+    plans = {"before": halving_plan(covered, multiple, overlap),
+             "now": tiling.plan_tiles(covered, multiple, overlap, tiling.tile_budget(filters))}
     result: dict[str, Any] = {"shape_zyx": list(shape)}
     outputs = {}
     original = tiling.plan_tiles

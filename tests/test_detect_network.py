@@ -221,13 +221,14 @@ def test_the_tile_plan_computes_few_voxels_within_the_budget_and_keeps_the_whole
     the voxels covered; the fewest voxels within the same budget are about 2.2 times."""
     import math
 
-    from octrack.tiling import DEFAULT_MAX_TILE_VOXELS
+    from octrack.tiling import tile_budget
 
     covered = (40, 544, 544)
-    plan = plan_tiles(covered, (8, 8, 8), (32, 32, 32))
-    assert math.prod(plan.tile_zyx) <= DEFAULT_MAX_TILE_VOXELS and plan.overlap_zyx == (0, 32, 32)
+    plan = plan_tiles(covered, (8, 8, 8), (32, 32, 32), tile_budget(16))
+    assert math.prod(plan.tile_zyx) <= tile_budget(16) and plan.overlap_zyx == (0, 32, 32)
     assert len(list(plan.starts(covered))) * math.prod(plan.tile_zyx) < 2.2 * math.prod(covered)
-    assert plan_tiles((24, 100, 100), (8, 8, 8), (32, 32, 32)).tile_zyx == (24, 104, 104)  # one tile: no overlap
+    one_tile = plan_tiles((24, 100, 100), (8, 8, 8), (32, 32, 32), tile_budget(16))
+    assert one_tile.tile_zyx == (24, 104, 104)  # one tile: no overlap
     tiny = plan_tiles((40, 544, 544), (8, 8, 8), (32, 32, 32), max_voxels=1000)  # no shape fits: the smallest
     assert tiny.tile_zyx == (40, 128, 128) and tiny.overlap_zyx == (0, 32, 32)
 
@@ -237,20 +238,20 @@ def test_a_network_of_fewer_filters_gets_larger_tiles_in_the_same_memory():
     512 × 512 × 32 frame is computed in fewer, larger tiles (about 1.5 times the voxels covered, not 2.2)."""
     import math
 
-    from octrack.tiling import DEFAULT_MAX_TILE_VOXELS, tile_budget
+    from octrack.tiling import tile_budget
 
-    assert tile_budget(16) == DEFAULT_MAX_TILE_VOXELS and tile_budget(8) == 2 * DEFAULT_MAX_TILE_VOXELS
+    assert tile_budget(16) == 1 << 20 and tile_budget(8) == 2 << 20
     covered = (40, 544, 544)
     plan = plan_tiles(covered, (8, 8, 8), (32, 32, 32), max_voxels=tile_budget(8))
-    assert DEFAULT_MAX_TILE_VOXELS < math.prod(plan.tile_zyx) <= tile_budget(8)
+    assert tile_budget(16) < math.prod(plan.tile_zyx) <= tile_budget(8)
     assert len(list(plan.starts(covered))) * math.prod(plan.tile_zyx) < 1.6 * math.prod(covered)
 
 
 def test_the_network_sees_zeros_for_the_margin_beyond_the_image_edges():
     frame = np.ones((1, 40, 40), dtype=np.float32)
     seen = []
-    predict_tiled(lambda tile: seen.append(tile[0, ..., 0]) or tile, [frame], plan_tiles((1, 56, 50), (1, 8, 8), (0, 0, 0)),
-                  (0, 8, 5))
+    plan = plan_tiles((1, 56, 50), (1, 8, 8), (0, 0, 0), max_voxels=1 << 20)
+    predict_tiled(lambda tile: seen.append(tile[0, ..., 0]) or tile, [frame], plan, (0, 8, 5))
     assert len(seen) == 1 and seen[0].shape == (1, 56, 56)
     np.testing.assert_array_equal(seen[0][0, 8:48, 5:45], 1)
     assert seen[0].sum() == 40 * 40
