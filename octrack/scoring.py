@@ -240,7 +240,9 @@ def tracking_errors(ground_truth: Tracking, predicted: Tracking, detection: Dete
     have it, when its mother and both daughters are right: the mother's matched true position is a true mother,
     or lies on the same cell up to `division_tolerance` time points before or after one (the shift), and its two
     daughters reach the two true daughters, one each, within the same shift (`_daughters_agree`). Each true
-    division is found at most once, the closest in time first."""
+    division is found at most once, the closest in time first. A true division with an uncertain daughter (a
+    nucleus mostly outside the image, say) counts neither way, as uncertain annotations do: it is not missed,
+    and a predicted division on its mother's cell within the shift is not false."""
     matching = detection.matching
     to_true = matching.predicted_to_true()
     scored_true = {p for one in matching.time_points.values() for p in one.true}
@@ -251,8 +253,11 @@ def tracking_errors(ground_truth: Tracking, predicted: Tracking, detection: Dete
     matched_true = set(to_true.values())
     covered = [_true_path(ground_truth, to_true.get(a), to_true.get(b), matched_true) for a, b in predicted_links]
     found = {link for path in covered for link in path}
-    true_mothers = {m for m in ground_truth.divisions() if m in scored_true}
-    predicted_mothers = [m for m in predicted.divisions() if m in scored_predicted]
+    uncertain_divisions = {m for m in ground_truth.divisions()
+                           if any(ground_truth.is_uncertain(daughter) for daughter in ground_truth.future(m))}
+    true_mothers = {m for m in ground_truth.divisions() if m in scored_true} - uncertain_divisions
+    predicted_mothers = [m for m in predicted.divisions() if m in scored_predicted
+                         and not _finds_one_of(ground_truth, to_true.get(m), uncertain_divisions, division_tolerance)]
     hits = _matched_divisions(ground_truth, predicted, to_true, predicted_mothers, true_mothers, division_tolerance)
     return TrackingErrors(
         found_links=[link for link, path in zip(predicted_links, covered) if path],
@@ -260,6 +265,13 @@ def tracking_errors(ground_truth: Tracking, predicted: Tracking, detection: Dete
         missed_links=sorted(true_links - found), found_divisions=[m for m, hit in zip(predicted_mothers, hits) if hit],
         false_divisions=[m for m, hit in zip(predicted_mothers, hits) if hit is None],
         missed_divisions=sorted(true_mothers - {hit for hit in hits if hit is not None}))
+
+
+def _finds_one_of(ground_truth: Tracking, true_position: Position | None, mothers: set[Position],
+                  tolerance: int) -> bool:
+    """Whether `true_position` lies on the cell of one of `mothers`, up to `tolerance` time points away."""
+    return bool(mothers) and true_position is not None and \
+        any(m in mothers for shift in range(tolerance + 1) for m in _same_cell(ground_truth, true_position, shift))
 
 
 def _true_path(ground_truth: Tracking, source: Position | None, target: Position | None,

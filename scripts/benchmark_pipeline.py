@@ -6,10 +6,10 @@ and division precision / recall / F1 of the tracks, scored as `octrack evaluate`
     python scripts/benchmark_pipeline.py --data breast-cancer   # real 2D: train 0-8, predict and score 9-11 (8 px)
     python scripts/benchmark_pipeline.py --data synthetic       # 3D: train on two movies, score a third (5 µm)
 
-The synthetic held-out movie has 100 time points (about 27 divisions, 25 scored); its division F1 is printed
-twice: as `octrack evaluate` counts, and with the divisions whose daughter is an uncertain annotation (a nucleus
-mostly outside the image) counting neither way, as uncertain annotations do. On 2 loaded cores give detection
-time: a 15-minute budget there trained 80 steps (see docs/benchmarks.md, issue 13, session 22).
+The synthetic held-out movie has 100 time points (about 27 divisions); a division whose mother or daughter is an
+uncertain annotation (a nucleus mostly outside the image) counts neither way, as `octrack evaluate` counts it. On 2
+loaded cores give detection time: a 15-minute budget there trained 80 steps (see docs/benchmarks.md, issue 13,
+session 22).
 
 The training settings are those of scripts/benchmark_detection.py and scripts/benchmark_classifiers.py (imported
 from them, not copied). Each run writes to --output (default ./benchmark_output/pipeline/NAME) and ends with a
@@ -111,11 +111,6 @@ def run(name: str, detect_minutes: float, classifier_minutes: float, output: Pat
                 "tracks_without_error": round(scores.tracks_without_error_fraction, 4),
                 "uncertain_annotations": scores.detection.uncertain,
                 "predictions_at_uncertain_annotations": scores.detection.at_uncertain})
-        if key == "tracks" and name == "synthetic":
-            edge_truth = with_edge_divisions_uncertain(Path(ground_truth), output / name)
-            edge = evaluate_files(edge_truth, folder / result, time_range=time_range, **scoring)
-            summary[key]["divisions_edge_uncertain"] = _counts(edge.divisions)
-            summary[key]["division_f1_edge_uncertain"] = round(edge.divisions.f1, 4)
         if key == "tracks" and scores.error_calibration is not None:
             summary[key]["review_at_0.99"] = _review_at(scores.error_calibration, 0.99)
     tracks = summary["tracks"]
@@ -129,12 +124,6 @@ def run(name: str, detect_minutes: float, classifier_minutes: float, output: Pat
     print(f"   divisions scored: {divisions['true']} true, {divisions['predicted']} predicted (TP {divisions['tp']}, "
           f"FP {divisions['fp']}, FN {divisions['fn']}; ±1 time point, daughters required); division F1 at ±0 "
           f"{tracks['divisions_exact_f1']}")
-    if "divisions_edge_uncertain" in tracks:
-        edge = tracks["divisions_edge_uncertain"]
-        print(f"   division F1 {tracks['division_f1_edge_uncertain']:.4f} (TP {edge['tp']}, FP {edge['fp']}, FN "
-              f"{edge['fn']} of {edge['true']}) where a division with an uncertain daughter counts neither way, as "
-              f"uncertain annotations do (`octrack evaluate` counts it as missed, and the division found there as "
-              f"false)")
     if "review_at_0.99" in tracks:
         review = tracks["review_at_0.99"]
         print(f"   links below marginal_probability 0.99 (predict's temperature): {review['flagged']:.3f} of links "
@@ -146,21 +135,6 @@ def run(name: str, detect_minutes: float, classifier_minutes: float, output: Pat
               f"neither way")
     print(json.dumps(summary))
     return summary
-
-
-def with_edge_divisions_uncertain(ground_truth: Path, folder: Path) -> Path:
-    """A copy of the ground truth in which the mothers of divisions with an uncertain daughter (a nucleus mostly
-    outside the image) are uncertain too, so that such a division counts neither way when scored."""
-    from octrack.tracking import load_tracking, save_tracking
-    from octrack.tracking.model import UNCERTAIN
-
-    tracking = load_tracking(ground_truth)
-    for mother in tracking.divisions():
-        if any(tracking.is_uncertain(daughter) for daughter in tracking.future(mother)):
-            tracking.set_position_data(mother, UNCERTAIN, True)
-    path = folder / "ground_truth_edge_divisions_uncertain.aut"
-    save_tracking(tracking, path)
-    return path
 
 
 def _counts(counts) -> dict:

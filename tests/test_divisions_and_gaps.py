@@ -48,6 +48,21 @@ def test_a_division_with_a_wrong_daughter_is_not_found() -> None:
     assert _scores(truth, _dividing()).divisions.f1 == _scores(truth, _dividing()).divisions_exact.f1 == 1.0
 
 
+def test_a_division_with_an_uncertain_daughter_counts_neither_way() -> None:
+    """A daughter mostly outside the image (an uncertain annotation) cannot be matched: the division is then
+    neither missed when the prediction has no division there, nor false when it has one (the mother's cell)."""
+    truth = _dividing()
+    truth.set_position_data(Position(21, 18, 4, 4), "uncertain", True)
+    without = _dividing()
+    without.remove_link(Position(23, 20, 4, 3), Position(21, 18, 4, 4))
+    missed = _scores(truth, without).divisions
+    assert (missed.true_count, missed.predicted_count) == (0, 0)
+    found = _scores(truth, _dividing()).divisions
+    assert (found.true_count, found.predicted_count) == (0, 0)
+    certain = _scores(_dividing(), without).divisions
+    assert (certain.true_positives, certain.false_negatives) == (0, 1)  # the same prediction, the daughter certain
+
+
 def test_a_division_one_time_point_late_counts_at_one_not_at_zero() -> None:
     truth = _dividing()
     predicted = _dividing()

@@ -82,25 +82,3 @@ def test_scoring_a_walk_counts_the_wrong_link_and_prints_the_reliability_table(t
     printed = capsys.readouterr().out
     assert "2 links, 1 wrong (0.5000)" in printed
     assert "error probability" in printed
-
-
-def test_a_division_with_an_uncertain_daughter_gets_an_uncertain_mother(tmp_path: Path) -> None:
-    from octrack.tracking import load_tracking, save_tracking
-    from octrack.tracking.model import UNCERTAIN
-
-    pipeline = _script("benchmark_pipeline")
-    tracking = Tracking()
-    edge_mother, inner_mother = Position(1, 1, 1, 0), Position(50, 50, 1, 0)
-    for position in (edge_mother, inner_mother):
-        tracking.add_position(position)
-    daughters = {edge_mother: (Position(0, 1, 1, 1), Position(3, 1, 1, 1)),
-                 inner_mother: (Position(48, 50, 1, 1), Position(52, 50, 1, 1))}
-    for mother, pair in daughters.items():
-        for daughter in pair:
-            tracking.add_position(daughter)
-            tracking.add_link(mother, daughter)
-    tracking.set_position_data(daughters[edge_mother][0], UNCERTAIN, True)
-    save_tracking(tracking, tmp_path / "truth.aut")
-    edited = load_tracking(pipeline.with_edge_divisions_uncertain(tmp_path / "truth.aut", tmp_path))
-    assert edited.is_uncertain(edge_mother) and not edited.is_uncertain(inner_mother)
-    assert not edited.is_uncertain(daughters[edge_mother][1])
