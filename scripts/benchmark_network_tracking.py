@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from octrack.errors import UserError  # noqa: E402
 from octrack.linking import DEFAULT_TEMPERATURE, MARGINAL_PROBABILITY, CostSettings, LinkingResult  # noqa: E402
-from octrack.linking.costs import ADD  # noqa: E402
+from octrack.linking.costs import ADD, TENTATIVE  # noqa: E402
 from octrack.linking import link_tracks  # noqa: E402
 from octrack.scoring import (error_calibration, format_error_calibration, score_detections,  # noqa: E402
                              score_tracking, tracking_errors)
@@ -61,6 +61,9 @@ VARIANTS: dict[str, Variant] = {
     "add-div3": Variant(CostSettings(network_evidence=ADD, division_weight=3.0)),
     "replace-appear4": Variant(CostSettings(appear=4.0, disappear=4.0)),
     "replace-div2-appear4": Variant(CostSettings(appear=4.0, disappear=4.0, division_weight=2.0)),
+    "tentative-0": Variant(CostSettings(tentative_leave_out=0.0)),  # with --tentative-below: weak peaks optional
+    "tentative-1": Variant(CostSettings(tentative_leave_out=1.0)),
+    "tentative-2": Variant(CostSettings(tentative_leave_out=2.0)),
     "add-links-only": Variant(CostSettings(network_evidence=ADD, division_weight=1.0), divisions=False),
     "add-divisions-only": Variant(CostSettings(network_evidence=ADD, division_weight=1.0), links=False),
 }
@@ -91,6 +94,21 @@ def with_peak_at_least(tracking: Tracking, min_peak: float) -> Tracking:
         if a in kept and b in kept:
             kept.add_link(a, b, **tracking.link_data(a, b))
     return kept
+
+
+def with_tentative_below(tracking: Tracking, peak: float) -> Tracking:
+    """The tracking with the positions whose `detection_peak` is below `peak` marked `detection_tentative`: the
+    detection threshold at `peak`, the weaker peaks (decoded down to predict's lower threshold) left to the tracker
+    to take where their links pay for them."""
+    marked = tracking.empty_copy()
+    for position in tracking.positions():
+        data = dict(tracking.position_data(position))
+        if data.get(DETECTION_PEAK, peak) < peak:
+            data[TENTATIVE] = True
+        marked.add_position(position, **data)
+    for a, b in tracking.links():
+        marked.add_link(a, b, **tracking.link_data(a, b))
+    return marked
 
 
 def link(positions: Tracking, settings: CostSettings, image_shape_zyx: tuple[int, int, int] | None,
@@ -210,6 +228,9 @@ def main(variants: dict[str, Variant] = VARIANTS,
                              "and the mother's division probability")
     parser.add_argument("--min-detection-peak", type=float,
                         help="leave out the positions whose detection_peak is below this before tracking")
+    parser.add_argument("--tentative-below", type=float,
+                        help="mark the positions whose detection_peak is below this detection_tentative: optional "
+                             "for the tracker (the positions file decoded at a lower peak threshold)")
     arguments = parser.parse_args()
     voxel = VoxelSize(arguments.voxel_size[2], arguments.voxel_size[1], arguments.voxel_size[0]) \
         if arguments.voxel_size else None
@@ -222,6 +243,8 @@ def main(variants: dict[str, Variant] = VARIANTS,
         positions = prepare(positions)
     if arguments.min_detection_peak is not None:
         positions = with_peak_at_least(positions, arguments.min_detection_peak)
+    if arguments.tentative_below is not None:
+        positions = with_tentative_below(positions, arguments.tentative_below)
     distance = {"max_distance_px": arguments.max_distance_px} if arguments.max_distance_px else \
         {"max_distance_um": arguments.max_distance_um}
     if arguments.division_report:

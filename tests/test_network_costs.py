@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from octrack.linking import link_tracks
-from octrack.linking.costs import ADD, CostSettings, MotionModel, compute_costs
+from octrack.linking.costs import ADD, TENTATIVE, CostSettings, MotionModel, compute_costs
 from octrack.linking.graph import build_graph
 from octrack.tracking import Position, Tracking, VoxelSize
 from octrack.tracking.model import from_positions
@@ -129,3 +129,28 @@ def test_by_default_the_division_network_counts_twice() -> None:
         result = link_tracks(_with_probabilities(tracking, mother, probability), settings=settings)
         assert (result.tracking.divisions() == [mother]) == divides, (probability, settings)
 
+
+
+def test_a_tentative_detection_is_taken_only_where_the_lineage_needs_it() -> None:
+    """A weak peak (below the detection threshold) where a newborn daughter is: kept, and the division made, where
+    the division network sees the division; left out where the networks see neither the division nor its links,
+    where a detection above the threshold, dearer to leave out (`leave_out`), is kept."""
+    def linked(division: float, daughter_links: float, tentative: bool) -> tuple[bool, bool]:
+        tracking, mother, daughter = _division_and_bystander()
+        tracking = _with_probabilities(tracking, mother, division)
+        for a, b in tracking.links():
+            if daughter in (a, b):
+                tracking.link_data(a, b)["link_probability"] = daughter_links
+        tracking.position_data(daughter)[TENTATIVE] = tentative
+        result = link_tracks(tracking)
+        return daughter in result.tracking, mother in result.tracking.divisions()
+
+    assert linked(0.9, 0.5, tentative=True) == (True, True)
+    assert linked(0.01, 0.05, tentative=True) == (False, False)
+    assert linked(0.01, 0.05, tentative=False) == (True, False)
+    tracking, _, daughter = _division_and_bystander()
+    graph = build_graph(tracking, use_tracking_links=False)
+    tentative = np.array([p == daughter for p in graph.positions])
+    costs = compute_costs(graph, CostSettings(), MotionModel(1.0), link_probability=None, division_probability=None,
+                          image_box_um=None, tentative=tentative)
+    assert costs.leave_out[tentative] == [0.0] and np.all(costs.leave_out[~tentative] == CostSettings().leave_out)

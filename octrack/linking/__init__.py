@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS
-from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, REPLACE, CostSettings, Costs,
+from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, REPLACE, TENTATIVE, CostSettings, Costs,
                                    MotionModel, compute_costs, initial_motion, refined_motion)
 from octrack.linking.graph import CandidateGraph, build_graph
 from octrack.linking.marginals import DEFAULT_TEMPERATURE, Marginals, marginals
@@ -105,7 +105,8 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
 
     Link costs come from the `link_probability` of the tracking's links where they carry one (those links
     are then the candidates), else from displacement; division costs from `division_probability` of the
-    positions where they carry one, else from geometry. `image_shape_zyx` (pixels) makes appearing and
+    positions where they carry one, else from geometry. Positions marked `detection_tentative` (weak peaks) are
+    taken only where their links pay for them (`CostSettings.tentative_leave_out`). `image_shape_zyx` (pixels) makes appearing and
     disappearing cheaper near the image border; without it only the first and last time points are.
     `temperature` scales the costs of the marginal probabilities (see marginals.py); links and divisions below
     `review_below` are listed for review."""
@@ -117,13 +118,14 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
         _link_probability(tracking, graph.positions[a], graph.positions[b])
         for a, b in zip(graph.link_source, graph.link_target)]) if link_probabilities else None
     division_probability = _division_probabilities(tracking, graph)
+    tentative = np.array([bool(tracking.position_data(p).get(TENTATIVE, False)) for p in graph.positions], dtype=bool)
     box = _image_box_um(tracking, image_shape_zyx)
     motion = initial_motion(graph)
     rounds = 1 if link_probabilities and division_probability is not None and settings.network_evidence == REPLACE \
         else MOTION_ROUNDS  # the displacement's scale matters only where its costs do
     for _ in range(rounds):
         costs = compute_costs(graph, settings, motion, link_probability=link_probability,
-                              division_probability=division_probability, image_box_um=box)
+                              division_probability=division_probability, image_box_um=box, tentative=tentative)
         solution = solve(graph, costs)
         motion = refined_motion(graph, solution.links, solution.divisions, motion)
     probabilities = marginals(graph, costs, solution, temperature)

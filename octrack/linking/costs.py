@@ -29,6 +29,7 @@ import numpy as np
 from octrack.linking.graph import CandidateGraph
 
 LINK_PROBABILITY, DIVISION_PROBABILITY = "link_probability", "division_probability"
+TENTATIVE = "detection_tentative"  # on positions: a peak below the detection threshold (see CostSettings)
 REPLACE, ADD = "replace", "add"
 _MEDIAN_DISTANCE_PER_SIGMA = 1.5382  # median of the length of a 3D standard normal vector
 _SMALLEST_PROBABILITY = 1e-6
@@ -49,6 +50,8 @@ class CostSettings:
     # None: no gap links
     leave_out: float | None = 7.0  # leaving a detection out of every track (a false detection), where cheaper
     # than its appearing and disappearing; None: those only
+    tentative_leave_out: float = 0.0  # leaving out a tentative detection (a peak below the detection threshold,
+    # decoded so that a track may take it where its links pay for it: a newborn daughter's weak peak)
     network_evidence: str = REPLACE  # how network probabilities enter: REPLACE the displacement and geometry
     # costs by their negative log odds, or ADD their evidence (log odds less those of the base rate) to them
     division_weight: float = 2.0  # the division network's evidence counts this many times: twice was ahead of
@@ -114,9 +117,10 @@ def _midpoint_offsets(graph: CandidateGraph) -> np.ndarray:
 
 def compute_costs(graph: CandidateGraph, settings: CostSettings, motion: MotionModel, *,
                   link_probability: np.ndarray | None, division_probability: np.ndarray | None,
-                  image_box_um: tuple[np.ndarray, np.ndarray] | None) -> Costs:
+                  image_box_um: tuple[np.ndarray, np.ndarray] | None, tentative: np.ndarray | None = None) -> Costs:
     """Costs of every choice. Probabilities (per link, per position) replace the displacement costs (a gap link
-    has none); `image_box_um` (lowest and highest corner) gives the border, None: no border discount."""
+    has none); `image_box_um` (lowest and highest corner) gives the border, None: no border discount;
+    `tentative` (per position) marks the detections that cost `tentative_leave_out` to leave out."""
     distances = np.linalg.norm(graph.link_vectors(), axis=1)
     gaps = graph.gap_links
     link = _displacement_cost(distances, motion.sigma, settings.tail)
@@ -131,7 +135,7 @@ def compute_costs(graph: CandidateGraph, settings: CostSettings, motion: MotionM
         if division_probability is not None:
             division += settings.division_weight * _evidence(division_probability[graph.division_mother],
                                                              division_probability)
-        return _with_starts_and_ends(graph, settings, image_box_um, link + link_evidence, division)
+        return _with_starts_and_ends(graph, settings, image_box_um, tentative, link + link_evidence, division)
     if link_probability is not None:
         link[~gaps] = -log_odds(link_probability[~gaps])
     if division_probability is not None:
@@ -141,7 +145,7 @@ def compute_costs(graph: CandidateGraph, settings: CostSettings, motion: MotionM
         division = settings.division + link[graph.division_links].sum(axis=1)
     else:
         division = geometry
-    return _with_starts_and_ends(graph, settings, image_box_um, link, division)
+    return _with_starts_and_ends(graph, settings, image_box_um, tentative, link, division)
 
 
 def _evidence(probabilities: np.ndarray, all_probabilities: np.ndarray) -> np.ndarray:
@@ -152,11 +156,19 @@ def _evidence(probabilities: np.ndarray, all_probabilities: np.ndarray) -> np.nd
 
 
 def _with_starts_and_ends(graph: CandidateGraph, settings: CostSettings,
-                          image_box_um: tuple[np.ndarray, np.ndarray] | None, link: np.ndarray,
-                          division: np.ndarray) -> Costs:
+                          image_box_um: tuple[np.ndarray, np.ndarray] | None, tentative: np.ndarray | None,
+                          link: np.ndarray, division: np.ndarray) -> Costs:
     appear, disappear = _start_and_end_costs(graph, settings, image_box_um)
-    leave_out = None if settings.leave_out is None else np.full(len(graph.positions), settings.leave_out)
-    return Costs(link, division, appear, disappear, leave_out)
+    return Costs(link, division, appear, disappear, _leave_out_costs(graph, settings, tentative))
+
+
+def _leave_out_costs(graph: CandidateGraph, settings: CostSettings, tentative: np.ndarray | None
+                     ) -> np.ndarray | None:
+    if tentative is None or not tentative.any():
+        return None if settings.leave_out is None else np.full(len(graph.positions), settings.leave_out)
+    leave_out = np.full(len(graph.positions), np.inf if settings.leave_out is None else settings.leave_out)
+    leave_out[tentative] = settings.tentative_leave_out
+    return leave_out
 
 
 def _displacement_cost(distances: np.ndarray, sigma: float, tail: float) -> np.ndarray:
