@@ -9,7 +9,8 @@ distance in pixels, in pixels.
 Users often annotate only part of an image: `restrict_to_annotated_box` then ignores predictions outside the
 box around each time point's true positions. Uncertain annotations (position metadata `uncertain`, such as
 nuclei mostly outside the image) are not matched with the others, and a prediction left unmatched that
-matches one of them (one-to-one, within the same distance) is left out.
+matches one of them (one-to-one, within the same distance) is left out. Tentative detections (position metadata
+`detection_tentative`: peaks below the detection threshold that no track took) are no predictions.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def match_trackings(ground_truth: Tracking, predicted: Tracking, *, max_distance
         annotated = ground_truth.positions_at(time_point)
         true = [p for p in annotated if not ground_truth.is_uncertain(p)]
         uncertain = [ground_truth.image_position(p) for p in annotated if ground_truth.is_uncertain(p)]
-        guesses = predicted.positions_at(time_point)
+        guesses = [p for p in predicted.positions_at(time_point) if not predicted.is_tentative(p)]
         if restrict_to_annotated_box:
             guesses = _inside_box(guesses, annotated, margin_xyz)
         # distances in image pixels: .aut files may shift positions by per-time-point image offsets

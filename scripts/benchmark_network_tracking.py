@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from octrack.errors import UserError  # noqa: E402
 from octrack.linking import DEFAULT_TEMPERATURE, MARGINAL_PROBABILITY, CostSettings, LinkingResult  # noqa: E402
-from octrack.linking.costs import ADD, TENTATIVE  # noqa: E402
+from octrack.linking.costs import ADD  # noqa: E402
+from octrack.tracking.model import TENTATIVE  # noqa: E402
 from octrack.linking import link_tracks  # noqa: E402
 from octrack.scoring import (error_calibration, format_error_calibration, score_detections,  # noqa: E402
                              score_tracking, tracking_errors)

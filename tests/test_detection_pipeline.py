@@ -139,6 +139,34 @@ def test_interrupted_predict_resumes(capsys, movie_3d, monkeypatch):
     assert (folder / "positions.csv").read_text() == uninterrupted
 
 
+def test_tentative_peaks_are_kept_marked_and_count_as_detections_only_where_a_track_takes_them(capsys, movie_2d):
+    ini = tiny_config(movie_2d, "48, 48, 1", epochs=1)
+    octrack(capsys, "train-detect", "--config", ini)
+    folder = movie_2d / "training_output" / "predictions" / "1"
+    truth = str(movie_2d / "ground_truth.aut")
+
+    def predicted_count() -> int:
+        scores = json.loads(octrack(capsys, "evaluate", "--ground-truth", truth, "--predicted",
+                                    str(folder / "positions.csv"), "--json"))
+        return scores["true_positives"] + scores["false_positives"]
+
+    octrack(capsys, "predict", "--config", ini)
+    plain = load_tracking(folder / "positions.csv")
+    detections = predicted_count()
+    set_keys(Path(ini), "predict", tentative_peak_fraction=0.5)
+    out = octrack(capsys, "predict", "--config", ini)
+    assert "tentative" in out
+    positions = load_tracking(folder / "positions.csv")
+    threshold = load_settings(movie_2d / "training_output" / "model_detect", DetectSettings).peak_threshold
+    tentative = {p for p in positions.positions() if positions.is_tentative(p)}
+    assert tentative and set(positions.positions()) - tentative == set(plain.positions())
+    peaks = [positions.position_data(p)["detection_peak"] for p in tentative]
+    assert threshold / 2 - 1e-4 <= min(peaks) and max(peaks) <= threshold + 1e-4, (threshold, peaks)
+    assert predicted_count() == detections  # tentative detections are no detections of their own
+    tracks = load_tracking(folder / "tracks.aut")
+    assert "detection_tentative" not in tracks.position_data_keys()  # those a track took are detections
+
+
 def test_mixed_bfloat16_computes_in_bfloat16_keeps_float32_outputs_and_resumes(capsys, movie_2d):
     ini = tiny_config(movie_2d, "48, 48, 1", epochs=1)
     set_keys(Path(ini), "train_detect", mixed_precision="mixed_bfloat16")

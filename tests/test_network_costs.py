@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from octrack.linking import link_tracks
-from octrack.linking.costs import ADD, TENTATIVE, CostSettings, MotionModel, compute_costs
+from octrack.linking.costs import ADD, CostSettings, MotionModel, compute_costs
 from octrack.linking.graph import build_graph
 from octrack.tracking import Position, Tracking, VoxelSize
-from octrack.tracking.model import from_positions
+from octrack.tracking.model import TENTATIVE, from_positions
 
 VOXEL = VoxelSize(1.0, 1.0, 1.0)
 ADDING = CostSettings(network_evidence=ADD, division_weight=1.0)

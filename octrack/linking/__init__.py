@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from octrack.candidates import DEFAULT_FACTOR, DEFAULT_MAX_PARTNERS
-from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, REPLACE, TENTATIVE, CostSettings, Costs,
+from octrack.linking.costs import (DIVISION_PROBABILITY, LINK_PROBABILITY, REPLACE, CostSettings, Costs,
                                    MotionModel, compute_costs, initial_motion, refined_motion)
 from octrack.linking.graph import CandidateGraph, build_graph
 from octrack.linking.marginals import DEFAULT_TEMPERATURE, Marginals, marginals
 from octrack.linking.review import DIVISION, LINK, ReviewItem, review_items
 from octrack.linking.solver import CROWDED_CLUSTER, CROWDED_DENSITY, Solution, solve
-from octrack.tracking.model import Position, Tracking
+from octrack.tracking.model import TENTATIVE, Position, Tracking
 
 MARGINAL_PROBABILITY = "marginal_probability"  # OrganoidTracker's name, on links
 DIVISION_MARGINAL_PROBABILITY = "division_marginal_probability"  # on mothers
@@ -118,7 +118,7 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
         _link_probability(tracking, graph.positions[a], graph.positions[b])
         for a, b in zip(graph.link_source, graph.link_target)]) if link_probabilities else None
     division_probability = _division_probabilities(tracking, graph)
-    tentative = np.array([bool(tracking.position_data(p).get(TENTATIVE, False)) for p in graph.positions], dtype=bool)
+    tentative = np.array([tracking.is_tentative(p) for p in graph.positions], dtype=bool)
     box = _image_box_um(tracking, image_shape_zyx)
     motion = initial_motion(graph)
     rounds = 1 if link_probabilities and division_probability is not None and settings.network_evidence == REPLACE \
@@ -184,8 +184,9 @@ def _tracking_of(tracking: Tracking, graph: CandidateGraph, solution: Solution, 
     the mothers with the marginal probability of their division (and the file data of the input)."""
     result = tracking.empty_copy()
     for position, used in zip(graph.positions, linked):
-        if used:
-            result.add_position(position, **tracking.position_data(position))
+        if used:  # a tentative detection taken is a detection
+            result.add_position(position, **{key: value for key, value in tracking.position_data(position).items()
+                                              if key != TENTATIVE})
     for division in np.flatnonzero(solution.divisions):
         result.set_position_data(graph.positions[graph.division_mother[division]], DIVISION_MARGINAL_PROBABILITY,
                                  _rounded(probabilities.division[division]))

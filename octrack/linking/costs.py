@@ -29,7 +29,6 @@ import numpy as np
 from octrack.linking.graph import CandidateGraph
 
 LINK_PROBABILITY, DIVISION_PROBABILITY = "link_probability", "division_probability"
-TENTATIVE = "detection_tentative"  # on positions: a peak below the detection threshold (see CostSettings)
 REPLACE, ADD = "replace", "add"
 _MEDIAN_DISTANCE_PER_SIGMA = 1.5382  # median of the length of a 3D standard normal vector
 _SMALLEST_PROBABILITY = 1e-6

@@ -184,11 +184,12 @@ class Detector:
     threshold: float
     min_distance_um: float
     model_file: Path
+    tentative_threshold: float | None = None  # peaks from here up to `threshold` are tentative detections
 
     def fingerprint(self) -> str:
         """Identifies the model file and the decoding, so that results of another model are never reused."""
         return fingerprint(file_fingerprint([self.model_file]), self.settings.to_json(), self.threshold,
-                           self.min_distance_um)
+                           self.min_distance_um, self.tentative_threshold)
 
     def frames(self, dataset: Dataset) -> ModelFrames:
         return frames_for_model(dataset, self.settings.voxel_size, self.settings.time_window)
@@ -200,7 +201,7 @@ class Detector:
         return detect_in_frames(self, frames.around(time_point), frames.factor_zyx)
 
     def apply(self, tracking: Tracking, time_point: int, rows: list[list[float]]) -> None:
-        add_detections(tracking, time_point, rows)
+        add_detections(tracking, time_point, rows, tentative_below=self.threshold)
 
 
 def load(folder: Path, predict: PredictSection) -> Predictor:
@@ -210,7 +211,8 @@ def load(folder: Path, predict: PredictSection) -> Predictor:
     model, settings = load_model_folder(folder, DetectSettings)
     threshold = predict.peak_threshold or settings.peak_threshold or DEFAULT_PEAK_THRESHOLD
     min_distance = predict.min_distance_um if predict.min_distance_um is not None else settings.min_distance_um
-    return Detector(model, settings, float(threshold), float(min_distance), folder / MODEL_FILE)
+    tentative = float(threshold) * predict.tentative_peak_fraction if predict.tentative_peak_fraction else None
+    return Detector(model, settings, float(threshold), float(min_distance), folder / MODEL_FILE, tentative)
 
 
 def detect_in_frames(detector: Detector, frames: list[np.ndarray], factor_zyx: np.ndarray) -> np.ndarray:
@@ -219,7 +221,7 @@ def detect_in_frames(detector: Detector, frames: list[np.ndarray], factor_zyx: n
     settings = detector.settings
     centres = predict_centres(detector.model, frames, settings.tile_multiple_zyx, settings.patch_shape,
                               settings.unet_filters)
-    peaks = find_peaks(centres, detector.threshold,
+    peaks = find_peaks(centres, detector.tentative_threshold or detector.threshold,
                        tuple(detector.min_distance_um / np.array(settings.voxel_size.zyx_um())))
     peaks[:, :3] /= factor_zyx
     return peaks

@@ -12,6 +12,7 @@ from octrack import tiling
 from octrack.model_folder import ModelSettings, stored
 from octrack.networks.blocks import conv_block, depths_per_level, pool_plan, tile_multiple
 from octrack.tracking import Position, Tracking
+from octrack.tracking.model import TENTATIVE
 
 NAME = "detect"
 
@@ -162,7 +163,10 @@ def edge_margin(patch_zyx: tuple[int, int, int], shape_zyx: tuple[int, ...]) -> 
     return tuple(patch // 4 if size > 1 else 0 for patch, size in zip(patch_zyx, shape_zyx))  # type: ignore[return-value]
 
 
-def add_detections(tracking: Tracking, time_point: int, rows: list[list[float]]) -> None:
-    """Adds a time point's detected positions, rows of (z, y, x, peak value), with their `detection_peak`."""
+def add_detections(tracking: Tracking, time_point: int, rows: list[list[float]], tentative_below: float = 0.0
+                   ) -> None:
+    """Adds a time point's detected positions, rows of (z, y, x, peak value), with their `detection_peak`; those
+    below `tentative_below` as tentative detections (see octrack.tracking.model)."""
     for z, y, x, value in rows:
-        tracking.add_position(Position(x, y, z, time_point), detection_peak=round(float(value), 4))
+        data = {TENTATIVE: True} if value < tentative_below else {}
+        tracking.add_position(Position(x, y, z, time_point), detection_peak=round(float(value), 4), **data)

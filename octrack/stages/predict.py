@@ -141,7 +141,9 @@ def dataset_folder(predict: PredictSection, dataset: Dataset) -> Path:
 def _summary(tracking: Tracking, steps: list[str], folder: Path) -> str:
     divisions = sum(1 for p in tracking.positions()
                     if tracking.position_data(p).get("division_probability", 0) >= 0.5)
+    tentative = sum(1 for p in tracking.positions() if tracking.is_tentative(p))
     return (f"  {len(tracking)} positions in {len(tracking.time_points())} time points"
+            + (f" ({tentative} of them tentative: weak peaks that a track may take)" if tentative else "")
             + (f", {divisions} with division probability >= 0.5" if NETWORKS["divide"].STEP in steps else "")
             + (f", {tracking.link_count()} candidate links" if NETWORKS["link"].STEP in steps else "")
             + f" → {folder}")

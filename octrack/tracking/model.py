@@ -14,6 +14,10 @@ lineage's first position).
 A position whose metadata `uncertain` is true is an annotation that may or may not be counted as a nucleus,
 such as a nucleus mostly outside the image: evaluation counts it neither for nor against a prediction, and
 training neither asks for nor against a detection there (KITTI's "don't care" annotations).
+
+A predicted position whose metadata `detection_tentative` is true is a weak detection (a peak below the detection
+threshold): not a detection of its own, for evaluation, but one the tracker may take into a track where its links
+pay for it (a newborn daughter's weak peak); the tracker's output holds it, without the mark, only where taken.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 UNCERTAIN = "uncertain"
+TENTATIVE = "detection_tentative"
 
 
 class Position(NamedTuple):
@@ -123,6 +128,10 @@ class Tracking:
     def is_uncertain(self, position: Position) -> bool:
         """Whether the position is an uncertain annotation (see the module's docstring)."""
         return bool(self._position_data.get(position, {}).get(UNCERTAIN, False))
+
+    def is_tentative(self, position: Position) -> bool:
+        """Whether the position is a tentative detection (see the module's docstring)."""
+        return bool(self._position_data.get(position, {}).get(TENTATIVE, False))
 
     def set_position_data(self, position: Position, key: str, value: Any) -> None:
         self.position_data(position)[key] = value
