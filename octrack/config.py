@@ -820,6 +820,10 @@ class PredictSection:
     min_marginal_probability: float
     trained_model_folders: dict[str, Path] = derived(_trained_model_folders)
 
+    def tentative_threshold(self, threshold: float) -> float | None:
+        """The lowest peak kept, as a tentative detection, under a detection threshold; None: none kept."""
+        return threshold * self.tentative_peak_fraction if self.tentative_peak_fraction else None
+
     def model_folder(self, network: str) -> Path:
         """`<network>_model_folder`; by default the first that exists of: the folder this ini's training section
         of the network writes, <output_folder>/model_<network> and OrganoidTracker's name for it

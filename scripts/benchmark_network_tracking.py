@@ -62,9 +62,9 @@ VARIANTS: dict[str, Variant] = {
     "add-div3": Variant(CostSettings(network_evidence=ADD, division_weight=3.0)),
     "replace-appear4": Variant(CostSettings(appear=4.0, disappear=4.0)),
     "replace-div2-appear4": Variant(CostSettings(appear=4.0, disappear=4.0, division_weight=2.0)),
-    "tentative-0": Variant(CostSettings(tentative_leave_out=0.0)),  # with --tentative-below: weak peaks optional
-    "tentative-1": Variant(CostSettings(tentative_leave_out=1.0)),
-    "tentative-2": Variant(CostSettings(tentative_leave_out=2.0)),
+    # with tentative detections (--tentative-below, or predict's tentative_peak_fraction): what leaving one out
+    # costs (negative: what taking one costs)
+    **{f"tentative{cost:+g}": Variant(CostSettings(tentative_leave_out=float(cost))) for cost in (0, -2, -4, -6, -8)},
     "add-links-only": Variant(CostSettings(network_evidence=ADD, division_weight=1.0), divisions=False),
     "add-divisions-only": Variant(CostSettings(network_evidence=ADD, division_weight=1.0), links=False),
 }

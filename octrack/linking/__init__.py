@@ -106,8 +106,9 @@ def link_tracks(tracking: Tracking, *, settings: CostSettings | None = None,
     Link costs come from the `link_probability` of the tracking's links where they carry one (those links
     are then the candidates), else from displacement; division costs from `division_probability` of the
     positions where they carry one, else from geometry. Positions marked `detection_tentative` (weak peaks) are
-    taken only where their links pay for them (`CostSettings.tentative_leave_out`). `image_shape_zyx` (pixels) makes appearing and
-    disappearing cheaper near the image border; without it only the first and last time points are.
+    taken only where their links pay for them (`CostSettings.tentative_leave_out`). `image_shape_zyx` (pixels)
+    makes appearing and disappearing cheaper near the image border; without it only the first and last time points
+    are.
     `temperature` scales the costs of the marginal probabilities (see marginals.py); links and divisions below
     `review_below` are listed for review."""
     settings = settings or CostSettings()

@@ -211,8 +211,8 @@ def load(folder: Path, predict: PredictSection) -> Predictor:
     model, settings = load_model_folder(folder, DetectSettings)
     threshold = predict.peak_threshold or settings.peak_threshold or DEFAULT_PEAK_THRESHOLD
     min_distance = predict.min_distance_um if predict.min_distance_um is not None else settings.min_distance_um
-    tentative = float(threshold) * predict.tentative_peak_fraction if predict.tentative_peak_fraction else None
-    return Detector(model, settings, float(threshold), float(min_distance), folder / MODEL_FILE, tentative)
+    return Detector(model, settings, float(threshold), float(min_distance), folder / MODEL_FILE,
+                    predict.tentative_threshold(float(threshold)))
 
 
 def detect_in_frames(detector: Detector, frames: list[np.ndarray], factor_zyx: np.ndarray) -> np.ndarray:

@@ -167,10 +167,11 @@ class OTPositions:
     threshold: float
     min_distance_um: float | None
     model_file: Path
+    tentative_threshold: float | None = None  # peaks from here up to `threshold` are tentative detections
 
     def fingerprint(self) -> str:
         return fingerprint(file_fingerprint([self.model_file]), self.settings.to_json(), self.threshold,
-                           self.min_distance_um, TILE_YX, BUFFER_ZYX, MID_LAYERS)
+                           self.min_distance_um, TILE_YX, BUFFER_ZYX, MID_LAYERS, self.tentative_threshold)
 
     def frames(self, dataset: Dataset) -> ModelFrames:
         return ot_frames(dataset, self.settings.time_window)
@@ -179,7 +180,8 @@ class OTPositions:
         return dataset.time_points
 
     def predict(self, frames: ModelFrames, tracking: Tracking, time_point: int) -> np.ndarray:
-        return find_positions(self.model, frames.reader.frames(time_point, frames.window), self.threshold,
+        return find_positions(self.model, frames.reader.frames(time_point, frames.window),
+                              self.tentative_threshold or self.threshold,
                               self.min_distance_px(frames.voxel_size.x_um))
 
     def min_distance_px(self, x_um: float) -> int:
@@ -188,7 +190,7 @@ class OTPositions:
         return max(1, round(self.min_distance_um / x_um))
 
     def apply(self, tracking: Tracking, time_point: int, rows: list[list[float]]) -> None:
-        add_detections(tracking, time_point, rows)
+        add_detections(tracking, time_point, rows, tentative_below=self.threshold)
 
 
 def load_positions(folder: Path, predict: PredictSection) -> OTPositions:
@@ -205,4 +207,5 @@ def load_positions(folder: Path, predict: PredictSection) -> OTPositions:
     log.info(f"{folder}: an OrganoidTracker positions model, run at the images' own pixel size with peak threshold "
              f"{threshold:g} ({source}) and {distance}; set peak_threshold and min_distance_um in "
              f"{predict.config_file} [predict] to change them")
-    return OTPositions(model, settings, float(threshold), predict.min_distance_um, folder / MODEL_FILE)
+    return OTPositions(model, settings, float(threshold), predict.min_distance_um, folder / MODEL_FILE,
+                       predict.tentative_threshold(float(threshold)))
