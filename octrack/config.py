@@ -313,10 +313,11 @@ KEYS: dict[str, Key] = {key.name: key for key in [
         "(OrganoidTracker's) where the voxel size is known, else ctc_radius_px."),
     Key("ctc_radius_px", optional(number(minimum=0, maximum=_MAX_UM)), None, _PREDICT,
         "The same radius in pixels, for images without a voxel size; empty = 10 (with a warning)."),
-    Key("tentative_peak_fraction", number(minimum=0, below=1), 0.0, _PREDICT,
+    Key("tentative_peak_fraction", number(minimum=0, below=1), 0.9, _PREDICT,
         "Detection: peaks from this fraction of the peak threshold up to it are kept as tentative detections "
         "(`detection_tentative` in positions.aut and .csv, not counted as detections): the tracker takes one "
-        "only where its links and division pay for it, such as a newborn daughter's weak peak; 0 = none."),
+        "only where its links and division pay for it, such as a newborn daughter's weak peak; 0 = none. 0.9 "
+        "found more divisions on breast cancer and synthetic 3D data (docs/benchmarks.md, session 23)."),
     Key("min_marginal_probability", number(minimum=0, below=1), 0.99, _PREDICT,
         "Links with a lower marginal probability are left out of tracks_filtered.aut and .csv, and they and "
         "divisions below it are listed in review.csv (OrganoidTracker's default: 0.99)."),

@@ -150,6 +150,7 @@ def test_tentative_peaks_are_kept_marked_and_count_as_detections_only_where_a_tr
                                     str(folder / "positions.csv"), "--json"))
         return scores["true_positives"] + scores["false_positives"]
 
+    set_keys(Path(ini), "predict", tentative_peak_fraction=0)
     octrack(capsys, "predict", "--config", ini)
     plain = load_tracking(folder / "positions.csv")
     detections = predicted_count()

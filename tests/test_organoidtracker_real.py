@@ -49,7 +49,8 @@ def fixture_ini(tmp_path: Path, **predict: object) -> Path:
     set_keys(ini, "predict", images_container_1=data / "movie" / "images", images_pattern_1="nuclei_t{time:03}.tif",
              pixel_size_x_um_1=0.32, pixel_size_y_um_1=0.32, pixel_size_z_um_1=2.0, time_point_duration_m_1=12.0,
              detect_model_folder=data / "models" / "positions", divide_model_folder=data / "models" / "division",
-             link_model_folder=data / "models" / "link", peak_threshold=0.05, **predict)
+             link_model_folder=data / "models" / "link", peak_threshold=0.05, tentative_peak_fraction=0,
+             **predict)  # OrganoidTracker's positions: none below the threshold
     return ini
 
 
