@@ -276,6 +276,9 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("peak_threshold", optional(number(above=0, below=1)), None, _DECODING,
         "Detection: lowest peak height that counts as a nucleus; empty = the value that gave the best F1 "
         "on the validation data, stored in the model folder (OrganoidTracker's positions models: 0.1)."),
+    Key("division_patch_share", number(minimum=0, maximum=1), 0.0, _DETECT,
+        "Detection training: share of patches centred near a newborn daughter (a nucleus in the time point "
+        "after its mother divided), whose weak peaks detection misses most; 0 = as often as any nucleus."),
     Key("match_distance_um", number(above=0, maximum=_MAX_UM), 5.0, _DETECT,
         "Largest distance (µm) at which a detection matches an annotated nucleus when scoring.",
         from_data="0.4 × the spacing"),
@@ -781,6 +784,7 @@ class DetectSection(TrainSection):
     min_distance_um: float
     peak_threshold: float | None
     match_distance_um: float
+    division_patch_share: float
     # key -> why, for the sizes the ini leaves empty and data_defaults.py chose from the data ("spacing": the measure)
     chosen_from_data: dict[str, str] = derived(lambda config, section: {})
 

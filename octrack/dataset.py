@@ -77,6 +77,15 @@ class Dataset:
         `uncertain_positions`). Empty without a tracking file."""
         return [image for _, image in self._annotations(time_point)[0]]
 
+    def newborn_positions(self, time_point: int) -> list[Position]:
+        """The annotated positions of a time point (image pixels, as `annotated_positions`) that are daughters in
+        their first time point: their predecessor divides."""
+        tracking = self.tracking
+        if tracking is None:
+            return []
+        return [image for position, image in self.annotations_in_image(time_point)
+                if any(len(tracking.future(mother)) == 2 for mother in tracking.past(position))]
+
     def uncertain_positions(self, time_point: int) -> list[Position]:
         """The uncertain annotations of a time point inside the image, in image pixels: training neither asks
         for a detection there nor against one."""

@@ -151,3 +151,17 @@ def test_the_detection_crop_is_the_whole_image_where_the_annotations_cover_it(tm
     with h5py.File(tmp_path / "cache.h5", "w") as cache:
         entry.build(cache.create_group("entry"))
         assert cache["entry/image"].shape[:3] == expected_shape
+
+
+def test_newborn_positions_are_the_daughters_in_their_first_time_point(tmp_path: Path) -> None:
+    mother, first, second, later = (Position(4, 4, 1, 0), Position(2, 4, 1, 1), Position(6, 4, 1, 1),
+                                    Position(2, 5, 1, 2))
+    walker = [Position(8, 1, 1, t) for t in range(3)]
+    tracking = Tracking()
+    for position in (mother, first, second, later, *walker):
+        tracking.add_position(position)
+    for a, b in ((mother, first), (mother, second), (first, later), (walker[0], walker[1]), (walker[1], walker[2])):
+        tracking.add_link(a, b)
+    dataset = _dataset(tmp_path, [0, 1, 2], shape=(6, 8, 10), tracking=tracking)
+    assert dataset.newborn_positions(0) == [] and dataset.newborn_positions(2) == []
+    assert set(dataset.newborn_positions(1)) == {first, second}

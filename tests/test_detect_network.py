@@ -168,7 +168,7 @@ def test_training_patches_stay_exactly_zero_beyond_the_image_edge_whatever_the_i
     image ends, and with it whether a nucleus cut by the edge is mostly in the image or mostly outside."""
     image = np.full((4, 24, 24, 1), 0.2, dtype=np.float16)
     crop = Crop(np.ascontiguousarray(image.transpose(1, 2, 0, 3)), np.array([[2.0, 1.0, 1.0]]), np.zeros((0, 3)),
-                np.zeros(3, int), np.array([4, 24, 24]), np.array([1.0, 2.0, 2.0], np.float32),
+                np.zeros((0, 3)), np.zeros(3, int), np.array([4, 24, 24]), np.array([1.0, 2.0, 2.0], np.float32),
                 np.array([2.0, 0.5, 0.5]), "train", "corner", np.array([4, 24, 24]))
     strong = AugmentSettings(flip=False, rotate=False, scale=(1, 1), brightness=0.3, gaussian_noise=0.2)
     patches = TrainingPatches([crop], (4, 16, 16), batch_size=8, seed=1, first_step=0, augment=strong, workers=1)
@@ -255,3 +255,22 @@ def test_the_network_sees_zeros_for_the_margin_beyond_the_image_edges():
     assert len(seen) == 1 and seen[0].shape == (1, 56, 56)
     np.testing.assert_array_equal(seen[0][0, 8:48, 5:45], 1)
     assert seen[0].sum() == 40 * 40
+
+
+def test_patches_are_drawn_near_newborn_daughters_as_often_as_asked():
+    """`division_patch_share`: the newborn daughters, rare among the nuclei, are where detection misses most."""
+    from octrack.networks.detect_training import _patch_centre
+
+    image = np.zeros((1, 200, 200, 1), dtype=np.float16)
+    nuclei = np.array([[0.0, 20.0, 20.0 + 8 * i] for i in range(20)] + [[0.0, 180.0, 180.0]])
+    crop = Crop(np.ascontiguousarray(image.transpose(1, 2, 0, 3)), nuclei, np.zeros((0, 3)), nuclei[-1:],
+                np.zeros(3, int), np.array([1, 200, 200]), np.array([1.0, 2.0, 2.0], np.float32),
+                np.array([1.0, 1.0, 1.0]), "train", "crop", np.array([1, 200, 200]))
+    rng = np.random.default_rng(0)
+
+    def near_newborn(share: float) -> float:
+        centres = np.array([_patch_centre(crop, (1, 16, 16), rng, share) for _ in range(2000)])
+        return float(np.mean(np.all(np.abs(centres[:, 1:] - 180) <= 4, axis=1)))
+
+    assert near_newborn(0.0) < 0.06  # one nucleus of 21, 70 % of patches near a nucleus
+    assert 0.25 < near_newborn(0.3) < 0.36

@@ -105,19 +105,20 @@ def cache_entries(dataset: Dataset, split: dict[int, str], crops: DetectionCrops
     for time_point in dataset.annotated_time_points():
         positions = dataset.annotated_positions(time_point)
         uncertain = dataset.uncertain_positions(time_point)
+        newborn = dataset.newborn_positions(time_point)
         frames = dataset.window_time_points(time_point, crops.time_window)
         sources = file_fingerprint(dataset.images.source_files(frames))
         entries.append(CacheEntry(
             name=f"dataset_{dataset.config.number}/t{time_point:05d}",
             fingerprint=fingerprint(NAME, sources, frames, dataset.how_read(), voxel, sorted(positions),
-                                    sorted(uncertain), crops, dataset.annotations_cover_image),
-            build=_builder(dataset, time_point, positions, uncertain, crops, reader),
+                                    sorted(uncertain), sorted(newborn), crops, dataset.annotations_cover_image),
+            build=_builder(dataset, time_point, positions, uncertain, newborn, crops, reader),
             attributes={"split": split[time_point]}))
     return entries
 
 
 def _builder(dataset: Dataset, time_point: int, positions: list[Position], uncertain: list[Position],
-             crops: DetectionCrops, reader: FrameReader):
+             newborn: list[Position], crops: DetectionCrops, reader: FrameReader):
     def build(group: h5py.Group) -> None:
         shape = dataset.images.shape_zyx
         box = (tuple(slice(0, size) for size in shape) if dataset.annotations_cover_image
@@ -126,7 +127,7 @@ def _builder(dataset: Dataset, time_point: int, positions: list[Position], uncer
         offset = np.array([part.start for part in box], dtype=np.float32)
         write_array(group, "image", np.clip(crop, -FLOAT16_LIMIT, FLOAT16_LIMIT).astype(np.float16),
                     chunks=_chunks(crop.shape))
-        for name, points in (("positions_zyx", positions), ("uncertain_zyx", uncertain)):
+        for name, points in (("positions_zyx", positions), ("uncertain_zyx", uncertain), ("newborn_zyx", newborn)):
             zyx = np.array([(p.z, p.y, p.x) for p in points], dtype=np.float32).reshape(-1, 3) - offset
             write_array(group, name, zyx, chunks=None)
         voxel = dataset.voxel_size

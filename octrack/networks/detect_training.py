@@ -47,6 +47,7 @@ class Crop:
     columns: np.ndarray
     positions_zyx: np.ndarray
     uncertain_zyx: np.ndarray  # uncertain annotations: the loss ignores the output around them
+    newborn_zyx: np.ndarray  # the positions that are daughters in their first time point
     annotated_low: np.ndarray
     annotated_high: np.ndarray
     sigma_px: np.ndarray
@@ -83,13 +84,14 @@ def _crop(group: h5py.Group, name: str, target_sigma_um: float, band_zyx_px: tup
     voxel = np.asarray(group.attrs["voxel_size_zyx_um"], dtype=np.float64)
     positions = group["positions_zyx"][()].reshape(-1, 3)
     uncertain = group["uncertain_zyx"][()].reshape(-1, 3)
+    newborn = group["newborn_zyx"][()].reshape(-1, 3) if "newborn_zyx" in group else np.zeros((0, 3), np.float32)
     sigma = np.float32(target_sigma_um) / voxel.astype(np.float32)
     band = np.ceil(2 * sigma).astype(int) if band_zyx_px is None else np.asarray(band_zyx_px)
     image = group["image"][()]
     low, high = annotated_box(np.asarray(group.attrs["offset_zyx"]), np.asarray(image.shape[:3]),
                               np.asarray(group.attrs["frame_shape_zyx"]), band)
     columns = np.ascontiguousarray(image.transpose(1, 2, 0, 3))
-    return Crop(columns, positions, uncertain, low, high, sigma, voxel, str(group.attrs["split"]), name,
+    return Crop(columns, positions, uncertain, newborn, low, high, sigma, voxel, str(group.attrs["split"]), name,
                 np.asarray(group.attrs["frame_shape_zyx"]))
 
 
@@ -104,13 +106,15 @@ def annotated_box(offset: np.ndarray, crop_shape: np.ndarray, frame_shape: np.nd
 
 class TrainingPatches(SeededBatches):
     """An endless stream of augmented patches, drawn across all crops in proportion to their volume, with the
-    targets that `render` (points, patch shape, sigma in pixels → target) draws."""
+    targets that `render` (points, patch shape, sigma in pixels → target) draws; `division_share` of them
+    centred near a newborn daughter where the crop has one (see `_patch_centre`)."""
 
     def __init__(self, crops: list[Crop], patch_zyx: tuple[int, int, int], batch_size: int, seed: int,
                  first_step: int, augment: AugmentSettings, workers: int = DATA_WORKERS,
-                 render: Callable[..., np.ndarray] = render_target):
+                 render: Callable[..., np.ndarray] = render_target, division_share: float = 0.0):
         super().__init__(seed, first_step, workers)
         self.crops, self.patch_zyx, self.batch_size, self.augment = crops, patch_zyx, batch_size, augment
+        self.division_share = division_share
         self.render = render
         volumes = np.array([np.prod(crop.image.shape[:3]) for crop in crops], dtype=np.float64)
         self.crop_weights = volumes / volumes.sum()
@@ -121,7 +125,7 @@ class TrainingPatches(SeededBatches):
 
     def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         crop = self.crops[rng.choice(len(self.crops), p=self.crop_weights)]
-        centre = _patch_centre(crop, self.patch_zyx, rng)
+        centre = _patch_centre(crop, self.patch_zyx, rng, self.division_share)
         geometry = sample_geometry(rng, self.augment)
         extent = geometry.source_extent(self.patch_zyx)
         region, offset = _cut(crop, centre, extent)
@@ -179,10 +183,15 @@ def _grid_centres(crop: Crop, patch_zyx: tuple[int, int, int]) -> list[np.ndarra
     return [np.array(point) for point in np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)]
 
 
-def _patch_centre(crop: Crop, patch_zyx: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
-    if len(crop.positions_zyx) and rng.random() < NEAR_NUCLEUS_SHARE:
-        nucleus = crop.positions_zyx[rng.integers(len(crop.positions_zyx))]
-        return nucleus + rng.uniform(-0.25, 0.25, 3) * np.asarray(patch_zyx)
+def _patch_centre(crop: Crop, patch_zyx: tuple[int, int, int], rng: np.random.Generator,
+                  division_share: float = 0.0) -> np.ndarray:
+    """Near a newborn daughter (`division_share` of the time, where the crop has one), near any annotated
+    nucleus, or anywhere in the annotated box."""
+    draw = rng.random()
+    for share, nuclei in ((division_share, crop.newborn_zyx), (NEAR_NUCLEUS_SHARE, crop.positions_zyx)):
+        if draw < share and len(nuclei):
+            nucleus = nuclei[rng.integers(len(nuclei))]
+            return nucleus + rng.uniform(-0.25, 0.25, 3) * np.asarray(patch_zyx)
     return rng.uniform(crop.annotated_low, crop.annotated_high)
 
 
@@ -307,7 +316,8 @@ class DetectTraining:
 
     def training_batches(self, batch_size: int, seed: int, first_step: int) -> TrainingPatches:
         return TrainingPatches(self.training_crops, self.patch_zyx, batch_size, seed, first_step,
-                               self.section.augment, render=self.render)
+                               self.section.augment, render=self.render,
+                               division_share=self.section.division_patch_share)
 
     def validation_batches(self, batch_size: int) -> ValidationPatches:
         return ValidationPatches(self.validation_crops, self.patch_zyx, batch_size, render=self.render)
