@@ -84,7 +84,7 @@ def _crop(group: h5py.Group, name: str, target_sigma_um: float, band_zyx_px: tup
     voxel = np.asarray(group.attrs["voxel_size_zyx_um"], dtype=np.float64)
     positions = group["positions_zyx"][()].reshape(-1, 3)
     uncertain = group["uncertain_zyx"][()].reshape(-1, 3)
-    newborn = group["newborn_zyx"][()].reshape(-1, 3) if "newborn_zyx" in group else np.zeros((0, 3), np.float32)
+    newborn = group["newborn_zyx"][()].reshape(-1, 3)
     sigma = np.float32(target_sigma_um) / voxel.astype(np.float32)
     band = np.ceil(2 * sigma).astype(int) if band_zyx_px is None else np.asarray(band_zyx_px)
     image = group["image"][()]
