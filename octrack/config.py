@@ -276,9 +276,10 @@ KEYS: dict[str, Key] = {key.name: key for key in [
     Key("peak_threshold", optional(number(above=0, below=1)), None, _DECODING,
         "Detection: lowest peak height that counts as a nucleus; empty = the value that gave the best F1 "
         "on the validation data, stored in the model folder (OrganoidTracker's positions models: 0.1)."),
-    Key("division_patch_share", number(minimum=0, maximum=1), 0.0, _DETECT,
+    Key("division_patch_share", number(minimum=0, maximum=1), 0.15, _DETECT,
         "Detection training: share of patches centred near a newborn daughter (a nucleus in the time point "
-        "after its mother divided), whose weak peaks detection misses most; 0 = as often as any nucleus."),
+        "after its mother divided), whose weak peaks detection misses most; 0 = as often as any nucleus. 0.15 "
+        "found more divisions on breast cancer and synthetic 3D data (docs/benchmarks.md, session 23)."),
     Key("match_distance_um", number(above=0, maximum=_MAX_UM), 5.0, _DETECT,
         "Largest distance (µm) at which a detection matches an annotated nucleus when scoring.",
         from_data="0.4 × the spacing"),
