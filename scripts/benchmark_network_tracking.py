@@ -15,7 +15,11 @@ share of links at or above 0.99 that are wrong (issue 13's targets: >= 80% caugh
 
     python scripts/benchmark_network_tracking.py --positions PREDICTIONS/positions.aut \
         --ground-truth ../shared/data/breast-cancer-2d/01_GT/TRA --max-distance-px 8 --time-points 9:11 \
-        --image-shape 1 724 1024 [--variants default,division-weight-2] [--reliability]
+        --image-shape 1 724 1024 [--variants default,division-weight-2] [--reliability] [--error-kinds]
+
+--error-kinds tells the wrong links whose end is a detection without annotation (a nucleus that the ground truth
+leaves out, one cut by the image's edge, or a false detection: the link's marginal cannot see these) from the
+linking mistakes between annotated nuclei, and what flagging catches of the latter.
 """
 
 from __future__ import annotations
@@ -36,12 +40,14 @@ from octrack.linking import DEFAULT_TEMPERATURE, MARGINAL_PROBABILITY, CostSetti
 from octrack.linking.costs import ADD  # noqa: E402
 from octrack.tracking.model import TENTATIVE  # noqa: E402
 from octrack.linking import link_tracks  # noqa: E402
-from octrack.scoring import (error_calibration, format_error_calibration, score_detections,  # noqa: E402
+from octrack.scoring import (DetectionScores, TrackingErrors, error_calibration,  # noqa: E402
+                             format_error_calibration, score_detections,
                              score_tracking, tracking_errors)
 from octrack.stages.calibrate import fitted_temperature, labelled_links  # noqa: E402
-from octrack.tracking import Tracking, VoxelSize, load_tracking  # noqa: E402
+from octrack.tracking import Position, Tracking, VoxelSize, load_tracking  # noqa: E402
 
 THRESHOLD = 0.99
+EDGE_PX = 10.0  # a nucleus centred this close to the image's edge is cut by it (breast cancer: 15-25 px across)
 DIVISION_PROBABILITY = "division_probability"
 DETECTION_PEAK = "detection_peak"
 
@@ -184,14 +190,50 @@ def division_report(positions: Tracking, truth: Tracking, time_points: list[int]
     return "\n".join(lines)
 
 
+def edge_distance_px(position: Position, image_shape_zyx: tuple[int, int, int]) -> float:
+    """Pixels from the position to the nearest side of the image (z counted only where the image has depth)."""
+    axes = [(position.y, image_shape_zyx[1]), (position.x, image_shape_zyx[2])]
+    if image_shape_zyx[0] > 1:
+        axes.append((position.z, image_shape_zyx[0]))
+    return min(min(value, size - 1 - value) for value, size in axes)
+
+
+def error_kinds(tracking: Tracking, errors: TrackingErrors, detection: DetectionScores,
+                image_shape_zyx: tuple[int, int, int] | None, edge_px: float = EDGE_PX) -> str:
+    """The wrong links by kind: with an end at a detection that matches no annotation (near the image's edge or
+    not), or between two annotated nuclei; and what flagging below 0.99 catches of the latter, the mistakes that
+    the tracker's marginals can see."""
+    matched = detection.matching.predicted_to_true()
+    scored = [(link, False) for link in errors.found_links] + [(link, True) for link in errors.false_links]
+    marginal = np.array([tracking.link_data(*link).get(MARGINAL_PROBABILITY, 1.0) for link, _ in scored])
+    wrong = np.array([is_wrong for _, is_wrong in scored], dtype=bool)
+    unmatched_end = np.array([a not in matched or b not in matched for (a, b), _ in scored], dtype=bool)
+    near_edge = np.array([image_shape_zyx is not None and min(edge_distance_px(a, image_shape_zyx),
+                                                                edge_distance_px(b, image_shape_zyx)) < edge_px
+                          for (a, b), _ in scored], dtype=bool)
+    annotated = ~unmatched_end
+    flagged = marginal < THRESHOLD
+    mistakes = int(np.sum(wrong & annotated))
+    caught = int(np.sum(flagged & wrong & annotated))
+    flagged_share = float(np.mean(flagged[annotated])) if annotated.any() else 0.0
+    without_annotation = int(np.sum(wrong & unmatched_end))
+    at_edge = int(np.sum(wrong & unmatched_end & near_edge))
+    return (f"    wrong links {int(wrong.sum())} of {len(scored)}: {without_annotation} with an end at a detection "
+            f"that matches no annotation ({at_edge} of them within {edge_px:g} px of the image's edge), {mistakes} between "
+            f"annotated nuclei; of these, flagging below {THRESHOLD} catches {caught} ({caught / max(1, mistakes):.2f})"
+            f" flagging {flagged_share:.3f} of the links between annotated nuclei")
+
+
 def run_variant(name: str, variant: Variant, positions: Tracking, truth: Tracking, time_points: list[int],
-                distance: dict[str, float], image_shape_zyx: tuple[int, int, int] | None, reliability: bool) -> dict:
+                distance: dict[str, float], image_shape_zyx: tuple[int, int, int] | None, reliability: bool,
+                kinds: bool = False) -> dict:
     started = time.perf_counter()
     result = link(without(positions, variant.links, variant.divisions), variant.settings, image_shape_zyx)
     detection = score_detections(truth, result.tracking, time_points=time_points, **distance)
     scores = score_tracking(truth, result.tracking, detection)
     calibrated, temperatures = cross_fitted(result, truth, time_points, distance)
-    calibration = error_calibration(calibrated, tracking_errors(truth, calibrated, detection))
+    errors = tracking_errors(truth, calibrated, detection)
+    calibration = error_calibration(calibrated, errors)
     at = next(point for point in calibration.review_curve if point.threshold == THRESHOLD)
     divisions, exact, links = scores.divisions, scores.divisions_exact, scores.links
     row = {"variant": name, "divisions_made": divisions.predicted_count, "division_f1": divisions.f1,
@@ -209,6 +251,8 @@ def run_variant(name: str, variant: Variant, positions: Tracking, truth: Trackin
           f"(of {calibration.wrong} wrong) wrong>=0.99 {at.wrong_unflagged:.4f}  {row['seconds']:.0f} s", flush=True)
     if reliability:
         print(format_error_calibration(calibration))
+    if kinds:
+        print(error_kinds(calibrated, errors, detection, image_shape_zyx))
     return row
 
 
@@ -227,6 +271,10 @@ def main(variants: dict[str, Variant] = VARIANTS,
     parser.add_argument("--division-report", action="store_true",
                         help="print, per true division, whether its mother and daughters are among the positions "
                              "and the mother's division probability")
+    parser.add_argument("--error-kinds", action="store_true",
+                        help="print each variant's wrong links by kind (an end at a detection that matches no "
+                             "annotation, near the image's edge or not; between annotated nuclei) and what flagging "
+                             "catches of the latter")
     parser.add_argument("--min-detection-peak", type=float,
                         help="leave out the positions whose detection_peak is below this before tracking")
     parser.add_argument("--tentative-below", type=float,
@@ -252,7 +300,8 @@ def main(variants: dict[str, Variant] = VARIANTS,
         print(division_report(positions, truth, time_points, distance))
     names = arguments.variants.split(",") if arguments.variants else list(variants)
     shape = tuple(arguments.image_shape) if arguments.image_shape else None
-    return [run_variant(name, variants[name], positions, truth, time_points, distance, shape, arguments.reliability)
+    return [run_variant(name, variants[name], positions, truth, time_points, distance, shape, arguments.reliability,
+                        arguments.error_kinds)
             for name in names]
 
 

@@ -154,3 +154,27 @@ def test_a_tentative_detection_is_taken_only_where_the_lineage_needs_it() -> Non
     costs = compute_costs(graph, CostSettings(), MotionModel(1.0), link_probability=None, division_probability=None,
                           image_box_um=None, tentative=tentative)
     assert costs.leave_out[tentative] == [0.0] and np.all(costs.leave_out[~tentative] == CostSettings().leave_out)
+
+
+def test_the_benchmark_tells_wrong_links_at_unannotated_detections_from_linking_mistakes() -> None:
+    from octrack.linking import MARGINAL_PROBABILITY
+    from octrack.scoring import score_detections, tracking_errors
+
+    script = _network_tracking_script()
+    truth = Tracking(VoxelSize(1, 1, 1))
+    a0, b0 = truth.add_position(Position(50, 50, 0, 0)), truth.add_position(Position(80, 50, 0, 0))
+    a1, b1 = truth.add_position(Position(52, 50, 0, 1)), truth.add_position(Position(82, 50, 0, 1))
+    newcomer = truth.add_position(Position(82, 80, 0, 1))  # appears at time point 1
+    truth.add_link(a0, a1)
+    truth.add_link(b0, b1)
+    predicted = Tracking(VoxelSize(1, 1, 1))
+    same = {true: predicted.add_position(Position(true.x, true.y, 0, true.t)) for true in truth.positions()}
+    edge_0, edge_1 = predicted.add_position(Position(3, 60, 0, 0)), predicted.add_position(Position(4, 60, 0, 1))
+    for source, target, marginal in ((same[a0], same[a1], 1.0),  # right
+                                     (same[b0], same[newcomer], 0.5),  # a linking mistake, flagged
+                                     (edge_0, edge_1, 1.0)):  # a track of a nucleus without annotation
+        predicted.add_link(source, target, **{MARGINAL_PROBABILITY: marginal})
+    detection = score_detections(truth, predicted, max_distance_px=5)
+    text = script.error_kinds(predicted, tracking_errors(truth, predicted, detection), detection, (1, 100, 100))
+    assert "wrong links 2 of 3: 1 with an end at a detection that matches no annotation (1 of them within 10 px" in text
+    assert "1 between annotated nuclei; of these, flagging below 0.99 catches 1 (1.00)" in text
