@@ -218,10 +218,11 @@ def error_kinds(tracking: Tracking, errors: TrackingErrors, detection: Detection
     flagged_share = float(np.mean(flagged[annotated])) if annotated.any() else 0.0
     without_annotation = int(np.sum(wrong & unmatched_end))
     at_edge = int(np.sum(wrong & unmatched_end & near_edge))
+    share = caught / max(1, mistakes)
     return (f"    wrong links {int(wrong.sum())} of {len(scored)}: {without_annotation} with an end at a detection "
-            f"that matches no annotation ({at_edge} of them within {edge_px:g} px of the image's edge), {mistakes} between "
-            f"annotated nuclei; of these, flagging below {THRESHOLD} catches {caught} ({caught / max(1, mistakes):.2f})"
-            f" flagging {flagged_share:.3f} of the links between annotated nuclei")
+            f"that matches no annotation ({at_edge} of them within {edge_px:g} px of the image's edge), "
+            f"{mistakes} between annotated nuclei; of these, flagging below {THRESHOLD} catches {caught} "
+            f"({share:.2f}) flagging {flagged_share:.3f} of the links between annotated nuclei")
 
 
 def run_variant(name: str, variant: Variant, positions: Tracking, truth: Tracking, time_points: list[int],
