@@ -19,7 +19,8 @@ share of links at or above 0.99 that are wrong (issue 13's targets: >= 80% caugh
 
 --error-kinds tells the wrong links whose end is a detection without annotation (a nucleus that the ground truth
 leaves out, one cut by the image's edge, or a false detection: the link's marginal cannot see these) from the
-linking mistakes between annotated nuclei, and what flagging catches of the latter.
+linking mistakes between annotated nuclei, and what flagging catches of the latter; --fit-between-annotated fits
+the temperature on those links only (where the ground truth leaves nuclei out).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from octrack.linking import link_tracks  # noqa: E402
 from octrack.scoring import (DetectionScores, TrackingErrors, error_calibration,  # noqa: E402
                              format_error_calibration, score_detections,
                              score_tracking, tracking_errors)
-from octrack.stages.calibrate import fitted_temperature, labelled_links  # noqa: E402
+from octrack.stages.calibrate import LabelledLinks, fitted_temperature, labelled_links  # noqa: E402
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking  # noqa: E402
 
 THRESHOLD = 0.99
@@ -129,15 +130,34 @@ def halves(time_points: list[int]) -> tuple[list[int], list[int]]:
     return time_points[:middle + 1], time_points[middle:]
 
 
-def cross_fitted(result: LinkingResult, truth: Tracking, time_points: list[int], distance: dict[str, float]
-                 ) -> tuple[Tracking, tuple[float, float]]:
+def all_scored(result: LinkingResult, truth: Tracking, time_points: list[int], distance: dict[str, float]
+               ) -> LabelledLinks:
+    """The chosen links that the ground truth scores (`octrack calibrate`'s fit)."""
+    return labelled_links(result, truth, time_points, **distance)
+
+
+def between_annotated(result: LinkingResult, truth: Tracking, time_points: list[int], distance: dict[str, float]
+                      ) -> LabelledLinks:
+    """The scored chosen links (`labelled_links`) whose two ends match an annotation: the mistakes of linking,
+    without the links of detections that the ground truth leaves out."""
+    labelled = labelled_links(result, truth, time_points, **distance)
+    matched = score_detections(truth, result.tracking, time_points=time_points,
+                               **distance).matching.predicted_to_true()
+    both = np.array([a in matched and b in matched for a, b in result.problem.chosen_links()], dtype=bool)
+    return LabelledLinks(labelled.scored & both, labelled.correct[both[labelled.scored]])
+
+
+def cross_fitted(result: LinkingResult, truth: Tracking, time_points: list[int], distance: dict[str, float],
+                 annotated_only: bool = False) -> tuple[Tracking, tuple[float, float]]:
     """The result's tracking with each link's marginal probability at the temperature fitted on the other half
-    of the time points (the link's half: that of its source), and the two temperatures."""
+    of the time points (the link's half: that of its source), and the two temperatures; fitted on the links
+    between annotated nuclei only where `annotated_only`."""
     first, second = halves(time_points)
     temperatures = []
+    labelling = between_annotated if annotated_only else all_scored
     for fit_on in (second, first):
         try:
-            temperatures.append(fitted_temperature(result, labelled_links(result, truth, fit_on, **distance)))
+            temperatures.append(fitted_temperature(result, labelling(result, truth, fit_on, distance)))
         except UserError:
             temperatures.append(DEFAULT_TEMPERATURE)
     tracking = result.tracking  # (changed in place: scored already)
@@ -227,12 +247,12 @@ def error_kinds(tracking: Tracking, errors: TrackingErrors, detection: Detection
 
 def run_variant(name: str, variant: Variant, positions: Tracking, truth: Tracking, time_points: list[int],
                 distance: dict[str, float], image_shape_zyx: tuple[int, int, int] | None, reliability: bool,
-                kinds: bool = False) -> dict:
+                kinds: bool = False, fit_between_annotated: bool = False) -> dict:
     started = time.perf_counter()
     result = link(without(positions, variant.links, variant.divisions), variant.settings, image_shape_zyx)
     detection = score_detections(truth, result.tracking, time_points=time_points, **distance)
     scores = score_tracking(truth, result.tracking, detection)
-    calibrated, temperatures = cross_fitted(result, truth, time_points, distance)
+    calibrated, temperatures = cross_fitted(result, truth, time_points, distance, fit_between_annotated)
     errors = tracking_errors(truth, calibrated, detection)
     calibration = error_calibration(calibrated, errors)
     at = next(point for point in calibration.review_curve if point.threshold == THRESHOLD)
@@ -276,6 +296,9 @@ def main(variants: dict[str, Variant] = VARIANTS,
                         help="print each variant's wrong links by kind (an end at a detection that matches no "
                              "annotation, near the image's edge or not; between annotated nuclei) and what flagging "
                              "catches of the latter")
+    parser.add_argument("--fit-between-annotated", action="store_true",
+                        help="fit the temperature on the links whose two ends match an annotation (not on all "
+                             "scored links): the linking mistakes, where the ground truth leaves nuclei out")
     parser.add_argument("--min-detection-peak", type=float,
                         help="leave out the positions whose detection_peak is below this before tracking")
     parser.add_argument("--tentative-below", type=float,
@@ -302,7 +325,7 @@ def main(variants: dict[str, Variant] = VARIANTS,
     names = arguments.variants.split(",") if arguments.variants else list(variants)
     shape = tuple(arguments.image_shape) if arguments.image_shape else None
     return [run_variant(name, variants[name], positions, truth, time_points, distance, shape, arguments.reliability,
-                        arguments.error_kinds)
+                        arguments.error_kinds, arguments.fit_between_annotated)
             for name in names]
 
 
