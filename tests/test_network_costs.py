@@ -176,7 +176,7 @@ def test_the_benchmark_tells_wrong_links_at_unannotated_detections_from_linking_
         predicted.add_link(source, target, **{MARGINAL_PROBABILITY: marginal})
     detection = score_detections(truth, predicted, max_distance_px=5)
     text = script.error_kinds(predicted, tracking_errors(truth, predicted, detection), detection, (1, 100, 100))
-    assert "wrong links 2 of 3: 1 with an end at a detection that matches no annotation (1 of them within 10 px of the image" in text
+    assert "wrong links 2 of 3: 1 with an end at a detection that matches no annotation (1 of them within 10 px" in text
     assert "1 between annotated nuclei; of these, flagging below 0.99 catches 1 (1.00)" in text
 
 
