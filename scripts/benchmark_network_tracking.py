@@ -48,7 +48,7 @@ from octrack.stages.calibrate import LabelledLinks, fitted_temperature, labelled
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking  # noqa: E402
 
 THRESHOLD = 0.99
-EDGE_PX = 10.0  # a nucleus centred this close to the image's edge is cut by it (breast cancer: 15-25 px across)
+EDGE_PX = 10.0  # a nucleus centred this close to the image's side is cut by it (breast cancer: 15-25 px across)
 DIVISION_PROBABILITY = "division_probability"
 DETECTION_PEAK = "detection_peak"
 
