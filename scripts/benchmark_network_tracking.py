@@ -44,7 +44,7 @@ from octrack.linking import link_tracks  # noqa: E402
 from octrack.scoring import (DetectionScores, TrackingErrors, error_calibration,  # noqa: E402
                              format_error_calibration, score_detections,
                              score_tracking, tracking_errors)
-from octrack.stages.calibrate import LabelledLinks, fitted_temperature, labelled_links  # noqa: E402
+from octrack.stages.calibrate import fitted_temperature, labelled_links  # noqa: E402
 from octrack.tracking import Position, Tracking, VoxelSize, load_tracking  # noqa: E402
 
 THRESHOLD = 0.99
@@ -130,23 +130,6 @@ def halves(time_points: list[int]) -> tuple[list[int], list[int]]:
     return time_points[:middle + 1], time_points[middle:]
 
 
-def all_scored(result: LinkingResult, truth: Tracking, time_points: list[int], distance: dict[str, float]
-               ) -> LabelledLinks:
-    """The chosen links that the ground truth scores (`octrack calibrate`'s fit)."""
-    return labelled_links(result, truth, time_points, **distance)
-
-
-def between_annotated(result: LinkingResult, truth: Tracking, time_points: list[int], distance: dict[str, float]
-                      ) -> LabelledLinks:
-    """The scored chosen links (`labelled_links`) whose two ends match an annotation: the mistakes of linking,
-    without the links of detections that the ground truth leaves out."""
-    labelled = labelled_links(result, truth, time_points, **distance)
-    matched = score_detections(truth, result.tracking, time_points=time_points,
-                               **distance).matching.predicted_to_true()
-    both = np.array([a in matched and b in matched for a, b in result.problem.chosen_links()], dtype=bool)
-    return LabelledLinks(labelled.scored & both, labelled.correct[both[labelled.scored]])
-
-
 def cross_fitted(result: LinkingResult, truth: Tracking, time_points: list[int], distance: dict[str, float],
                  annotated_only: bool = False) -> tuple[Tracking, tuple[float, float]]:
     """The result's tracking with each link's marginal probability at the temperature fitted on the other half
@@ -154,10 +137,10 @@ def cross_fitted(result: LinkingResult, truth: Tracking, time_points: list[int],
     between annotated nuclei only where `annotated_only`."""
     first, second = halves(time_points)
     temperatures = []
-    labelling = between_annotated if annotated_only else all_scored
     for fit_on in (second, first):
         try:
-            temperatures.append(fitted_temperature(result, labelling(result, truth, fit_on, distance)))
+            labelled = labelled_links(result, truth, fit_on, between_annotated=annotated_only, **distance)
+            temperatures.append(fitted_temperature(result, labelled))
         except UserError:
             temperatures.append(DEFAULT_TEMPERATURE)
     tracking = result.tracking  # (changed in place: scored already)

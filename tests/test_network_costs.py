@@ -180,8 +180,9 @@ def test_the_benchmark_tells_wrong_links_at_unannotated_detections_from_linking_
     assert "1 between annotated nuclei; of these, flagging below 0.99 catches 1 (1.00)" in text
 
 
-def test_the_benchmark_can_fit_the_temperature_on_links_between_annotated_nuclei_only() -> None:
-    script = _network_tracking_script()
+def test_calibration_can_label_only_the_links_between_annotated_nuclei() -> None:
+    from octrack.stages.calibrate import labelled_links
+
     truth = Tracking(VoxelSize(1, 1, 1))
     for x in (20.0, 60.0):
         track = [truth.add_position(Position(x + t, 50, 0, t)) for t in range(3)]
@@ -189,7 +190,7 @@ def test_the_benchmark_can_fit_the_temperature_on_links_between_annotated_nuclei
             truth.add_link(a, b)
     positions = from_positions(list(truth.positions()) + [Position(90 + t, 50, 0, t) for t in range(3)])
     result = link_tracks(positions)
-    every = script.all_scored(result, truth, [0, 1, 2], {"max_distance_px": 5})
-    annotated = script.between_annotated(result, truth, [0, 1, 2], {"max_distance_px": 5})
+    every = labelled_links(result, truth, [0, 1, 2], max_distance_px=5)
+    annotated = labelled_links(result, truth, [0, 1, 2], max_distance_px=5, between_annotated=True)
     assert every.scored.sum() == 6 and every.correct.sum() == 4  # the unannotated track's 2 links count as wrong
     assert annotated.scored.sum() == 4 and annotated.correct.all()

@@ -36,13 +36,18 @@ class LabelledLinks:
 
 
 def labelled_links(result: LinkingResult, ground_truth: Tracking, time_points: list[int], *,
-                   max_distance_um: float | None = None, max_distance_px: float | None = None) -> LabelledLinks:
-    """Which chosen links of `result` lie in `time_points` (both ends matched or not, as scoring counts them)
-    and which of those are right."""
+                   max_distance_um: float | None = None, max_distance_px: float | None = None,
+                   between_annotated: bool = False) -> LabelledLinks:
+    """Which chosen links of `result` lie in `time_points` (both ends matched or not, as scoring counts them;
+    only those whose two ends match an annotation where `between_annotated`: the mistakes of linking, without
+    the links of detections that the ground truth leaves out) and which of those are right."""
     detection = score_detections(ground_truth, result.tracking, max_distance_um=max_distance_um,
                                  max_distance_px=max_distance_px, time_points=time_points)
     errors = tracking_errors(ground_truth, result.tracking, detection)
     found, false = set(errors.found_links), set(errors.false_links)
+    if between_annotated:
+        matched = detection.matching.predicted_to_true()
+        false = {(a, b) for a, b in false if a in matched and b in matched}
     chosen = result.problem.chosen_links()
     scored = np.array([link in found or link in false for link in chosen], dtype=bool)
     correct = np.array([link in found for link, counted in zip(chosen, scored) if counted], dtype=bool)
